@@ -1,0 +1,1 @@
+//! Train, evaluate and score CORnet models.
