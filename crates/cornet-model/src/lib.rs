@@ -1,1 +1,23 @@
-//! The CORnet networks.
+//! The CORnet networks (Kubilius, Schrimpf et al., NeurIPS 2019) on Candle.
+//!
+//! Parameters carry the PyTorch state-dict names, so the published weights load by name;
+//! every module call can be tapped by (module, call index), which for an area's `output` is
+//! the time step.
+
+pub mod arch;
+pub mod error;
+mod layers;
+mod model;
+mod nets;
+pub mod ops;
+mod store;
+pub mod taps;
+pub mod weights;
+
+pub use arch::{Arch, ModelConfig};
+pub use error::{Error, Result};
+pub use layers::Mode;
+pub use model::Model;
+pub use store::{Entry, ParamStore, Role};
+pub use taps::TapFilter;
+pub use weights::StateDict;

@@ -1,0 +1,125 @@
+//! Which CORnet, and the sizes that make one instance of it.
+
+use crate::error::{Error, Result};
+use std::fmt;
+use std::str::FromStr;
+
+/// The four CORnet variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Arch {
+    /// Feedforward: conv, ReLU, max-pool per area.
+    Z,
+    /// Legacy recurrent: at step t an area reads the previous area's output of step t.
+    R,
+    /// Biological recurrent: at step t an area reads the previous area's output of step t - 1.
+    RT,
+    /// Bottleneck blocks with per-step BatchNorm; V2, V4 and IT recur 2, 4 and 2 times.
+    S,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 4] = [Arch::Z, Arch::R, Arch::RT, Arch::S];
+
+    /// The short name used on the command line and in file names (`CORnet-<name>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Z => "Z",
+            Arch::R => "R",
+            Arch::RT => "RT",
+            Arch::S => "S",
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Arch {
+    type Err = Error;
+
+    /// Accepts `Z`, `cornet_z`, `CORnet-Z` and the like, in any case.
+    fn from_str(s: &str) -> Result<Self> {
+        let lower = s.to_ascii_lowercase();
+        let short = lower
+            .strip_prefix("cornet")
+            .map(|rest| rest.trim_start_matches(['-', '_']))
+            .unwrap_or(&lower);
+        match short {
+            "z" => Ok(Arch::Z),
+            "r" => Ok(Arch::R),
+            "rt" => Ok(Arch::RT),
+            "s" => Ok(Arch::S),
+            _ => Err(Error::InvalidConfig(format!(
+                "unknown CORnet model `{s}`: expected one of Z, R, RT, S"
+            ))),
+        }
+    }
+}
+
+/// The areas in processing order; also the state-dict prefixes.
+pub const AREAS: [&str; 4] = ["V1", "V2", "V4", "IT"];
+
+/// Everything that fixes the shapes of a CORnet's parameters and how it unrolls in time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    /// Output channels of V1, V2, V4 and IT.
+    pub widths: [usize; 4],
+    pub num_classes: usize,
+    /// Time steps that R and RT unroll (the original's `--times`, default 5).
+    pub times: usize,
+    /// Recurrent steps of CORnet-S's V2, V4 and IT blocks.
+    pub s_times: [usize; 3],
+}
+
+impl ModelConfig {
+    /// The published, ImageNet-sized model.
+    pub fn full(arch: Arch) -> Self {
+        ModelConfig {
+            arch,
+            widths: [64, 128, 256, 512],
+            num_classes: 1000,
+            times: 5,
+            s_times: [2, 4, 2],
+        }
+    }
+
+    /// Checks what the constructors rely on.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |msg: String| Err(Error::InvalidConfig(msg));
+        if self.widths.contains(&0) {
+            return fail(format!("widths must be positive, got {:?}", self.widths));
+        }
+        if self.num_classes == 0 {
+            return fail("num_classes must be positive".into());
+        }
+        match self.arch {
+            Arch::R | Arch::RT => {
+                if self.times == 0 {
+                    return fail("times must be at least 1".into());
+                }
+                if let Some(w) = self.widths.iter().find(|w| *w % GROUP_NORM_GROUPS != 0) {
+                    return fail(format!(
+                        "CORnet-{} uses GroupNorm with {GROUP_NORM_GROUPS} groups, so every width \
+                         must be a multiple of {GROUP_NORM_GROUPS}; got {w} in {:?}",
+                        self.arch, self.widths
+                    ));
+                }
+            }
+            Arch::S if self.s_times.contains(&0) => {
+                return fail(format!(
+                    "CORnet-S recurrence steps must be positive, got {:?}",
+                    self.s_times
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// CORnet-R and RT normalize with `nn.GroupNorm(32, channels)`.
+pub const GROUP_NORM_GROUPS: usize = 32;

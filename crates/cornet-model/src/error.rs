@@ -1,0 +1,53 @@
+//! The one error type of this crate: every message names the file or state-dict key at fault.
+
+use std::path::PathBuf;
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("{path}: not a checkpoint: {reason}")]
+    NotACheckpoint { path: PathBuf, reason: String },
+
+    #[error("{path}: damaged checkpoint: {reason}")]
+    DamagedCheckpoint { path: PathBuf, reason: String },
+
+    #[error("missing key `{key}` (the model expects shape {expected:?})")]
+    MissingKey { key: String, expected: Vec<usize> },
+
+    #[error(
+        "unexpected key `{key}` with shape {found:?}: the model has no such parameter or buffer"
+    )]
+    UnexpectedKey { key: String, found: Vec<usize> },
+
+    #[error("key `{key}`: the model expects shape {expected:?}, the weights have {found:?}")]
+    ShapeMismatch {
+        key: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+
+    #[error("cannot build the model from these weights: {0}")]
+    Incompatible(String),
+
+    #[error("{0}")]
+    InvalidConfig(String),
+
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

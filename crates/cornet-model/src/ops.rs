@@ -1,0 +1,225 @@
+//! Operations candle lacks, each with its backward where training needs one.
+
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+use std::sync::{Arc, OnceLock};
+
+/// `nn.MaxPool2d(kernel, stride, padding)` with PyTorch's semantics: padding never wins, the
+/// first maximum of a window wins ties, NaN propagates; `ceil_mode=False`.
+///
+/// On the CPU this is one pass that keeps each window's argmax for the backward. Elsewhere it
+/// pads with -inf and uses candle's pooling, which has no backward for overlapping windows.
+pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        return x.contiguous()?.apply_op1(MaxPool2d {
+            window: Window {
+                kernel,
+                stride,
+                padding,
+            },
+            argmax: OnceLock::new(),
+        });
+    }
+    let padded = if padding > 0 {
+        let (n, c, h, w) = x.dims4()?;
+        let neg_inf = |dims: (usize, usize, usize, usize)| {
+            Tensor::full(f32::NEG_INFINITY, dims, x.device())?.to_dtype(x.dtype())
+        };
+        let side = neg_inf((n, c, h, padding))?;
+        let rows = Tensor::cat(&[&side, x, &side], 3)?;
+        let top = neg_inf((n, c, padding, w + 2 * padding))?;
+        Tensor::cat(&[&top, &rows, &top], 2)?
+    } else {
+        x.clone()
+    };
+    padded.max_pool2d_with_stride(kernel, stride)
+}
+
+/// `nn.AdaptiveAvgPool2d(1)`: the mean over each channel's plane, keeping [N, C, 1, 1].
+pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
+    x.mean_keepdim(3)?.mean_keepdim(2)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+}
+
+impl Window {
+    fn output_len(&self, input: usize) -> Result<usize> {
+        let padded = input + 2 * self.padding;
+        if padded < self.kernel {
+            candle_core::bail!(
+                "max_pool2d: input size {input} with padding {} is smaller than the kernel {}",
+                self.padding,
+                self.kernel
+            )
+        }
+        Ok((padded - self.kernel) / self.stride + 1)
+    }
+
+    /// The input positions covered by output position `o`, clipped to the input.
+    fn span(&self, o: usize, input: usize) -> std::ops::Range<usize> {
+        let start = (o * self.stride) as isize - self.padding as isize;
+        let end = (start + self.kernel as isize).min(input as isize);
+        start.max(0) as usize..end.max(0) as usize
+    }
+}
+
+struct MaxPool2d {
+    window: Window,
+    /// For each output element, the flat index of its maximum within its input plane; set by
+    /// the forward pass and read by the backward.
+    argmax: OnceLock<Arc<Vec<u32>>>,
+}
+
+impl CustomOp1 for MaxPool2d {
+    fn name(&self) -> &'static str {
+        "max-pool2d-padded"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = layout.shape().dims4()?;
+        let input = match (storage, layout.contiguous_offsets()) {
+            (CpuStorage::F32(data), Some((start, end))) => &data[start..end],
+            _ => candle_core::bail!("max_pool2d: expected a contiguous f32 tensor"),
+        };
+        let (oh, ow) = (self.window.output_len(h)?, self.window.output_len(w)?);
+        let mut output = vec![0f32; n * c * oh * ow];
+        let mut argmax = vec![0u32; n * c * oh * ow];
+        output
+            .par_chunks_mut(oh * ow)
+            .zip(argmax.par_chunks_mut(oh * ow))
+            .zip(input.par_chunks(h * w))
+            .for_each(|((out, arg), plane)| {
+                for oy in 0..oh {
+                    let rows = self.window.span(oy, h);
+                    for ox in 0..ow {
+                        let cols = self.window.span(ox, w);
+                        let mut best = f32::NEG_INFINITY;
+                        let mut best_at = rows.start * w + cols.start;
+                        for y in rows.clone() {
+                            for x in cols.clone() {
+                                let v = plane[y * w + x];
+                                // PyTorch's comparison, so NaN propagates as it does there.
+                                if v > best || v.is_nan() {
+                                    best = v;
+                                    best_at = y * w + x;
+                                }
+                            }
+                        }
+                        out[oy * ow + ox] = best;
+                        arg[oy * ow + ox] = best_at as u32;
+                    }
+                }
+            });
+        // A fresh op is made for every call, so the slot is always empty here.
+        let _ = self.argmax.set(Arc::new(argmax));
+        Ok((CpuStorage::F32(output), Shape::from((n, c, oh, ow))))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let Some(argmax) = self.argmax.get() else {
+            candle_core::bail!("max_pool2d: backward before forward")
+        };
+        let (_, _, h, w) = arg.dims4()?;
+        let grad = grad_res.contiguous()?.apply_op1_no_bwd(&ScatterToArgmax {
+            argmax: argmax.clone(),
+            input_hw: (h, w),
+        })?;
+        Ok(Some(grad))
+    }
+}
+
+/// The max-pool backward: each output gradient goes to its window's maximum (summed where
+/// windows overlap).
+struct ScatterToArgmax {
+    argmax: Arc<Vec<u32>>,
+    input_hw: (usize, usize),
+}
+
+impl CustomOp1 for ScatterToArgmax {
+    fn name(&self) -> &'static str {
+        "max-pool2d-backward"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, oh, ow) = layout.shape().dims4()?;
+        let grad_out = match (storage, layout.contiguous_offsets()) {
+            (CpuStorage::F32(data), Some((start, end))) => &data[start..end],
+            _ => candle_core::bail!("max_pool2d backward: expected a contiguous f32 gradient"),
+        };
+        let (h, w) = self.input_hw;
+        let mut grad_in = vec![0f32; n * c * h * w];
+        grad_in
+            .par_chunks_mut(h * w)
+            .zip(grad_out.par_chunks(oh * ow))
+            .zip(self.argmax.par_chunks(oh * ow))
+            .for_each(|((gin, gout), arg)| {
+                for (g, &at) in gout.iter().zip(arg) {
+                    gin[at as usize] += g;
+                }
+            });
+        Ok((CpuStorage::F32(grad_in), Shape::from((n, c, h, w))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// PyTorch's MaxPool2d(3, 2, 1) on a 1x1x4x4 ramp, and its gradient for a sum.
+    #[test]
+    fn max_pool_matches_pytorch_on_a_small_plane() -> Result<()> {
+        let x = Var::from_tensor(&Tensor::arange(0f32, 16., &Device::Cpu)?.reshape((1, 1, 4, 4))?)?;
+        let y = max_pool2d(x.as_tensor(), 3, 2, 1)?;
+        assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, [5., 7., 13., 15.]);
+        let grads = y.sum_all()?.backward()?;
+        let g = grads
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let mut expected = [0f32; 16];
+        for i in [5, 7, 13, 15] {
+            expected[i] = 1.;
+        }
+        assert_eq!(g, expected);
+        Ok(())
+    }
+
+    /// Ties go to the first maximum in row-major order; overlapping windows add gradients.
+    #[test]
+    fn ties_go_to_the_first_maximum_and_overlaps_accumulate() -> Result<()> {
+        let x = Var::from_tensor(&Tensor::ones((1, 1, 3, 3), DType::F32, &Device::Cpu)?)?;
+        let y = max_pool2d(x.as_tensor(), 3, 2, 1)?;
+        assert_eq!(y.dims(), [1, 1, 2, 2]);
+        let grads = y.sum_all()?.backward()?;
+        let g = grads
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        // Windows start at (-1,-1), (-1,1), (1,-1), (1,1): first in-bounds maxima are
+        // (0,0), (0,1), (1,0), (1,1).
+        assert_eq!(g, [1., 1., 0., 1., 1., 0., 0., 0., 0.]);
+        Ok(())
+    }
+
+    /// The CPU op and the padded fallback agree on random input.
+    #[test]
+    fn cpu_op_agrees_with_padded_candle_pooling() -> Result<()> {
+        let x = Tensor::randn(0f32, 1., (2, 3, 9, 7), &Device::Cpu)?;
+        let ours = max_pool2d(&x, 3, 2, 1)?;
+        let side = Tensor::full(f32::NEG_INFINITY, (2, 3, 9, 1), &Device::Cpu)?;
+        let rows = Tensor::cat(&[&side, &x, &side], 3)?;
+        let top = Tensor::full(f32::NEG_INFINITY, (2, 3, 1, 9), &Device::Cpu)?;
+        let reference = Tensor::cat(&[&top, &rows, &top], 2)?.max_pool2d_with_stride(3, 2)?;
+        let diff = (ours - reference)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert_eq!(diff, 0.0);
+        Ok(())
+    }
+}
