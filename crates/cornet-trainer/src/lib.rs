@@ -1,1 +1,4 @@
 //! Train, evaluate and score CORnet models.
+
+pub mod optim;
+pub mod step;
