@@ -3,24 +3,18 @@
 use crate::arch::{Arch, ModelConfig};
 use crate::error::{Error, Result};
 use crate::layers::{Mode, Pass};
-use crate::nets::{recurrent::CornetRecurrent, s::CornetS, z::CornetZ};
+use crate::nets::{recurrent::CornetRecurrent, s::CornetS, z::CornetZ, Network};
 use crate::store::{Builder, ParamStore};
 use crate::taps::{TapFilter, Taps};
 use crate::weights::{self, StateDict};
 use candle_core::{Device, Tensor};
 use std::path::Path;
 
-enum Network {
-    Z(CornetZ),
-    Recurrent(CornetRecurrent),
-    S(CornetS),
-}
-
 /// One CORnet: its graph and its named parameters and buffers.
 pub struct Model {
     config: ModelConfig,
     store: ParamStore,
-    network: Network,
+    network: Box<dyn Network>,
 }
 
 impl Model {
@@ -30,9 +24,9 @@ impl Model {
         config.validate()?;
         let mut b = Builder::new(device, seed);
         let network = match config.arch {
-            Arch::Z => Network::Z(CornetZ::new(&mut b, config)?),
-            Arch::R | Arch::RT => Network::Recurrent(CornetRecurrent::new(&mut b, config)?),
-            Arch::S => Network::S(CornetS::new(&mut b, config)?),
+            Arch::Z => Box::new(CornetZ::new(&mut b, config)?) as Box<dyn Network>,
+            Arch::R | Arch::RT => Box::new(CornetRecurrent::new(&mut b, config)?),
+            Arch::S => Box::new(CornetS::new(&mut b, config)?),
         };
         Ok(Model {
             config: config.clone(),
@@ -112,10 +106,6 @@ impl Model {
             )));
         }
         let mut pass = Pass { mode, taps };
-        match &self.network {
-            Network::Z(net) => net.forward(images, &mut pass),
-            Network::Recurrent(net) => net.forward(images, &mut pass),
-            Network::S(net) => net.forward(images, &mut pass),
-        }
+        self.network.forward(images, &mut pass)
     }
 }

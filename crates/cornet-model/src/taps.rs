@@ -106,3 +106,62 @@ impl Taps {
         Ok(self.captured)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn run(filter: TapFilter, calls: &[&str]) -> Result<Vec<String>> {
+        let mut taps = Taps::new(filter);
+        let value = Tensor::zeros(1, candle_core::DType::F32, &Device::Cpu)?;
+        for module in calls {
+            taps.record(module, &value);
+        }
+        Ok(taps.finish()?.into_iter().map(|(name, _)| name).collect())
+    }
+
+    const CALLS: [&str; 6] = [
+        "V1.conv",
+        "V1.output",
+        "V2.output",
+        "V2.output",
+        "decoder.avgpool",
+        "decoder.linear",
+    ];
+
+    #[test]
+    fn calls_are_numbered_per_module() -> Result<()> {
+        assert_eq!(
+            run(TapFilter::AreaOutputs, &CALLS)?,
+            [
+                "V1.output.0",
+                "V2.output.0",
+                "V2.output.1",
+                "decoder.avgpool.0"
+            ]
+        );
+        assert_eq!(run(TapFilter::Everything, &CALLS)?.len(), CALLS.len());
+        Ok(())
+    }
+
+    #[test]
+    fn a_selection_by_module_keeps_every_call_and_by_call_one() -> Result<()> {
+        assert_eq!(
+            run(TapFilter::layer("V2", "output", None), &CALLS)?,
+            ["V2.output.0", "V2.output.1"]
+        );
+        assert_eq!(
+            run(TapFilter::layer("V2", "output", Some(1)), &CALLS)?,
+            ["V2.output.1"]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn asking_for_a_call_that_never_happens_is_an_error() {
+        let err = run(TapFilter::layer("V2", "output", Some(2)), &CALLS).unwrap_err();
+        assert!(err.to_string().contains("no tap `V2.output.2`"), "{err}");
+        assert!(err.to_string().contains("V2.output (calls 0..2)"), "{err}");
+    }
+}

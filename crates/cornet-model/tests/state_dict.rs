@@ -29,7 +29,11 @@ fn full_size_models_match_the_manifest() {
             .iter()
             .map(|e| {
                 let shape: Vec<String> = e.var.dims().iter().map(|d| d.to_string()).collect();
-                let shape = if shape.is_empty() { "scalar".to_string() } else { shape.join("x") };
+                let shape = if shape.is_empty() {
+                    "scalar".to_string()
+                } else {
+                    shape.join("x")
+                };
                 let dtype = match e.var.dtype() {
                     DType::F32 => "float32",
                     DType::I64 => "int64",
@@ -61,8 +65,13 @@ fn config_is_inferred_from_shapes() {
 
     let rt = weights::read(&fixtures().join("rt.pth")).unwrap();
     assert_eq!(weights::infer_config(&rt, None).unwrap().arch, Arch::RT);
-    assert_eq!(weights::infer_config(&rt, Some(Arch::R)).unwrap().arch, Arch::R);
-    let err = weights::infer_config(&rt, Some(Arch::S)).unwrap_err().to_string();
+    assert_eq!(
+        weights::infer_config(&rt, Some(Arch::R)).unwrap().arch,
+        Arch::R
+    );
+    let err = weights::infer_config(&rt, Some(Arch::S))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("CORnet-RT weights, not CORnet-S"), "{err}");
 }
 
@@ -73,25 +82,43 @@ fn legacy_and_zip_checkpoints_hold_the_same_tensors() {
     assert_eq!(zip.arch.as_deref(), Some("CORnet-Z"));
     assert_eq!(zip.tensors.len(), legacy.tensors.len());
     for (name, t) in &zip.tensors {
-        let diff = (t - &legacy.tensors[name]).unwrap().abs().unwrap().sum_all().unwrap();
+        let diff = (t - &legacy.tensors[name])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap();
         assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{name}");
     }
 }
 
 #[test]
 fn safetensors_round_trip_keeps_every_entry() {
-    let model = Model::from_checkpoint(&fixtures().join("s_mini.pth"), None, None, &Device::Cpu).unwrap();
+    let model =
+        Model::from_checkpoint(&fixtures().join("s_mini.pth"), None, None, &Device::Cpu).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.safetensors");
     weights::write_safetensors(&path, &model.store().state_dict().unwrap()).unwrap();
     let reloaded = Model::from_checkpoint(&path, None, None, &Device::Cpu).unwrap();
     assert_eq!(reloaded.config(), model.config());
-    for (a, b) in model.store().entries().iter().zip(reloaded.store().entries()) {
+    for (a, b) in model
+        .store()
+        .entries()
+        .iter()
+        .zip(reloaded.store().entries())
+    {
         assert_eq!(a.name, b.name);
         assert_eq!(a.var.dtype(), b.var.dtype(), "{}", a.name);
         let a = a.var.as_tensor().to_dtype(DType::F64).unwrap();
         let b = b.var.as_tensor().to_dtype(DType::F64).unwrap();
-        let diff = (a - b).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+        let diff = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
         assert_eq!(diff, 0.0);
     }
 }
@@ -115,14 +142,20 @@ fn load_errors_name_the_key_and_both_shapes() {
     );
 
     let mut extra = z_state();
-    extra.insert("V4.conv.scale".into(), Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap());
+    extra.insert(
+        "V4.conv.scale".into(),
+        Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
+    );
     assert_eq!(
         load_error(extra),
         "unexpected key `V4.conv.scale` with shape [3]: the model has no such parameter or buffer"
     );
 
     let mut wrong = z_state();
-    wrong.insert("V2.conv.weight".into(), Tensor::zeros((128, 64, 5, 5), DType::F32, &Device::Cpu).unwrap());
+    wrong.insert(
+        "V2.conv.weight".into(),
+        Tensor::zeros((128, 64, 5, 5), DType::F32, &Device::Cpu).unwrap(),
+    );
     assert_eq!(
         load_error(wrong),
         "key `V2.conv.weight`: the model expects shape [128, 64, 3, 3], the weights have [128, 64, 5, 5]"
@@ -133,7 +166,11 @@ fn load_errors_name_the_key_and_both_shapes() {
 fn files_that_are_not_checkpoints_give_clear_errors() {
     let err = weights::read(&fixtures().join("not_an_image.jpg")).unwrap_err();
     assert!(matches!(err, Error::NotACheckpoint { .. }), "{err}");
-    assert!(err.to_string().contains("not_an_image.jpg: not a checkpoint"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("not_an_image.jpg: not a checkpoint"),
+        "{err}"
+    );
 
     let err = weights::read(&fixtures().join("missing.pth")).unwrap_err();
     assert!(err.to_string().contains("missing.pth"), "{err}");

@@ -1,4 +1,7 @@
 //! Train, evaluate and score CORnet models.
 
+pub mod cli;
+pub mod device;
+pub mod extract;
 pub mod optim;
 pub mod step;

@@ -28,7 +28,12 @@ impl Sgd {
 
     /// One update of every parameter that received a gradient; as in PyTorch, a parameter
     /// without one (unused in this forward pass) is left alone, momentum included.
-    pub fn step<'a>(&mut self, params: impl IntoIterator<Item = &'a Entry>, grads: &GradStore, lr: f64) -> Result<()> {
+    pub fn step<'a>(
+        &mut self,
+        params: impl IntoIterator<Item = &'a Entry>,
+        grads: &GradStore,
+        lr: f64,
+    ) -> Result<()> {
         for entry in params {
             let Some(grad) = grads.get(entry.var.as_tensor()) else {
                 continue;
@@ -91,9 +96,19 @@ mod tests {
             step_size: 20.0,
             gamma: 0.1,
         };
-        for (epoch, expected) in [(0.0, 0.1), (19.999, 0.1), (20.0, 0.01), (39.5, 0.01), (40.0, 0.001), (42.9, 0.001)] {
+        for (epoch, expected) in [
+            (0.0, 0.1),
+            (19.999, 0.1),
+            (20.0, 0.01),
+            (39.5, 0.01),
+            (40.0, 0.001),
+            (42.9, 0.001),
+        ] {
             let lr = schedule.lr_at(epoch);
-            assert!((lr - expected).abs() < 1e-15, "epoch {epoch}: {lr} != {expected}");
+            assert!(
+                (lr - expected).abs() < 1e-15,
+                "epoch {epoch}: {lr} != {expected}"
+            );
         }
     }
 }

@@ -19,5 +19,9 @@ pub fn forward_backward(model: &Model, images: &Tensor, targets: &Tensor) -> Res
     let logits = model.forward(images, Mode::Train)?;
     let loss = candle_nn::loss::cross_entropy(&logits, targets)?;
     let grads = loss.backward()?;
-    Ok(StepOutput { logits, loss, grads })
+    Ok(StepOutput {
+        logits,
+        loss,
+        grads,
+    })
 }

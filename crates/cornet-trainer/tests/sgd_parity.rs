@@ -12,16 +12,34 @@ use std::path::PathBuf;
 fn fixtures() -> PathBuf {
     let dir = std::env::var_os("CORNET_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/parity"));
-    assert!(dir.join("README.md").is_file(), "parity fixtures not found at {}", dir.display());
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/parity")
+        });
+    assert!(
+        dir.join("README.md").is_file(),
+        "parity fixtures not found at {}",
+        dir.display()
+    );
     dir
 }
 
 fn relative_error(actual: &Tensor, expected: &Tensor) -> f64 {
     assert_eq!(actual.dims(), expected.dims());
     let a = actual.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
-    let e = expected.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
-    let norm = |t: &Tensor| t.sqr().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap().sqrt();
+    let e = expected
+        .to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap();
+    let norm = |t: &Tensor| {
+        t.sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
+            .sqrt()
+    };
     norm(&(&a - &e).unwrap()) / norm(&e).max(f64::MIN_POSITIVE)
 }
 
@@ -30,7 +48,15 @@ fn scalar(t: &Tensor) -> f64 {
 }
 
 fn norm(t: &Tensor) -> f64 {
-    t.to_dtype(DType::F64).unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap().sqrt()
+    t.to_dtype(DType::F64)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+        .sqrt()
 }
 
 /// Step-1 gradients within 1e-3 relative.
@@ -53,7 +79,12 @@ fn check_gradients(tag: &str, model: &Model, grads: &GradStore, fixture: &HashMa
             .unwrap_or_else(|| panic!("{tag}: no gradient for {}", entry.name));
         let expected = &fixture[&format!("grad1/{}", entry.name)];
         if norm(expected) < float_noise {
-            assert!(norm(grad) < float_noise, "{tag} gradient of {} should vanish: norm {:.3e}", entry.name, norm(grad));
+            assert!(
+                norm(grad) < float_noise,
+                "{tag} gradient of {} should vanish: norm {:.3e}",
+                entry.name,
+                norm(grad)
+            );
             continue;
         }
         let err = relative_error(grad, expected);
@@ -62,13 +93,17 @@ fn check_gradients(tag: &str, model: &Model, grads: &GradStore, fixture: &HashMa
 }
 
 fn replay(tag: &str) {
-    let fixture: HashMap<String, Tensor> = Tensor::read_npz(fixtures().join(format!("{tag}_train.npz")))
-        .unwrap()
-        .into_iter()
-        .collect();
+    let fixture: HashMap<String, Tensor> =
+        Tensor::read_npz(fixtures().join(format!("{tag}_train.npz")))
+            .unwrap()
+            .into_iter()
+            .collect();
     let init = fixtures().join(format!("{tag}_train_init.pth"));
     let model = Model::from_checkpoint(&init, None, None, &Device::Cpu).unwrap();
-    let mut sgd = Sgd::new(scalar(&fixture["momentum"]), scalar(&fixture["weight_decay"]));
+    let mut sgd = Sgd::new(
+        scalar(&fixture["momentum"]),
+        scalar(&fixture["weight_decay"]),
+    );
     let lr = scalar(&fixture["lr"]);
 
     for step in [1, 2] {
@@ -78,21 +113,33 @@ fn replay(tag: &str) {
             &fixture[&format!("step{step}/target")],
         )
         .unwrap();
-        let (loss, expected) = (scalar(&out.loss), scalar(&fixture[&format!("step{step}/loss")]));
-        assert!((loss - expected).abs() <= 1e-5 * expected.abs(), "{tag} step {step} loss {loss} != {expected}");
+        let (loss, expected) = (
+            scalar(&out.loss),
+            scalar(&fixture[&format!("step{step}/loss")]),
+        );
+        assert!(
+            (loss - expected).abs() <= 1e-5 * expected.abs(),
+            "{tag} step {step} loss {loss} != {expected}"
+        );
         let err = relative_error(&out.logits, &fixture[&format!("step{step}/logits")]);
         assert!(err <= 1e-4, "{tag} step {step} logits: {err:.3e}");
         if step == 1 {
             check_gradients(tag, &model, &out.grads, &fixture);
         }
-        sgd.step(model.store().parameters(), &out.grads, lr).unwrap();
+        sgd.step(model.store().parameters(), &out.grads, lr)
+            .unwrap();
     }
 
     for entry in model.store().entries() {
         let expected = &fixture[&format!("after2/{}", entry.name)];
         let actual = entry.var.as_tensor();
         if entry.name.ends_with("num_batches_tracked") {
-            assert_eq!(actual.to_vec0::<i64>().unwrap(), expected.to_vec0::<i64>().unwrap(), "{tag} {}", entry.name);
+            assert_eq!(
+                actual.to_vec0::<i64>().unwrap(),
+                expected.to_vec0::<i64>().unwrap(),
+                "{tag} {}",
+                entry.name
+            );
             continue;
         }
         let tolerance = match entry.role {
@@ -100,7 +147,11 @@ fn replay(tag: &str) {
             Role::Buffer => 1e-4,
         };
         let err = relative_error(actual, expected);
-        assert!(err <= tolerance, "{tag} {} after step 2: {err:.3e} > {tolerance:.0e}", entry.name);
+        assert!(
+            err <= tolerance,
+            "{tag} {} after step 2: {err:.3e} > {tolerance:.0e}",
+            entry.name
+        );
     }
 }
 

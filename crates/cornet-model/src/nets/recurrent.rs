@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::layers::{
     child, default_bound, Conv2d, ConvSpec, Decoder, GroupNorm, Linear, Output, Pass, Relu,
 };
+use crate::nets::Network;
 use crate::store::{Builder, Init};
 use candle_core::{DType, Device, Tensor};
 
@@ -112,8 +113,10 @@ impl CornetRecurrent {
             decoder: Decoder::new(linear, false),
         })
     }
+}
 
-    pub fn forward(&self, image: &Tensor, pass: &mut Pass) -> Result<Tensor> {
+impl Network for CornetRecurrent {
+    fn forward(&self, image: &Tensor, pass: &mut Pass) -> Result<Tensor> {
         let (batch, _, h, w) = image.dims4()?;
         // The original hard-codes these shapes for 224-pixel input (56, 28, 14, 7); computing
         // them from the convolutions gives the same there and works at any size.

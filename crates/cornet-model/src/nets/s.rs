@@ -5,6 +5,7 @@ use crate::error::Result;
 use crate::layers::{
     child, BatchNorm2d, Conv2d, ConvSpec, Decoder, Linear, MaxPool, Output, Pass, Relu,
 };
+use crate::nets::Network;
 use crate::store::{Builder, Init};
 use candle_core::Tensor;
 
@@ -172,8 +173,10 @@ impl CornetS {
             decoder: Decoder::new(linear, true),
         })
     }
+}
 
-    pub fn forward(&self, image: &Tensor, pass: &mut Pass) -> Result<Tensor> {
+impl Network for CornetS {
+    fn forward(&self, image: &Tensor, pass: &mut Pass) -> Result<Tensor> {
         let mut x = self.v1.forward(image, pass)?;
         for block in &self.blocks {
             x = block.forward(&x, pass)?;

@@ -3,6 +3,7 @@
 use crate::arch::{ModelConfig, AREAS};
 use crate::error::Result;
 use crate::layers::{child, Conv2d, ConvSpec, Decoder, Linear, MaxPool, Output, Pass, Relu};
+use crate::nets::Network;
 use crate::store::{Builder, Init};
 use candle_core::Tensor;
 
@@ -67,8 +68,10 @@ impl CornetZ {
             decoder: Decoder::new(linear, true),
         })
     }
+}
 
-    pub fn forward(&self, image: &Tensor, pass: &mut Pass) -> Result<Tensor> {
+impl Network for CornetZ {
+    fn forward(&self, image: &Tensor, pass: &mut Pass) -> Result<Tensor> {
         let mut x = image.clone();
         for area in &self.areas {
             x = area.forward(&x, pass)?;
