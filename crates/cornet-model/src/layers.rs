@@ -128,7 +128,7 @@ impl Conv2d {
         stride: usize,
         pass: &mut Pass,
     ) -> Result<Tensor> {
-        let y = x.conv2d(&self.weight, self.spec.padding, stride, 1, 1)?;
+        let y = ops::conv2d(x, &self.weight, stride, self.spec.padding)?;
         let y = match &self.bias {
             Some(bias) => y.broadcast_add(&bias.reshape((1, (), 1, 1))?)?,
             None => y,

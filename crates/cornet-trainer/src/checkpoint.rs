@@ -165,7 +165,7 @@ impl CheckpointDir {
                 Some((step, entry.path()))
             })
             .collect();
-        dirs.sort_by(|a, b| b.0.cmp(&a.0));
+        dirs.sort_by_key(|(step, _)| std::cmp::Reverse(*step));
         Ok(dirs.into_iter().map(|(_, path)| path).collect())
     }
 

@@ -1,4 +1,4 @@
-//! Operations candle lacks, each with its backward where training needs one.
+//! `nn.MaxPool2d` with padding and `nn.AdaptiveAvgPool2d(1)`.
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
