@@ -20,6 +20,34 @@ pub struct Cli {
 pub enum Command {
     /// Run a model on preprocessed images and save module outputs (the original `run.py test`).
     Test(TestArgs),
+    /// Time the train step (forward, backward, update) and inference on synthetic input and
+    /// print one JSON line.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Which CORnet: Z, R, RT or S (full size, 1000 classes).
+    #[arg(long)]
+    pub model: cornet_model::Arch,
+
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+
+    #[arg(long, default_value_t = 224, value_parser = clap::value_parser!(u64).range(32..))]
+    pub image_size: u64,
+
+    /// Timed steps; the median is reported.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..))]
+    pub steps: u64,
+
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: u64,
+
+    /// Where to run: cpu, or cuda[:N] in a build with the `cuda` feature.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 #[derive(Debug, Args)]

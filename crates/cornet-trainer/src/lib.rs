@@ -1,5 +1,6 @@
 //! Train, evaluate and score CORnet models.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod device;

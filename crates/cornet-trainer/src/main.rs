@@ -1,8 +1,14 @@
 use clap::Parser;
-use cornet_trainer::cli::{Cli, Command, TestArgs};
+use cornet_trainer::bench::{self, BenchOptions};
+use cornet_trainer::cli::{BenchArgs, Cli, Command, TestArgs};
 use cornet_trainer::device::parse_device;
 use cornet_trainer::extract::{extract, read_input_npy, Selection};
 use std::process::ExitCode;
+
+// Training allocates and frees activation-sized buffers every step; glibc returns each to the
+// kernel (munmap) and faults it in again, which cost ~15% of a CPU step. mimalloc keeps them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -14,6 +20,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Test(args) => run_test(&args),
+        Command::Bench(args) => run_bench(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -47,5 +54,19 @@ fn run_test(args: &TestArgs) -> anyhow::Result<()> {
         &args.output_path,
     )?;
     println!("{}", path.display());
+    Ok(())
+}
+
+fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
+    let device = parse_device(&args.device)?;
+    let options = BenchOptions {
+        arch: args.model,
+        batch_size: args.batch_size as usize,
+        image_size: args.image_size as usize,
+        steps: args.steps as usize,
+        warmup: args.warmup as usize,
+    };
+    let report = bench::run(&options, &device)?;
+    println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }

@@ -141,9 +141,9 @@ impl Geometry {
                 Some(base) => {
                     dst[..row.cols.start].fill(0.0);
                     dst[row.cols.end..].fill(0.0);
-                    let src = &x[base + row.first_input_col..];
-                    for (i, d) in dst[row.cols.clone()].iter_mut().enumerate() {
-                        *d = src[i * s];
+                    let src = x[base + row.first_input_col..].iter().step_by(s);
+                    for (d, v) in dst[row.cols.clone()].iter_mut().zip(src) {
+                        *d = *v;
                     }
                 }
             }
@@ -156,12 +156,28 @@ impl Geometry {
         self.for_each_patch_row(|row| {
             if let Some(base) = row.input_row {
                 let src = &col[row.col_offset + row.cols.start..row.col_offset + row.cols.end];
-                let dst = &mut dx[base + row.first_input_col..];
-                for (i, v) in src.iter().enumerate() {
-                    dst[i * s] += v;
+                let dst = dx[base + row.first_input_col..].iter_mut().step_by(s);
+                for (d, v) in dst.zip(src) {
+                    *d += v;
                 }
             }
         });
+    }
+
+    /// Samples per parallel task: one contiguous run per thread, so that each thread
+    /// allocates its column buffer (and weight-gradient partial sum) once.
+    fn samples_per_task(&self) -> usize {
+        self.batch.div_ceil(rayon::current_num_threads()).max(1)
+    }
+
+    /// One sample's column matrix; empty for pointwise convolutions, which need none.
+    fn column_buffer(&self) -> Vec<f32> {
+        let len = if self.is_pointwise() {
+            0
+        } else {
+            self.patch_len() * self.out_pixels()
+        };
+        vec![0f32; len]
     }
 
     /// Parallelism for the GEMMs: across samples when there are enough of them, else inside
@@ -278,25 +294,17 @@ impl CustomOp2 for Conv2d {
         let w = contiguous_f32(ws, wl, "weight")?;
         let mut out = vec![0f32; g.batch * g.out_len()];
         let parallelism = g.gemm_parallelism();
-        out.par_chunks_mut(g.out_len())
-            .zip(x.par_chunks(g.in_len()))
-            .for_each_init(
-                || {
-                    vec![
-                        0f32;
-                        if g.is_pointwise() {
-                            0
-                        } else {
-                            g.patch_len() * g.out_pixels()
-                        }
-                    ]
-                },
-                |col, (out, x)| {
+        let per_task = g.samples_per_task();
+        out.par_chunks_mut(per_task * g.out_len())
+            .zip(x.par_chunks(per_task * g.in_len()))
+            .for_each(|(out, x)| {
+                let mut col = g.column_buffer();
+                for (out, x) in out.chunks_mut(g.out_len()).zip(x.chunks(g.in_len())) {
                     let col: &[f32] = if g.is_pointwise() {
                         x
                     } else {
-                        g.im2col(x, col);
-                        col
+                        g.im2col(x, &mut col);
+                        &col
                     };
                     matmul(
                         out,
@@ -305,8 +313,8 @@ impl CustomOp2 for Conv2d {
                         Operand::rows(col, g.patch_len(), g.out_pixels()),
                         parallelism,
                     );
-                },
-            );
+                }
+            });
         let shape = Shape::from((g.batch, g.out_channels, g.out_height, g.out_width));
         Ok((CpuStorage::F32(out), shape))
     }
@@ -367,14 +375,16 @@ impl candle_core::CustomOp3 for ConvBackward {
         // parallel walk over samples keeps one shape.
         let dx_chunk = if self.input_grad { g.in_len() } else { 1 };
         let mut dx = vec![0f32; g.batch * dx_chunk];
-        let col_len = g.patch_len() * g.out_pixels();
-        let dw = x
-            .par_chunks(g.in_len())
-            .zip(dy.par_chunks(g.out_len()))
-            .zip(dx.par_chunks_mut(dx_chunk))
-            .fold(
-                || (vec![0f32; dw_len], vec![0f32; col_len]),
-                |(mut dw, mut col), ((x, dy), dx)| {
+        let per_task = g.samples_per_task();
+        let partial_dws: Vec<Vec<f32>> = x
+            .par_chunks(per_task * g.in_len())
+            .zip(dy.par_chunks(per_task * g.out_len()))
+            .zip(dx.par_chunks_mut(per_task * dx_chunk))
+            .map(|((xs, dys), dxs)| {
+                let mut dw = vec![0f32; dw_len];
+                let mut col = g.column_buffer();
+                let samples = xs.chunks(g.in_len()).zip(dys.chunks(g.out_len()));
+                for ((x, dy), dx) in samples.zip(dxs.chunks_mut(dx_chunk)) {
                     // dW += dY · colᵀ
                     let cols: &[f32] = if g.is_pointwise() {
                         x
@@ -407,17 +417,14 @@ impl candle_core::CustomOp3 for ConvBackward {
                             g.col2im(&col, dx);
                         }
                     }
-                    (dw, col)
-                },
-            )
-            .map(|(dw, _)| dw)
-            .reduce(
-                || vec![0f32; dw_len],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                    a
-                },
-            );
+                }
+                dw
+            })
+            .collect();
+        let mut dw = vec![0f32; dw_len];
+        for partial in &partial_dws {
+            dw.iter_mut().zip(partial).for_each(|(a, b)| *a += b);
+        }
         let mut flat = if self.input_grad { dx } else { Vec::new() };
         flat.extend_from_slice(&dw);
         let len = flat.len();

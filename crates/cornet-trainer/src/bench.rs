@@ -1,0 +1,98 @@
+//! `cornet-trainer bench`: images per second of the train step and of inference on synthetic
+//! input, after a warm-up, as timm's benchmark script reports them.
+
+use crate::optim::Sgd;
+use crate::step::forward_backward;
+use anyhow::Result;
+use candle_core::{Device, Tensor};
+use cornet_model::{Arch, Mode, Model, ModelConfig};
+use serde::Serialize;
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub arch: Arch,
+    pub batch_size: usize,
+    pub image_size: usize,
+    pub steps: usize,
+    pub warmup: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub model: String,
+    pub device: String,
+    pub batch_size: usize,
+    pub image_size: usize,
+    pub steps: usize,
+    /// Median over the timed steps of forward + backward + SGD update.
+    pub train_step_ms: f64,
+    pub train_images_per_sec: f64,
+    /// Median over the timed steps of an eval-mode forward.
+    pub infer_step_ms: f64,
+    pub infer_images_per_sec: f64,
+    /// Peak resident memory of the process (Linux), after training and inference.
+    pub peak_rss_mib: Option<f64>,
+}
+
+pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport> {
+    let model = Model::new(&ModelConfig::full(options.arch), device, 0)?;
+    let classes = model.config().num_classes;
+    let (n, size) = (options.batch_size, options.image_size);
+    let images = Tensor::randn(0f32, 1., (n, 3, size, size), device)?;
+    let labels: Vec<u32> = (0..n).map(|i| (i * 37 % classes) as u32).collect();
+    let targets = Tensor::from_vec(labels, n, device)?;
+    let mut sgd = Sgd::new(0.9, 1e-4);
+
+    let train_ms = time_steps(options, device, || {
+        let out = forward_backward(&model, &images, &targets)?;
+        sgd.step(model.store().parameters(), &out.grads, 0.01)?;
+        Ok(())
+    })?;
+    let infer_ms = time_steps(options, device, || {
+        model.forward(&images, Mode::Eval)?;
+        Ok(())
+    })?;
+    let per_sec = |ms: f64| n as f64 / (ms / 1000.0);
+    Ok(BenchReport {
+        model: format!("CORnet-{}", options.arch),
+        device: format!("{device:?}"),
+        batch_size: n,
+        image_size: size,
+        steps: options.steps,
+        train_step_ms: train_ms,
+        train_images_per_sec: per_sec(train_ms),
+        infer_step_ms: infer_ms,
+        infer_images_per_sec: per_sec(infer_ms),
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+/// Median milliseconds of `steps` runs of `step` after `warmup` untimed ones.
+fn time_steps(
+    options: &BenchOptions,
+    device: &Device,
+    mut step: impl FnMut() -> Result<()>,
+) -> Result<f64> {
+    for _ in 0..options.warmup {
+        step()?;
+    }
+    device.synchronize()?;
+    let mut times = Vec::with_capacity(options.steps);
+    for _ in 0..options.steps {
+        let start = Instant::now();
+        step()?;
+        device.synchronize()?;
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// `VmHWM` of /proc/self/status: the peak resident set size.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
