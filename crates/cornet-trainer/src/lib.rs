@@ -4,6 +4,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod device;
+pub mod dist;
 pub mod extract;
 pub mod optim;
 pub mod step;

@@ -1,0 +1,48 @@
+//! Data-parallel communication between ranks: one process per device, torchrun's contract.
+//!
+//! [`Communicator`] is what the training loop sees; backends are a no-op for one rank, a TCP
+//! ring for CPU ranks ([`tcp`]), and NCCL for GPUs (feature `nccl`). Ranks meet through a small
+//! key-value [`store`] served by rank 0 at `MASTER_ADDR:MASTER_PORT`.
+
+pub mod env;
+pub mod store;
+pub mod tcp;
+
+use anyhow::Result;
+
+/// Collective operations over all ranks. Every rank must call the same operations in the same
+/// order with buffers of the same length.
+pub trait Communicator: Send {
+    fn rank(&self) -> usize;
+    fn world_size(&self) -> usize;
+    /// Replaces `data` on every rank by the elementwise sum over ranks.
+    fn all_reduce_sum(&mut self, data: &mut [f32]) -> Result<()>;
+    /// Replaces `data` on every rank by rank `root`'s.
+    fn broadcast(&mut self, data: &mut [f32], root: usize) -> Result<()>;
+    /// Returns once every rank has called it.
+    fn barrier(&mut self) -> Result<()> {
+        self.all_reduce_sum(&mut [0.0])
+    }
+}
+
+/// The one-rank communicator: every collective is the identity.
+#[derive(Debug, Default)]
+pub struct SingleRank;
+
+impl Communicator for SingleRank {
+    fn rank(&self) -> usize {
+        0
+    }
+
+    fn world_size(&self) -> usize {
+        1
+    }
+
+    fn all_reduce_sum(&mut self, _data: &mut [f32]) -> Result<()> {
+        Ok(())
+    }
+
+    fn broadcast(&mut self, _data: &mut [f32], _root: usize) -> Result<()> {
+        Ok(())
+    }
+}

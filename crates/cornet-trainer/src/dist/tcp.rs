@@ -1,0 +1,303 @@
+//! Ranks on CPUs over TCP: a ring, each rank sending to the next and receiving from the
+//! previous, with the bandwidth-optimal ring all-reduce (reduce-scatter, then all-gather: each
+//! rank sends and receives 2 (N-1)/N of the buffer).
+
+use super::env::RankEnv;
+use super::store::{StoreClient, StoreServer};
+use super::Communicator;
+use anyhow::{anyhow, bail, Context, Result};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+pub struct TcpRing {
+    rank: usize,
+    world_size: usize,
+    to_next: TcpStream,
+    from_prev: TcpStream,
+    received: Vec<f32>,
+    /// Rank 0 serves the store for the life of the ring.
+    _store: Option<StoreServer>,
+}
+
+impl TcpRing {
+    /// Meets the other ranks through rank 0's store and connects the ring. Fails, naming the
+    /// rank, if one does not arrive within the timeout or was started with another world size.
+    pub fn connect(env: &RankEnv) -> Result<Self> {
+        let deadline = Instant::now() + env.timeout;
+        let store_server = match env.rank {
+            0 => Some(StoreServer::start(&env.master_addr, env.master_port)?),
+            _ => None,
+        };
+        let mut store = StoreClient::connect(&env.master_addr, env.master_port, env.timeout)?;
+        let listener =
+            TcpListener::bind((store.local_ip()?, 0)).context("opening this rank's ring port")?;
+        let my_addr = listener.local_addr()?;
+        store.set(
+            &format!("ring/{}", env.rank),
+            &format!("{} {my_addr}", env.world_size),
+        )?;
+
+        let mut addrs = Vec::with_capacity(env.world_size);
+        for rank in 0..env.world_size {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let entry = store.get(&format!("ring/{rank}"), left)?.ok_or_else(|| {
+                anyhow!(
+                    "rank {rank} did not arrive within {:?} (this is rank {})",
+                    env.timeout,
+                    env.rank
+                )
+            })?;
+            let (world, addr) = entry.split_once(' ').context("malformed ring entry")?;
+            if world != env.world_size.to_string() {
+                bail!(
+                    "rank {rank} was started with WORLD_SIZE={world}, this rank ({}) with WORLD_SIZE={}",
+                    env.rank,
+                    env.world_size
+                );
+            }
+            addrs.push(
+                addr.parse::<SocketAddr>()
+                    .context("malformed ring address")?,
+            );
+        }
+
+        let next_addr = addrs[(env.rank + 1) % env.world_size];
+        let prev_rank = (env.rank + env.world_size - 1) % env.world_size;
+        let (to_next, from_prev) = std::thread::scope(|s| {
+            let accept = s.spawn(|| accept_from(&listener, prev_rank, deadline));
+            let to_next = connect_to(next_addr, env.rank, deadline);
+            let from_prev = accept
+                .join()
+                .map_err(|_| anyhow!("ring accept thread panicked"))?;
+            Ok::<_, anyhow::Error>((to_next?, from_prev?))
+        })?;
+        Ok(TcpRing {
+            rank: env.rank,
+            world_size: env.world_size,
+            to_next,
+            from_prev,
+            received: Vec::new(),
+            _store: store_server,
+        })
+    }
+
+    /// Sends `data[send]` to the next rank while receiving as many floats as `recv` holds
+    /// from the previous one, then adds them into `data[recv]` (or overwrites it).
+    fn exchange(
+        &mut self,
+        data: &mut [f32],
+        send: Range<usize>,
+        recv: Range<usize>,
+        add: bool,
+    ) -> Result<()> {
+        self.received.resize(recv.len(), 0.0);
+        let (to_next, from_prev, received) =
+            (&mut self.to_next, &mut self.from_prev, &mut self.received);
+        let outgoing: &[u8] = bytemuck::cast_slice(&data[send]);
+        std::thread::scope(|s| {
+            let writer = s.spawn(move || to_next.write_all(outgoing));
+            let read = from_prev.read_exact(bytemuck::cast_slice_mut(received));
+            let written = writer.join().map_err(|_| anyhow!("ring writer panicked"))?;
+            written.context("sending to the next rank")?;
+            read.context("receiving from the previous rank")
+        })?;
+        let target = &mut data[recv];
+        if add {
+            target
+                .iter_mut()
+                .zip(&self.received)
+                .for_each(|(d, r)| *d += r);
+        } else {
+            target.copy_from_slice(&self.received);
+        }
+        Ok(())
+    }
+
+    /// The `i`-th of `world_size` nearly equal parts of `0..len`.
+    fn chunk(&self, i: usize, len: usize) -> Range<usize> {
+        let i = i % self.world_size;
+        i * len / self.world_size..(i + 1) * len / self.world_size
+    }
+}
+
+impl Communicator for TcpRing {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn world_size(&self) -> usize {
+        self.world_size
+    }
+
+    fn all_reduce_sum(&mut self, data: &mut [f32]) -> Result<()> {
+        let (w, r, n) = (self.world_size, self.rank, data.len());
+        // Reduce-scatter: after w - 1 steps this rank holds the full sum of chunk r + 1.
+        for step in 0..w - 1 {
+            let send = self.chunk(r + w - step, n);
+            let recv = self.chunk(r + w - step - 1, n);
+            self.exchange(data, send, recv, true)?;
+        }
+        // All-gather: pass the finished chunks around the ring.
+        for step in 0..w - 1 {
+            let send = self.chunk(r + 1 + w - step, n);
+            let recv = self.chunk(r + w - step, n);
+            self.exchange(data, send, recv, false)?;
+        }
+        Ok(())
+    }
+
+    fn broadcast(&mut self, data: &mut [f32], root: usize) -> Result<()> {
+        let w = self.world_size;
+        let position = (self.rank + w - root) % w;
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(data);
+        if position > 0 {
+            self.from_prev
+                .read_exact(bytes)
+                .context("receiving a broadcast")?;
+        }
+        if position < w - 1 {
+            self.to_next
+                .write_all(bytes)
+                .context("forwarding a broadcast")?;
+        }
+        Ok(())
+    }
+}
+
+fn connect_to(addr: SocketAddr, my_rank: usize, deadline: Instant) -> Result<TcpStream> {
+    let stream = loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            Ok(stream) => break stream,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => bail!("cannot connect to the next rank at {addr}: {e}"),
+        }
+    };
+    stream.set_nodelay(true)?;
+    (&stream).write_all(&(my_rank as u32).to_le_bytes())?;
+    Ok(stream)
+}
+
+fn accept_from(
+    listener: &TcpListener,
+    expected_rank: usize,
+    deadline: Instant,
+) -> Result<TcpStream> {
+    listener.set_nonblocking(true)?;
+    let stream = loop {
+        match listener.accept() {
+            Ok((stream, _)) => break stream,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => bail!("rank {expected_rank} never connected to this rank: {e}"),
+        }
+    };
+    stream.set_nonblocking(false)?;
+    stream.set_nodelay(true)?;
+    let mut rank = [0u8; 4];
+    (&stream).read_exact(&mut rank)?;
+    let rank = u32::from_le_bytes(rank) as usize;
+    if rank != expected_rank {
+        bail!("expected rank {expected_rank} to connect, got rank {rank}");
+    }
+    Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(rank: usize, world_size: usize, port: u16) -> RankEnv {
+        RankEnv {
+            rank,
+            local_rank: rank,
+            world_size,
+            master_addr: "127.0.0.1".into(),
+            master_port: port,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// Runs `body` on `world` ranks, each a thread with its own ring.
+    fn on_ranks<T: Send>(world: usize, body: impl Fn(&mut TcpRing) -> T + Sync) -> Vec<T> {
+        let port = free_port();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..world)
+                .map(|rank| {
+                    let body = &body;
+                    s.spawn(move || body(&mut TcpRing::connect(&env(rank, world, port)).unwrap()))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+
+    #[test]
+    fn all_reduce_sums_over_ranks_for_awkward_lengths() {
+        for world in [2, 3] {
+            for len in [1, 2, 7, 1000] {
+                let results = on_ranks(world, |ring| {
+                    let mut data: Vec<f32> =
+                        (0..len).map(|i| (i * (ring.rank() + 1)) as f32).collect();
+                    ring.all_reduce_sum(&mut data).unwrap();
+                    data
+                });
+                let factor: usize = (1..=world).sum();
+                let expected: Vec<f32> = (0..len).map(|i| (i * factor) as f32).collect();
+                for data in results {
+                    assert_eq!(data, expected, "world {world}, length {len}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn broadcast_copies_the_root_everywhere() {
+        let results = on_ranks(3, |ring| {
+            let mut data = vec![ring.rank() as f32; 5];
+            ring.broadcast(&mut data, 1).unwrap();
+            ring.barrier().unwrap();
+            data
+        });
+        assert!(results.iter().all(|d| d == &[1.0; 5]));
+    }
+
+    #[test]
+    fn a_missing_rank_or_a_mismatched_world_size_fails_with_its_name() {
+        let port = free_port();
+        let mut lonely = env(0, 2, port);
+        lonely.timeout = Duration::from_millis(500);
+        let err = TcpRing::connect(&lonely).err().unwrap().to_string();
+        assert!(err.contains("rank 1 did not arrive"), "{err}");
+
+        let port = free_port();
+        let errors = std::thread::scope(|s| {
+            let a = s.spawn(|| {
+                TcpRing::connect(&env(0, 2, port))
+                    .err()
+                    .map(|e| e.to_string())
+            });
+            let b = s.spawn(|| {
+                let mut e = env(1, 3, port);
+                e.timeout = Duration::from_secs(3);
+                TcpRing::connect(&e).err().map(|e| e.to_string())
+            });
+            [a.join().unwrap(), b.join().unwrap()]
+        });
+        let all = format!("{errors:?}");
+        assert!(
+            all.contains("WORLD_SIZE=3") || all.contains("WORLD_SIZE=2"),
+            "{all}"
+        );
+    }
+}
