@@ -8,3 +8,4 @@ pub mod dist;
 pub mod extract;
 pub mod optim;
 pub mod step;
+pub mod train;

@@ -1,0 +1,109 @@
+//! Keeping the ranks' models identical: averaged gradients, rank 0's weights and buffers.
+
+use crate::dist::Communicator;
+use anyhow::Result;
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Tensor};
+use cornet_model::{Entry, ParamStore, Role};
+
+/// Replaces every gradient by its mean over ranks: all gradients flattened into one buffer,
+/// one all-reduce, divided by the world size.
+pub fn average_gradients(
+    comm: &mut dyn Communicator,
+    store: &ParamStore,
+    grads: &mut GradStore,
+) -> Result<()> {
+    let world = comm.world_size();
+    if world == 1 {
+        return Ok(());
+    }
+    let present: Vec<(&Entry, Tensor)> = store
+        .parameters()
+        .filter_map(|e| grads.get(e.var.as_tensor()).map(|g| (e, g.clone())))
+        .collect();
+    let mut flat = flatten(present.iter().map(|(_, g)| g))?;
+    comm.all_reduce_sum(&mut flat)?;
+    let scale = 1.0 / world as f32;
+    flat.iter_mut().for_each(|v| *v *= scale);
+    let mut offset = 0;
+    for (entry, grad) in present {
+        let n = grad.elem_count();
+        let averaged = Tensor::from_slice(&flat[offset..offset + n], grad.shape(), grad.device())?;
+        grads.insert(entry.var.as_tensor(), averaged);
+        offset += n;
+    }
+    Ok(())
+}
+
+/// Sets `entries` on every rank to rank 0's values (weights at the start, BatchNorm running
+/// statistics before each step as DDP's `broadcast_buffers` does).
+pub fn broadcast_from_rank0<'a>(
+    comm: &mut dyn Communicator,
+    entries: impl Iterator<Item = &'a Entry> + Clone,
+) -> Result<()> {
+    if comm.world_size() == 1 {
+        return Ok(());
+    }
+    // Counters (num_batches_tracked) advance identically on every rank; only floats travel.
+    let floats = entries.filter(|e| e.var.dtype() == DType::F32);
+    let mut flat = flatten(floats.clone().map(|e| e.var.as_tensor()))?;
+    comm.broadcast(&mut flat, 0)?;
+    let mut offset = 0;
+    for entry in floats {
+        let n = entry.var.elem_count();
+        let value = Tensor::from_slice(
+            &flat[offset..offset + n],
+            entry.var.shape(),
+            entry.var.device(),
+        )?;
+        entry.var.set(&value)?;
+        offset += n;
+    }
+    Ok(())
+}
+
+/// The BatchNorm running statistics.
+pub fn buffers(store: &ParamStore) -> impl Iterator<Item = &Entry> + Clone {
+    store.entries().iter().filter(|e| e.role == Role::Buffer)
+}
+
+/// Fails if any rank's weights differ from rank 0's: the ring gives every rank the same
+/// averaged gradients bit for bit, so any difference is a bug or a hardware fault.
+pub fn check_in_sync(comm: &mut dyn Communicator, store: &ParamStore) -> Result<()> {
+    if comm.world_size() == 1 {
+        return Ok(());
+    }
+    let mut sum = 0f64;
+    for entry in store.parameters() {
+        sum += entry
+            .var
+            .as_tensor()
+            .to_dtype(DType::F64)?
+            .sum_all()?
+            .to_scalar::<f64>()?;
+    }
+    // Split the f64 into two f32 words so the comparison is exact.
+    let bits = sum.to_bits();
+    let mine = [
+        f32::from_bits((bits >> 32) as u32),
+        f32::from_bits(bits as u32),
+    ];
+    let mut root = mine;
+    comm.broadcast(&mut root, 0)?;
+    if root.map(f32::to_bits) != mine.map(f32::to_bits) {
+        anyhow::bail!(
+            "rank {}'s weights diverged from rank 0's (checksum {sum} vs {})",
+            comm.rank(),
+            f64::from_bits(((root[0].to_bits() as u64) << 32) | root[1].to_bits() as u64)
+        );
+    }
+    Ok(())
+}
+
+fn flatten<'a>(tensors: impl Iterator<Item = &'a Tensor>) -> Result<Vec<f32>> {
+    let mut flat = Vec::new();
+    for t in tensors {
+        flat.extend(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
+    }
+    Ok(flat)
+}

@@ -1,0 +1,72 @@
+//! Top-1 and top-5 accuracy, as the original's `accuracy(output, target, topk=(1, 5))`.
+
+use anyhow::Result;
+use candle_core::{DType, Tensor};
+
+/// Correct predictions among `count` samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Accuracy {
+    pub top1: f64,
+    pub top5: f64,
+    pub count: f64,
+}
+
+impl Accuracy {
+    /// Counts, for each sample, whether its label is the best or among the five best logits.
+    /// Ties are broken by class index like `torch.topk` on distinct values.
+    pub fn of(logits: &Tensor, labels: &Tensor) -> Result<Self> {
+        let logits = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let labels = labels.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+        let mut acc = Accuracy::default();
+        for (row, &label) in logits.iter().zip(&labels) {
+            let target = row[label as usize];
+            // Classes that beat the label: strictly higher, or equal with a lower index.
+            let better = row
+                .iter()
+                .enumerate()
+                .filter(|&(i, &v)| v > target || (v == target && i < label as usize))
+                .count();
+            acc.top1 += f64::from(u8::from(better < 1));
+            acc.top5 += f64::from(u8::from(better < 5));
+            acc.count += 1.0;
+        }
+        Ok(acc)
+    }
+
+    pub fn add(&mut self, other: &Accuracy) {
+        self.top1 += other.top1;
+        self.top5 += other.top5;
+        self.count += other.count;
+    }
+
+    pub fn top1_rate(&self) -> f64 {
+        self.top1 / self.count.max(1.0)
+    }
+
+    pub fn top5_rate(&self) -> f64 {
+        self.top5 / self.count.max(1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn counts_top1_and_top5() -> Result<()> {
+        let logits = Tensor::new(
+            &[
+                [0.0f32, 9.0, 1.0, 2.0, 3.0, 4.0, 5.0],
+                [9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0],
+                [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+            ],
+            &Device::Cpu,
+        )?;
+        let labels = Tensor::new(&[1u32, 5, 6], &Device::Cpu)?;
+        let acc = Accuracy::of(&logits, &labels)?;
+        // Row 0: label is the best. Row 1: sixth best. Row 2: all tied, label last in index.
+        assert_eq!((acc.top1, acc.top5, acc.count), (1.0, 1.0, 3.0));
+        Ok(())
+    }
+}

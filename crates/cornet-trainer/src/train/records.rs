@@ -1,0 +1,70 @@
+//! `OUT/records.jsonl`: one JSON object per train step and per validation.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    /// `train` or `val`.
+    pub phase: String,
+    /// Fractional epoch, as the original's records.
+    pub epoch: f64,
+    /// Optimizer steps taken when the record was made.
+    pub step: u64,
+    pub loss: f64,
+    pub top1: f64,
+    pub top5: f64,
+    pub lr: f64,
+    /// Seconds for the step (or the whole validation), data waiting included.
+    pub dur: f64,
+    /// Seconds spent waiting for the batch: large values mean the run is bound by data.
+    pub data_load_dur: f64,
+    /// Seconds spent in gradient all-reduce and buffer broadcast (0 for one rank).
+    pub comm_dur: f64,
+}
+
+pub struct RecordsFile {
+    path: PathBuf,
+    file: File,
+}
+
+impl RecordsFile {
+    /// Opens `path` for appending. Records past `keep_through_step` (written by a run that
+    /// died after its last checkpoint, and about to be redone) are dropped first, so a
+    /// resumed run's records read as one run's.
+    pub fn open(path: &Path, keep_through_step: u64) -> Result<Self> {
+        if path.exists() {
+            let kept: Vec<String> = BufReader::new(
+                File::open(path).with_context(|| format!("reading {}", path.display()))?,
+            )
+            .lines()
+            .map_while(|line| line.ok())
+            .filter(|line| {
+                serde_json::from_str::<Record>(line).is_ok_and(|r| r.step <= keep_through_step)
+            })
+            .collect();
+            let mut text = kept.join("\n");
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            std::fs::write(path, text).with_context(|| format!("rewriting {}", path.display()))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        Ok(RecordsFile {
+            path: path.to_owned(),
+            file,
+        })
+    }
+
+    pub fn append(&mut self, record: &Record) -> Result<()> {
+        let line = serde_json::to_string(record)?;
+        writeln!(self.file, "{line}").with_context(|| format!("writing {}", self.path.display()))
+    }
+}

@@ -1,0 +1,381 @@
+//! The loop: SGD steps over epochs, validation every `save_val_epochs`, checkpoints by steps,
+//! epochs and time, records, a progress bar, and a clean stop on Ctrl-C / SIGTERM.
+
+use super::grads::{average_gradients, broadcast_from_rank0, buffers, check_in_sync};
+use super::metrics::Accuracy;
+use super::records::{Record, RecordsFile};
+use super::source::{BatchSource, LabelledBatch};
+use crate::checkpoint::{Checkpoint, CheckpointDir, Provenance, TrainState};
+use crate::dist::Communicator;
+use crate::optim::{Sgd, StepLr};
+use crate::step::forward_backward;
+use anyhow::{bail, Context, Result};
+use candle_core::DType;
+use cornet_model::{weights, Mode, Model};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What the loop needs to know, resolved from the experiment config.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub epochs: u64,
+    pub schedule: StepLr,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub seed: u64,
+    pub output_dir: PathBuf,
+    /// Validate every this many epochs (0: never).
+    pub save_val_epochs: f64,
+    /// Checkpoint every this many epochs, steps and seconds (0: never).
+    pub save_model_epochs: u64,
+    pub save_model_steps: u64,
+    pub save_model_secs: u64,
+    /// Checkpoints kept.
+    pub keep: usize,
+    /// Hash of the resolved config, for provenance.
+    pub config_hash: String,
+    /// Steps between checks that all ranks hold the same weights.
+    pub sync_check_steps: u64,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub global_step: u64,
+    /// Stopped by a signal before the end (a checkpoint was written).
+    pub interrupted: bool,
+    pub last_val: Option<Record>,
+}
+
+pub struct Trainer<'a> {
+    model: &'a Model,
+    comm: &'a mut dyn Communicator,
+    settings: RunSettings,
+    sgd: Sgd,
+    state: TrainState,
+    stop: Arc<AtomicBool>,
+}
+
+impl<'a> Trainer<'a> {
+    /// A run from the model's current weights; rank 0's weights are broadcast to the others.
+    pub fn new(
+        model: &'a Model,
+        comm: &'a mut dyn Communicator,
+        settings: RunSettings,
+        train: &dyn BatchSource,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Self> {
+        broadcast_from_rank0(comm, model.store().entries().iter())?;
+        let state = TrainState {
+            global_step: 0,
+            epoch: 0,
+            step_in_epoch: 0,
+            seed: settings.seed,
+            provenance: Provenance {
+                config_hash: settings.config_hash.clone(),
+                code_version: env!("CARGO_PKG_VERSION").to_string(),
+                dataset_checksum: train.fingerprint(),
+            },
+        };
+        Ok(Trainer {
+            model,
+            comm,
+            sgd: Sgd::new(settings.momentum, settings.weight_decay),
+            settings,
+            state,
+            stop,
+        })
+    }
+
+    /// Continues from `checkpoint`. A checkpoint of another config or dataset is refused,
+    /// saying what changed, unless `force`.
+    pub fn resume(&mut self, checkpoint: Checkpoint, force: bool) -> Result<()> {
+        let changes = self
+            .state
+            .provenance
+            .differences(&checkpoint.state.provenance);
+        if !changes.is_empty() && !force {
+            bail!(
+                "refusing to resume: {} (pass --force to resume anyway)",
+                changes.join("; ")
+            );
+        }
+        let tensors = checkpoint.model.into_iter().collect();
+        self.model
+            .store()
+            .load(&tensors)
+            .context("loading the checkpoint's weights")?;
+        self.sgd.set_buffers(checkpoint.momentum);
+        let provenance = self.state.provenance.clone();
+        self.state = TrainState {
+            provenance,
+            ..checkpoint.state
+        };
+        Ok(())
+    }
+
+    fn is_rank0(&self) -> bool {
+        self.comm.rank() == 0
+    }
+
+    pub fn run(
+        &mut self,
+        train: &dyn BatchSource,
+        val: Option<&dyn BatchSource>,
+    ) -> Result<Summary> {
+        let spe = train.steps_per_epoch();
+        if spe == 0 {
+            bail!("the training set gives no full batch: lower train.batch_size or add images");
+        }
+        let total = self.settings.epochs * spe;
+        let out = self.settings.output_dir.clone();
+        let checkpoints = CheckpointDir::new(out.join("checkpoints"), self.settings.keep);
+        let mut records = match self.is_rank0() {
+            true => Some(RecordsFile::open(
+                &out.join("records.jsonl"),
+                self.state.global_step,
+            )?),
+            false => None,
+        };
+        let progress = self.progress_bar(total);
+        let mut last_val = None;
+        let mut last_save = Instant::now();
+        let mut images_per_sec = 0.0;
+
+        while self.state.global_step < total {
+            let epoch = self.state.epoch;
+            let mut batches = train.batches(epoch, self.state.step_in_epoch)?;
+            while self.state.step_in_epoch < spe {
+                let global_step = self.state.global_step;
+                // The original validates before the step at each multiple of save_val_epochs.
+                if let (Some(val), true) = (val, self.validates_at(global_step, spe)) {
+                    last_val = Some(self.validate(val, records.as_mut())?);
+                }
+                let wait = Instant::now();
+                let batch = batches
+                    .next()
+                    .context("the data ran out before the epoch's last step")??;
+                let data_load_dur = wait.elapsed().as_secs_f64();
+                let batch_len = batch.images.dim(0)? as f64;
+                let record = self.train_step(batch, spe, data_load_dur)?;
+                images_per_sec = match images_per_sec {
+                    0.0 => batch_len / record.dur,
+                    smooth => 0.9 * smooth + 0.1 * batch_len / record.dur,
+                };
+                progress.set_position(self.state.global_step);
+                progress.set_message(format!(
+                    "loss {:.3} top1 {:.1}% lr {:.2e} {:.0} img/s",
+                    record.loss,
+                    100.0 * record.top1,
+                    record.lr,
+                    images_per_sec
+                ));
+                if let Some(records) = records.as_mut() {
+                    records.append(&record)?;
+                }
+                if self.settings.sync_check_steps > 0
+                    && self.state.global_step % self.settings.sync_check_steps == 0
+                {
+                    check_in_sync(self.comm, self.model.store())?;
+                }
+                let by_steps = self.settings.save_model_steps > 0
+                    && self.state.global_step % self.settings.save_model_steps == 0;
+                let by_time = self.settings.save_model_secs > 0
+                    && last_save.elapsed().as_secs() >= self.settings.save_model_secs;
+                let stopping = self.stop.load(Ordering::SeqCst);
+                if by_steps || by_time || stopping {
+                    self.save(&checkpoints)?;
+                    last_save = Instant::now();
+                }
+                if stopping {
+                    progress.abandon_with_message("stopped; the checkpoint holds the progress");
+                    return Ok(Summary {
+                        global_step: self.state.global_step,
+                        interrupted: true,
+                        last_val,
+                    });
+                }
+            }
+            drop(batches);
+            if let Some(report) = train.report() {
+                tracing::warn!("epoch {epoch}: {report}");
+            }
+            self.state.epoch += 1;
+            self.state.step_in_epoch = 0;
+            let by_epochs = self.settings.save_model_epochs > 0
+                && self.state.epoch % self.settings.save_model_epochs == 0;
+            if by_epochs {
+                self.save(&checkpoints)?;
+                last_save = Instant::now();
+            }
+        }
+        progress.finish();
+        if let (Some(val), true) = (val, self.validates_at(total, spe)) {
+            last_val = Some(self.validate(val, records.as_mut())?);
+        }
+        self.save(&checkpoints)?;
+        if self.is_rank0() {
+            let path = out.join("final.safetensors");
+            weights::write_safetensors(&path, &self.model.store().state_dict()?)?;
+            tracing::info!("trained weights written to {}", path.display());
+        }
+        Ok(Summary {
+            global_step: self.state.global_step,
+            interrupted: false,
+            last_val,
+        })
+    }
+
+    fn train_step(
+        &mut self,
+        batch: LabelledBatch,
+        steps_per_epoch: u64,
+        data_load_dur: f64,
+    ) -> Result<Record> {
+        let start = Instant::now();
+        let device = self.model.device();
+        // As the original: the learning rate at fractional epoch (global_step + 1) / nsteps.
+        let frac_epoch = (self.state.global_step + 1) as f64 / steps_per_epoch as f64;
+        let lr = self.settings.schedule.lr_at(frac_epoch);
+        let images = batch.images.to_device(device)?;
+        let labels = batch.labels.to_device(device)?;
+
+        let comm_start = Instant::now();
+        broadcast_from_rank0(self.comm, buffers(self.model.store()))?;
+        let mut comm_dur = comm_start.elapsed().as_secs_f64();
+        let mut out = forward_backward(self.model, &images, &labels)?;
+        let comm_start = Instant::now();
+        average_gradients(self.comm, self.model.store(), &mut out.grads)?;
+        comm_dur += comm_start.elapsed().as_secs_f64();
+        self.sgd
+            .step(self.model.store().parameters(), &out.grads, lr)?;
+
+        let acc = Accuracy::of(&out.logits, &labels)?;
+        let loss = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        self.state.global_step += 1;
+        self.state.step_in_epoch += 1;
+        Ok(Record {
+            phase: "train".into(),
+            epoch: frac_epoch,
+            step: self.state.global_step,
+            loss,
+            top1: acc.top1_rate(),
+            top5: acc.top5_rate(),
+            lr,
+            dur: start.elapsed().as_secs_f64() + data_load_dur,
+            data_load_dur,
+            comm_dur,
+        })
+    }
+
+    /// Loss and accuracy over the whole validation set, each sample scored once across ranks.
+    fn validate(
+        &mut self,
+        val: &dyn BatchSource,
+        records: Option<&mut RecordsFile>,
+    ) -> Result<Record> {
+        let start = Instant::now();
+        let mut totals = [0f64; 4]; // loss sum, top1, top5, count
+        let mut data_load_dur = 0.0;
+        let mut batches = val.batches(0, 0)?;
+        loop {
+            let wait = Instant::now();
+            let Some(batch) = batches.next() else { break };
+            data_load_dur += wait.elapsed().as_secs_f64();
+            let batch = batch?;
+            let device = self.model.device();
+            let labels = batch.labels.to_device(device)?;
+            let logits = self
+                .model
+                .forward(&batch.images.to_device(device)?, Mode::Eval)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &labels)?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?;
+            let acc = Accuracy::of(&logits, &labels)?;
+            totals[0] += loss * acc.count;
+            totals[1] += acc.top1;
+            totals[2] += acc.top5;
+            totals[3] += acc.count;
+        }
+        let comm_start = Instant::now();
+        let mut summed: Vec<f32> = totals.iter().map(|&v| v as f32).collect();
+        self.comm.all_reduce_sum(&mut summed)?;
+        let comm_dur = comm_start.elapsed().as_secs_f64();
+        let count = f64::from(summed[3]).max(1.0);
+        let record = Record {
+            phase: "val".into(),
+            epoch: self.state.epoch as f64,
+            step: self.state.global_step,
+            loss: f64::from(summed[0]) / count,
+            top1: f64::from(summed[1]) / count,
+            top5: f64::from(summed[2]) / count,
+            lr: 0.0,
+            dur: start.elapsed().as_secs_f64(),
+            data_load_dur,
+            comm_dur,
+        };
+        if self.is_rank0() {
+            tracing::info!(
+                "validation at step {}: loss {:.4}, top-1 {:.2}%, top-5 {:.2}% ({} images)",
+                record.step,
+                record.loss,
+                100.0 * record.top1,
+                100.0 * record.top5,
+                count
+            );
+        }
+        if let Some(records) = records {
+            records.append(&record)?;
+        }
+        Ok(record)
+    }
+
+    fn save(&mut self, checkpoints: &CheckpointDir) -> Result<()> {
+        if !self.is_rank0() {
+            return Ok(());
+        }
+        let checkpoint = Checkpoint {
+            model: self.model.store().state_dict()?,
+            momentum: self
+                .sgd
+                .buffers()
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), v.copy()?)))
+                .collect::<Result<_>>()?,
+            state: self.state.clone(),
+        };
+        let path = checkpoints.save(&checkpoint)?;
+        tracing::debug!("checkpoint {}", path.display());
+        Ok(())
+    }
+
+    fn progress_bar(&self, total: u64) -> ProgressBar {
+        if !self.is_rank0() {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(total).with_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} steps ({eta} left) {msg}")
+                .expect("static template"),
+        );
+        bar.set_position(self.state.global_step);
+        bar
+    }
+}
+
+impl Trainer<'_> {
+    /// The original validates before the steps `int(k * save_val_epochs * nsteps)`, k = 0, 1,
+    /// ... (`np.arange(0, epochs + 1, save_val_epochs) * nsteps`), and at the end.
+    fn validates_at(&self, global_step: u64, steps_per_epoch: u64) -> bool {
+        let every = self.settings.save_val_epochs;
+        if every <= 0.0 {
+            return false;
+        }
+        let k = (global_step as f64 / (every * steps_per_epoch as f64)).floor();
+        [k, k + 1.0]
+            .iter()
+            .any(|k| ((k * every) * steps_per_epoch as f64) as u64 == global_step)
+    }
+}

@@ -1,0 +1,31 @@
+//! What the loop needs from the data side: an epoch's batches for this rank, from any step.
+
+use anyhow::Result;
+use candle_core::Tensor;
+
+/// Images [N, 3, H, W] (f32, on the CPU) and their class indices [N] (u32).
+pub struct LabelledBatch {
+    pub images: Tensor,
+    pub labels: Tensor,
+}
+
+pub trait BatchSource {
+    /// This rank's batches of `epoch` from step `start` on. The same (epoch, step) must give
+    /// the same batch whenever it is asked for: resuming depends on it.
+    fn batches(
+        &self,
+        epoch: u64,
+        start: u64,
+    ) -> Result<Box<dyn Iterator<Item = Result<LabelledBatch>> + '_>>;
+
+    /// Optimizer steps in one epoch (the same on every rank).
+    fn steps_per_epoch(&self) -> u64;
+
+    /// Identifies the data (its file list or shard manifest), for checkpoint provenance.
+    fn fingerprint(&self) -> String;
+
+    /// A line about problems met so far (bad images skipped), for the end of an epoch.
+    fn report(&self) -> Option<String> {
+        None
+    }
+}

@@ -1,0 +1,362 @@
+//! The training loop on in-memory data: it learns, it resumes exactly, and ranks agree with
+//! one big batch.
+
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor};
+use cornet_model::{Arch, Model, ModelConfig};
+use cornet_trainer::checkpoint::CheckpointDir;
+use cornet_trainer::dist::{env::RankEnv, tcp::TcpRing, Communicator, SingleRank};
+use cornet_trainer::optim::StepLr;
+use cornet_trainer::train::{BatchSource, LabelledBatch, RunSettings, Trainer};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const CLASSES: usize = 4;
+
+/// Images whose class is which quadrant is bright: easy to learn, cheap to run.
+fn dataset(n: usize) -> (Tensor, Tensor) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let size = 24;
+    let mut pixels = Vec::with_capacity(n * 3 * size * size);
+    let mut labels = Vec::with_capacity(n);
+    for i in 0..n {
+        let class = i % CLASSES;
+        labels.push(class as u32);
+        for _channel in 0..3 {
+            for y in 0..size {
+                for x in 0..size {
+                    let quadrant = (y >= size / 2) as usize * 2 + (x >= size / 2) as usize;
+                    let noise: f32 = rand::Rng::random_range(&mut rng, -0.5..0.5);
+                    pixels.push(if quadrant == class { 1.0 } else { -1.0 } + noise);
+                }
+            }
+        }
+    }
+    (
+        Tensor::from_vec(pixels, (n, 3, size, size), &Device::Cpu).unwrap(),
+        Tensor::from_vec(labels, n, &Device::Cpu).unwrap(),
+    )
+}
+
+/// A seeded shuffle per epoch; global batch k holds the same samples for any number of ranks,
+/// each rank taking its contiguous part.
+struct MemorySource {
+    images: Tensor,
+    labels: Tensor,
+    batch: usize,
+    rank: usize,
+    world: usize,
+    /// Sets `stop` when asked for the batch of this global step (simulates a Ctrl-C there).
+    stop_at: Option<(u64, Arc<AtomicBool>)>,
+    served: AtomicU64,
+}
+
+impl MemorySource {
+    fn new(images: Tensor, labels: Tensor, batch: usize, rank: usize, world: usize) -> Self {
+        MemorySource {
+            images,
+            labels,
+            batch,
+            rank,
+            world,
+            stop_at: None,
+            served: AtomicU64::new(0),
+        }
+    }
+}
+
+impl BatchSource for MemorySource {
+    fn batches(
+        &self,
+        epoch: u64,
+        start: u64,
+    ) -> Result<Box<dyn Iterator<Item = Result<LabelledBatch>> + '_>> {
+        let n = self.labels.dim(0)?;
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(1000 + epoch));
+        let global = self.batch * self.world;
+        let spe = self.steps_per_epoch();
+        Ok(Box::new((start..spe).map(move |step| {
+            let global_step = epoch * spe + step;
+            if let Some((at, stop)) = &self.stop_at {
+                if global_step == *at {
+                    stop.store(true, Ordering::SeqCst);
+                }
+            }
+            self.served.fetch_add(1, Ordering::SeqCst);
+            let first = step as usize * global + self.rank * self.batch;
+            let index = Tensor::new(&order[first..first + self.batch], &Device::Cpu)?;
+            Ok(LabelledBatch {
+                images: self.images.index_select(&index, 0)?,
+                labels: self.labels.index_select(&index, 0)?,
+            })
+        })))
+    }
+
+    fn steps_per_epoch(&self) -> u64 {
+        (self.labels.dim(0).unwrap() / (self.batch * self.world)) as u64
+    }
+
+    fn fingerprint(&self) -> String {
+        format!("memory-{}", self.labels.dim(0).unwrap())
+    }
+}
+
+fn settings(out: &Path, epochs: u64) -> RunSettings {
+    RunSettings {
+        epochs,
+        schedule: StepLr {
+            base_lr: 0.05,
+            step_size: 2.0,
+            gamma: 0.5,
+        },
+        momentum: 0.9,
+        weight_decay: 1e-4,
+        seed: 0,
+        output_dir: out.to_owned(),
+        save_val_epochs: 0.5,
+        save_model_epochs: 1,
+        save_model_steps: 0,
+        save_model_secs: 0,
+        keep: 2,
+        config_hash: "test".into(),
+        sync_check_steps: 5,
+    }
+}
+
+fn small(arch: Arch) -> Model {
+    let config = ModelConfig {
+        arch,
+        widths: match arch {
+            Arch::Z => [8, 8, 16, 16],
+            _ => [32, 32, 32, 32],
+        },
+        num_classes: CLASSES,
+        times: 2,
+        s_times: [1, 1, 1],
+    };
+    Model::new(&config, &Device::Cpu, 42).unwrap()
+}
+
+fn weights_of(model: &Model) -> Vec<(String, Vec<u8>)> {
+    model
+        .store()
+        .state_dict()
+        .unwrap()
+        .into_iter()
+        .map(|(name, t)| {
+            let bytes = match t.dtype() {
+                DType::I64 => t
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<i64>()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+                _ => t
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+            };
+            (name, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn loss_falls_and_validation_is_recorded() {
+    let (images, labels) = dataset(64);
+    let train = MemorySource::new(images.clone(), labels.clone(), 8, 0, 1);
+    let val = MemorySource::new(images, labels, 16, 0, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let model = small(Arch::Z);
+    let mut comm = SingleRank;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut trainer =
+        Trainer::new(&model, &mut comm, settings(dir.path(), 4), &train, stop).unwrap();
+    let summary = trainer.run(&train, Some(&val)).unwrap();
+    assert_eq!(summary.global_step, 32);
+    assert!(!summary.interrupted);
+
+    let text = std::fs::read_to_string(dir.path().join("records.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let losses: Vec<f64> = records
+        .iter()
+        .filter(|r| r["phase"] == "train")
+        .map(|r| r["loss"].as_f64().unwrap())
+        .collect();
+    assert_eq!(losses.len(), 32);
+    let first: f64 = losses[..4].iter().sum::<f64>() / 4.0;
+    let last: f64 = losses[28..].iter().sum::<f64>() / 4.0;
+    assert!(
+        last < 0.5 * first,
+        "loss should fall: {first:.3} -> {last:.3}"
+    );
+    // Every half epoch (4 steps) and at the end: steps 0, 4, ..., 32.
+    let val_steps: Vec<u64> = records
+        .iter()
+        .filter(|r| r["phase"] == "val")
+        .map(|r| r["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(val_steps, (0..=32).step_by(4).collect::<Vec<u64>>());
+    assert!(summary.last_val.unwrap().top1 > 0.9);
+    assert!(dir.path().join("final.safetensors").is_file());
+}
+
+/// Interrupting at any step and resuming gives the same weights, bit for bit, as never
+/// stopping (CORnet-S: BatchNorm running statistics and momentum must come back too).
+#[test]
+fn an_interrupted_run_resumes_to_the_same_weights() {
+    let (images, labels) = dataset(48);
+    let run = |stop_at: Option<u64>, dir: &Path| -> (Model, bool) {
+        let model = small(Arch::S);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut train = MemorySource::new(images.clone(), labels.clone(), 8, 0, 1);
+        train.stop_at = stop_at.map(|s| (s, stop.clone()));
+        let mut comm = SingleRank;
+        let mut trainer = Trainer::new(&model, &mut comm, settings(dir, 3), &train, stop).unwrap();
+        if let Some((_, checkpoint)) = CheckpointDir::new(dir.join("checkpoints"), 2)
+            .latest_valid(&Device::Cpu)
+            .unwrap()
+        {
+            trainer.resume(checkpoint, false).unwrap();
+        }
+        let summary = trainer.run(&train, None).unwrap();
+        (model, summary.interrupted)
+    };
+    let reference_dir = tempfile::tempdir().unwrap();
+    let (reference, _) = run(None, reference_dir.path());
+    for stop_at in [0, 5, 6, 11] {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, interrupted) = run(Some(stop_at), dir.path());
+        assert!(interrupted);
+        let (resumed, interrupted) = run(None, dir.path());
+        assert!(!interrupted);
+        assert!(
+            weights_of(&resumed) == weights_of(&reference),
+            "stopped at step {stop_at}: weights differ"
+        );
+    }
+}
+
+fn relative_difference(a: &Model, b: &Model) -> f64 {
+    let (mut diff, mut norm) = (0f64, 0f64);
+    for (x, y) in a.store().parameters().zip(b.store().parameters()) {
+        let x = x.var.as_tensor().to_dtype(DType::F64).unwrap();
+        let y = y.var.as_tensor().to_dtype(DType::F64).unwrap();
+        diff += (&x - &y)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        norm += y
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+    }
+    (diff / norm).sqrt()
+}
+
+/// Two ranks with batch B over loopback end with the weights of one rank with batch 2B.
+fn two_ranks_match_one(arch: Arch) {
+    let (images, labels) = dataset(160);
+    let one_dir = tempfile::tempdir().unwrap();
+    let single = small(arch);
+    {
+        let train = MemorySource::new(images.clone(), labels.clone(), 8, 0, 1);
+        let mut comm = SingleRank;
+        let mut s = settings(one_dir.path(), 1);
+        s.save_val_epochs = 0.0;
+        let mut trainer = Trainer::new(
+            &single,
+            &mut comm,
+            s,
+            &train,
+            Arc::new(AtomicBool::new(false)),
+        )
+        .unwrap();
+        trainer.run(&train, None).unwrap();
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ranks: Vec<Model> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|rank| {
+                let (images, labels) = (images.clone(), labels.clone());
+                s.spawn(move || {
+                    let env = RankEnv {
+                        rank,
+                        local_rank: rank,
+                        world_size: 2,
+                        master_addr: "127.0.0.1".into(),
+                        master_port: port,
+                        timeout: Duration::from_secs(20),
+                    };
+                    let mut ring = TcpRing::connect(&env).unwrap();
+                    // Different initial weights on rank 1: rank 0's must win.
+                    let model = if rank == 0 {
+                        small(arch)
+                    } else {
+                        Model::new(small(arch).config(), &Device::Cpu, 7).unwrap()
+                    };
+                    let train = MemorySource::new(images, labels, 4, rank, 2);
+                    let dir = tempfile::tempdir().unwrap();
+                    let mut s = settings(dir.path(), 1);
+                    s.save_val_epochs = 0.0;
+                    let mut trainer = Trainer::new(
+                        &model,
+                        &mut ring as &mut dyn Communicator,
+                        s,
+                        &train,
+                        Arc::new(AtomicBool::new(false)),
+                    )
+                    .unwrap();
+                    let summary = trainer.run(&train, None).unwrap();
+                    assert_eq!(summary.global_step, 20);
+                    model
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        weights_of(&ranks[0]) == weights_of(&ranks[1]),
+        "ranks diverged"
+    );
+    let diff = relative_difference(&ranks[0], &single);
+    assert!(
+        diff < 1e-4,
+        "CORnet-{arch}: 2 ranks x 4 vs 1 rank x 8 differ by {diff:.2e}"
+    );
+}
+
+#[test]
+fn two_ranks_equal_one_rank_with_twice_the_batch_z() {
+    two_ranks_match_one(Arch::Z);
+}
+
+#[test]
+fn two_ranks_equal_one_rank_with_twice_the_batch_rt() {
+    two_ranks_match_one(Arch::RT);
+}
