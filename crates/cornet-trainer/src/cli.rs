@@ -23,6 +23,43 @@ pub enum Command {
     /// Time the train step (forward, backward, update) and inference on synthetic input and
     /// print one JSON line.
     Bench(BenchArgs),
+    /// Start one training process per device with torchrun's rank environment, watch them,
+    /// and restart all from the newest checkpoint when one fails.
+    Launch(LaunchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    /// Processes (devices) on this node.
+    #[arg(long)]
+    pub nproc: usize,
+
+    /// Nodes in the job.
+    #[arg(long, default_value_t = 1)]
+    pub nnodes: usize,
+
+    /// This node's index, 0-based.
+    #[arg(long, default_value_t = 0)]
+    pub node_rank: usize,
+
+    /// Address of node 0, where rank 0 serves the rendezvous store.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub master_addr: String,
+
+    #[arg(long, default_value_t = 29500)]
+    pub master_port: u16,
+
+    /// Times to restart all ranks (with `--resume auto`) after one fails.
+    #[arg(long, default_value_t = 3)]
+    pub max_restarts: usize,
+
+    /// Seconds without a training step after which a rank counts as hung.
+    #[arg(long, default_value_t = 300)]
+    pub heartbeat_timeout: u64,
+
+    /// The trainer's arguments for every rank, after `--`.
+    #[arg(last = true, required = true)]
+    pub trainer_args: Vec<String>,
 }
 
 #[derive(Debug, Args)]

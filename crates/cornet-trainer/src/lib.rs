@@ -3,9 +3,11 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;
+pub mod config;
 pub mod device;
 pub mod dist;
 pub mod extract;
+pub mod launch;
 pub mod optim;
 pub mod step;
 pub mod train;

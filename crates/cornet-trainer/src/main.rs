@@ -1,8 +1,9 @@
 use clap::Parser;
 use cornet_trainer::bench::{self, BenchOptions};
-use cornet_trainer::cli::{BenchArgs, Cli, Command, TestArgs};
+use cornet_trainer::cli::{BenchArgs, Cli, Command, LaunchArgs, TestArgs};
 use cornet_trainer::device::parse_device;
 use cornet_trainer::extract::{extract, read_input_npy, Selection};
+use cornet_trainer::launch::{launch, LaunchOptions};
 use std::process::ExitCode;
 
 // Training allocates and frees activation-sized buffers every step; glibc returns each to the
@@ -21,6 +22,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Test(args) => run_test(&args),
         Command::Bench(args) => run_bench(&args),
+        Command::Launch(args) => run_launch(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -69,4 +71,17 @@ fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
     let report = bench::run(&options, &device)?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
+}
+
+fn run_launch(args: LaunchArgs) -> anyhow::Result<()> {
+    launch(&LaunchOptions {
+        nproc: args.nproc,
+        nnodes: args.nnodes,
+        node_rank: args.node_rank,
+        master_addr: args.master_addr,
+        master_port: args.master_port,
+        max_restarts: args.max_restarts,
+        heartbeat_timeout: std::time::Duration::from_secs(args.heartbeat_timeout),
+        trainer_args: args.trainer_args,
+    })
 }

@@ -7,6 +7,7 @@ use super::records::{Record, RecordsFile};
 use super::source::{BatchSource, LabelledBatch};
 use crate::checkpoint::{Checkpoint, CheckpointDir, Provenance, TrainState};
 use crate::dist::Communicator;
+use crate::launch::Heartbeat;
 use crate::optim::{Sgd, StepLr};
 use crate::step::forward_backward;
 use anyhow::{bail, Context, Result};
@@ -57,6 +58,7 @@ pub struct Trainer<'a> {
     sgd: Sgd,
     state: TrainState,
     stop: Arc<AtomicBool>,
+    heartbeat: Heartbeat,
 }
 
 impl<'a> Trainer<'a> {
@@ -87,6 +89,7 @@ impl<'a> Trainer<'a> {
             settings,
             state,
             stop,
+            heartbeat: Heartbeat::from_env(),
         })
     }
 
@@ -161,6 +164,7 @@ impl<'a> Trainer<'a> {
                 let data_load_dur = wait.elapsed().as_secs_f64();
                 let batch_len = batch.images.dim(0)? as f64;
                 let record = self.train_step(batch, spe, data_load_dur)?;
+                self.heartbeat.beat();
                 images_per_sec = match images_per_sec {
                     0.0 => batch_len / record.dur,
                     smooth => 0.9 * smooth + 0.1 * batch_len / record.dur,
@@ -286,6 +290,7 @@ impl<'a> Trainer<'a> {
             let Some(batch) = batches.next() else { break };
             data_load_dur += wait.elapsed().as_secs_f64();
             let batch = batch?;
+            self.heartbeat.beat();
             let device = self.model.device();
             let labels = batch.labels.to_device(device)?;
             let logits = self

@@ -1,0 +1,377 @@
+//! Experiment configs: one YAML file per run, `--set key.path=value` overrides, every field
+//! checked, errors that name the file, line and key.
+
+mod error;
+mod locate;
+
+pub use error::ConfigError;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// A whole experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub model: ModelSection,
+    pub data: DataSection,
+    pub optim: OptimSection,
+    pub train: TrainSection,
+    #[serde(default)]
+    pub dist: DistSection,
+    pub output: OutputSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// Z, R, RT or S.
+    pub arch: String,
+    /// Time steps that R and RT unroll.
+    #[serde(default = "defaults::times")]
+    pub times: usize,
+    #[serde(default = "defaults::num_classes")]
+    pub num_classes: usize,
+    /// Output channels of V1, V2, V4, IT.
+    #[serde(default = "defaults::widths")]
+    pub widths: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataFormat {
+    /// A folder of class folders of images, as torchvision's ImageFolder.
+    Imagefolder,
+    /// WebDataset tar shards written by `cornet-data pack`.
+    Shards,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// Training images: an ImageFolder root or a folder of shards.
+    pub train: PathBuf,
+    /// Validation images (optional: no validation without).
+    #[serde(default)]
+    pub val: Option<PathBuf>,
+    #[serde(default = "defaults::format")]
+    pub format: DataFormat,
+    /// Decoding threads.
+    #[serde(default = "defaults::workers")]
+    pub workers: usize,
+    /// Side of the square crops fed to the model.
+    #[serde(default = "defaults::image_size")]
+    pub image_size: usize,
+    /// Batches decoded ahead of the training step.
+    #[serde(default = "defaults::prefetch")]
+    pub prefetch: usize,
+    /// Skip (and count) unreadable images instead of stopping.
+    #[serde(default = "defaults::yes")]
+    pub skip_bad_images: bool,
+    /// Generate a small labelled dataset at `train` and `val` when they do not exist, so that
+    /// a smoke run needs no download.
+    #[serde(default)]
+    pub synthetic: Option<SyntheticData>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticData {
+    pub classes: usize,
+    pub train_per_class: usize,
+    pub val_per_class: usize,
+    /// Side of the generated images.
+    pub size: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimSection {
+    pub lr: f64,
+    #[serde(default = "defaults::momentum")]
+    pub momentum: f64,
+    #[serde(default = "defaults::weight_decay")]
+    pub weight_decay: f64,
+    /// Epochs between learning-rate drops.
+    pub step_size: f64,
+    /// Factor of each drop.
+    #[serde(default = "defaults::gamma")]
+    pub gamma: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSection {
+    pub epochs: u64,
+    /// Images per step on each rank (the original's `--batch_size` is per run; with several
+    /// ranks each takes batch_size / ngpus, see `dist.ngpus`).
+    pub batch_size: usize,
+    /// Fixes the initial weights, the data order and the augmentations.
+    #[serde(default)]
+    pub seed: u64,
+    /// `cpu`, `cuda` or `cuda:N`.
+    #[serde(default = "defaults::device")]
+    pub device: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// NCCL on GPUs, TCP on CPUs.
+    Auto,
+    Nccl,
+    Tcp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistSection {
+    /// Devices to train on, as the original's `--ngpus`: `scripts/launch_2gpu.sh` starts this
+    /// many ranks.
+    #[serde(default = "defaults::ngpus")]
+    pub ngpus: usize,
+    #[serde(default = "defaults::backend")]
+    pub backend: Backend,
+}
+
+impl Default for DistSection {
+    fn default() -> Self {
+        DistSection {
+            ngpus: defaults::ngpus(),
+            backend: defaults::backend(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSection {
+    /// Folder for records, checkpoints and the final weights.
+    pub path: PathBuf,
+    /// Validate every this many epochs (0: never).
+    #[serde(default = "defaults::save_val_epochs")]
+    pub save_val_epochs: f64,
+    /// Checkpoint every this many epochs, seconds and steps (0: never).
+    #[serde(default = "defaults::one")]
+    pub save_model_epochs: u64,
+    #[serde(default = "defaults::save_model_secs")]
+    pub save_model_secs: u64,
+    #[serde(default)]
+    pub save_model_steps: u64,
+    /// Checkpoints kept (the newest).
+    #[serde(default = "defaults::keep")]
+    pub keep: usize,
+}
+
+mod defaults {
+    use super::{Backend, DataFormat};
+    pub fn times() -> usize {
+        5
+    }
+    pub fn num_classes() -> usize {
+        1000
+    }
+    pub fn widths() -> Vec<usize> {
+        vec![64, 128, 256, 512]
+    }
+    pub fn format() -> DataFormat {
+        DataFormat::Imagefolder
+    }
+    pub fn workers() -> usize {
+        4
+    }
+    pub fn image_size() -> usize {
+        224
+    }
+    pub fn prefetch() -> usize {
+        4
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn momentum() -> f64 {
+        0.9
+    }
+    pub fn weight_decay() -> f64 {
+        1e-4
+    }
+    pub fn gamma() -> f64 {
+        0.1
+    }
+    pub fn device() -> String {
+        "cpu".into()
+    }
+    pub fn ngpus() -> usize {
+        1
+    }
+    pub fn backend() -> Backend {
+        Backend::Auto
+    }
+    pub fn save_val_epochs() -> f64 {
+        0.5
+    }
+    pub fn one() -> u64 {
+        1
+    }
+    pub fn save_model_secs() -> u64 {
+        600
+    }
+    pub fn keep() -> usize {
+        3
+    }
+}
+
+impl Config {
+    /// Reads `path`, applies `overrides` (`key.path=value`, values in YAML syntax) and checks
+    /// every field.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, e))?;
+        Self::parse(&text, path, overrides)
+    }
+
+    /// [`Config::load`] on text already read; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path, overrides: &[String]) -> Result<Config, ConfigError> {
+        let at = |key: &str, message: String| ConfigError::at(path, text, key, message);
+        let mut value: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|e| ConfigError::syntax(path, &e))?;
+        for assignment in overrides {
+            let (key, raw) = assignment
+                .split_once('=')
+                .ok_or_else(|| ConfigError::flag(assignment, "expected key.path=value".into()))?;
+            let parsed: serde_yaml::Value = serde_yaml::from_str(raw)
+                .map_err(|e| ConfigError::flag(key, format!("bad value {raw:?}: {e}")))?;
+            locate::set(&mut value, key, parsed)
+                .map_err(|message| ConfigError::flag(key, message))?;
+        }
+        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let key = e.path().to_string();
+            let message = e.inner().to_string();
+            let key = match key.as_str() {
+                "." => String::new(),
+                _ => key,
+            };
+            match overrides
+                .iter()
+                .find(|o| o.split('=').next() == Some(key.as_str()))
+            {
+                Some(_) => ConfigError::flag(&key, message),
+                None => at(&key, message),
+            }
+        })?;
+        config
+            .validate()
+            .map_err(|(key, message)| at(key, message))?;
+        Ok(config)
+    }
+
+    /// The first impossible value: its key path and what is wrong.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let check = |ok: bool, key: &'static str, message: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err((key, message.to_string()))
+            }
+        };
+        self.arch().map_err(|e| ("model.arch", e.to_string()))?;
+        check(self.model.times >= 1, "model.times", "must be at least 1")?;
+        check(
+            self.model.num_classes >= 1,
+            "model.num_classes",
+            "must be at least 1",
+        )?;
+        check(
+            self.model.widths.len() == 4 && self.model.widths.iter().all(|&w| w > 0),
+            "model.widths",
+            "must be 4 positive channel counts (V1, V2, V4, IT)",
+        )?;
+        self.model_config()
+            .validate()
+            .map_err(|e| ("model.widths", e.to_string()))?;
+        check(self.data.workers >= 1, "data.workers", "must be at least 1")?;
+        check(
+            self.data.image_size >= 32,
+            "data.image_size",
+            "must be at least 32",
+        )?;
+        check(
+            self.data.prefetch >= 1,
+            "data.prefetch",
+            "must be at least 1",
+        )?;
+        check(
+            self.optim.lr > 0.0 && self.optim.lr.is_finite(),
+            "optim.lr",
+            "must be a positive number",
+        )?;
+        check(
+            (0.0..1.0).contains(&self.optim.momentum),
+            "optim.momentum",
+            "must be in [0, 1)",
+        )?;
+        check(
+            self.optim.weight_decay >= 0.0,
+            "optim.weight_decay",
+            "must not be negative",
+        )?;
+        check(
+            self.optim.step_size > 0.0,
+            "optim.step_size",
+            "must be positive",
+        )?;
+        check(
+            self.optim.gamma > 0.0 && self.optim.gamma <= 1.0,
+            "optim.gamma",
+            "must be in (0, 1]",
+        )?;
+        check(self.train.epochs >= 1, "train.epochs", "must be at least 1")?;
+        check(
+            self.train.batch_size >= 1,
+            "train.batch_size",
+            "must be at least 1",
+        )?;
+        check(self.dist.ngpus >= 1, "dist.ngpus", "must be at least 1")?;
+        check(
+            self.output.save_val_epochs >= 0.0,
+            "output.save_val_epochs",
+            "must not be negative (0 turns validation off)",
+        )?;
+        check(self.output.keep >= 1, "output.keep", "must be at least 1")?;
+        if let Some(synthetic) = &self.data.synthetic {
+            check(
+                synthetic.classes >= 2 && synthetic.train_per_class >= 1 && synthetic.size >= 32,
+                "data.synthetic",
+                "needs at least 2 classes, 1 training image per class and images of 32 px",
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn arch(&self) -> cornet_model::Result<cornet_model::Arch> {
+        self.model.arch.parse()
+    }
+
+    /// The model this config trains. Call after [`Config::load`], which checked it.
+    pub fn model_config(&self) -> cornet_model::ModelConfig {
+        let arch = self.arch().unwrap_or(cornet_model::Arch::Z);
+        let mut config = cornet_model::ModelConfig::full(arch);
+        config.times = self.model.times;
+        config.num_classes = self.model.num_classes;
+        if let [a, b, c, d] = self.model.widths[..] {
+            config.widths = [a, b, c, d];
+        }
+        config
+    }
+
+    /// The resolved config, as saved beside a run's outputs.
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).expect("a config always serializes")
+    }
+
+    /// SHA-256 of the resolved config: what a checkpoint records to tell runs apart.
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_vec(self).expect("a config always serializes");
+        hex::encode(Sha256::digest(json))[..16].to_string()
+    }
+}

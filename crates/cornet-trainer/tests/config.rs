@@ -1,0 +1,164 @@
+//! Experiment configs: the shipped files, overrides, and every kind of error.
+
+use cornet_trainer::config::Config;
+use std::path::{Path, PathBuf};
+
+fn configs_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs")
+}
+
+fn parse(text: &str, overrides: &[&str]) -> Result<Config, String> {
+    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    Config::parse(text, Path::new("x.yaml"), &overrides).map_err(|e| e.to_string())
+}
+
+const MINIMAL: &str = "\
+model:
+  arch: S
+data:
+  train: /data/train
+optim:
+  lr: 0.1
+  step_size: 20
+train:
+  epochs: 43
+  batch_size: 256
+output:
+  path: runs/s
+";
+
+#[test]
+fn every_shipped_config_loads() {
+    let expected = [
+        ("cornet_z.yaml", "Z", 25, 0.01, 10.0, 1),
+        ("cornet_rt.yaml", "RT", 25, 0.1, 10.0, 2),
+        ("cornet_r.yaml", "R", 25, 0.1, 10.0, 2),
+        ("cornet_s.yaml", "S", 43, 0.1, 20.0, 2),
+    ];
+    for (file, arch, epochs, lr, step, ngpus) in expected {
+        let c = Config::load(&configs_dir().join(file), &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (
+                c.model.arch.as_str(),
+                c.train.epochs,
+                c.optim.lr,
+                c.optim.step_size,
+                c.dist.ngpus
+            ),
+            (arch, epochs, lr, step, ngpus),
+            "{file}"
+        );
+        assert_eq!(
+            (c.train.batch_size, c.optim.momentum, c.optim.weight_decay),
+            (256, 0.9, 1e-4)
+        );
+        assert_eq!((c.data.workers, c.data.image_size), (20, 224));
+    }
+    let smoke = Config::load(&configs_dir().join("smoke.yaml"), &[]).unwrap();
+    assert!(smoke.data.synthetic.is_some());
+}
+
+#[test]
+fn defaults_fill_what_is_left_out() {
+    let c = parse(MINIMAL, &[]).unwrap();
+    assert_eq!(c.model.widths, [64, 128, 256, 512]);
+    assert_eq!((c.model.times, c.model.num_classes), (5, 1000));
+    assert_eq!((c.optim.momentum, c.optim.gamma), (0.9, 0.1));
+    assert_eq!((c.output.save_val_epochs, c.output.keep), (0.5, 3));
+    assert!(c.data.skip_bad_images);
+}
+
+#[test]
+fn set_overrides_any_field() {
+    let c = parse(
+        MINIMAL,
+        &[
+            "optim.lr=0.05",
+            "model.widths=[8, 16, 32, 64]",
+            "dist.ngpus=2",
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.optim.lr, 0.05);
+    assert_eq!(c.model.widths, [8, 16, 32, 64]);
+    assert_eq!(c.dist.ngpus, 2);
+}
+
+#[test]
+fn errors_name_the_file_line_and_key() {
+    let typo = MINIMAL.replace("  lr: 0.1", "  lr: 0.1\n  momentun: 0.9");
+    let err = parse(&typo, &[]).unwrap_err();
+    assert!(
+        err.starts_with("x.yaml:7: optim.momentun: unknown field `momentun`"),
+        "{err}"
+    );
+
+    let wrong_type = MINIMAL.replace("epochs: 43", "epochs: many");
+    let err = parse(&wrong_type, &[]).unwrap_err();
+    assert!(
+        err.starts_with("x.yaml:9: train.epochs: invalid type"),
+        "{err}"
+    );
+
+    let impossible = MINIMAL.replace("lr: 0.1", "lr: -1");
+    assert_eq!(
+        parse(&impossible, &[]).unwrap_err(),
+        "x.yaml:6: optim.lr: must be a positive number"
+    );
+
+    let zero_batch = MINIMAL.replace("batch_size: 256", "batch_size: 0");
+    assert_eq!(
+        parse(&zero_batch, &[]).unwrap_err(),
+        "x.yaml:10: train.batch_size: must be at least 1"
+    );
+
+    let widths = MINIMAL.replace("arch: S", "arch: S\n  widths: [1, 2]");
+    assert_eq!(
+        parse(&widths, &[]).unwrap_err(),
+        "x.yaml:3: model.widths: must be 4 positive channel counts (V1, V2, V4, IT)"
+    );
+
+    let arch = MINIMAL.replace("arch: S", "arch: Q");
+    assert!(parse(&arch, &[])
+        .unwrap_err()
+        .starts_with("x.yaml:2: model.arch: unknown CORnet model `Q`"));
+
+    let missing = MINIMAL.replace("  train: /data/train\n", "");
+    let err = parse(&missing, &[]).unwrap_err();
+    assert!(err.contains("missing field `train`"), "{err}");
+
+    let err = parse("model:\n  arch: Z\n widths: [1\n", &[]).unwrap_err();
+    assert!(err.starts_with("x.yaml:3: not valid YAML"), "{err}");
+
+    let err = Config::load(Path::new("/nonexistent/c.yaml"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("/nonexistent/c.yaml: "), "{err}");
+}
+
+#[test]
+fn bad_overrides_name_the_flag() {
+    assert_eq!(
+        parse(MINIMAL, &["optim.lr"]).unwrap_err(),
+        "--set optim.lr: expected key.path=value"
+    );
+    let err = parse(MINIMAL, &["optim.lrr=1"]).unwrap_err();
+    assert!(
+        err.starts_with("--set optim.lrr: unknown field `lrr`"),
+        "{err}"
+    );
+    let err = parse(MINIMAL, &["train.epochs=x"]).unwrap_err();
+    assert!(err.starts_with("--set train.epochs: invalid type"), "{err}");
+    let err = parse(MINIMAL, &["model.arch.x=1"]).unwrap_err();
+    assert_eq!(err, "--set model.arch.x: `model.arch` is not a section");
+}
+
+#[test]
+fn the_resolved_config_round_trips_and_hashes_stably() {
+    let c = parse(MINIMAL, &[]).unwrap();
+    let again = parse(&c.to_yaml(), &[]).unwrap();
+    assert_eq!(c, again);
+    assert_eq!(c.hash(), again.hash());
+    let other = parse(MINIMAL, &["optim.lr=0.2"]).unwrap();
+    assert_ne!(c.hash(), other.hash());
+}
