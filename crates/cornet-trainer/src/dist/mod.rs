@@ -5,14 +5,17 @@
 //! key-value [`store`] served by rank 0 at `MASTER_ADDR:MASTER_PORT`.
 
 pub mod env;
+#[cfg(feature = "nccl")]
+pub mod nccl;
 pub mod store;
 pub mod tcp;
 
 use anyhow::Result;
+use candle_core::Device;
 
 /// Collective operations over all ranks. Every rank must call the same operations in the same
 /// order with buffers of the same length.
-pub trait Communicator: Send {
+pub trait Communicator {
     fn rank(&self) -> usize;
     fn world_size(&self) -> usize;
     /// Replaces `data` on every rank by the elementwise sum over ranks.
@@ -45,4 +48,42 @@ impl Communicator for SingleRank {
     fn broadcast(&mut self, _data: &mut [f32], _root: usize) -> Result<()> {
         Ok(())
     }
+}
+
+/// Which transport carries the collectives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// NCCL for CUDA devices, TCP otherwise.
+    Auto,
+    Nccl,
+    Tcp,
+}
+
+/// The communicator this process should use: one rank without `WORLD_SIZE`, else the
+/// transport asked for, meeting the other ranks through rank 0's store.
+pub fn connect(transport: Transport, device: &Device) -> Result<Box<dyn Communicator>> {
+    let Some(env) = env::RankEnv::from_env()? else {
+        return Ok(Box::new(SingleRank));
+    };
+    let use_nccl = match transport {
+        Transport::Nccl => true,
+        Transport::Tcp => false,
+        Transport::Auto => device.is_cuda(),
+    };
+    if use_nccl {
+        return connect_nccl(&env, device);
+    }
+    Ok(Box::new(tcp::TcpRing::connect(&env)?))
+}
+
+#[cfg(feature = "nccl")]
+fn connect_nccl(env: &env::RankEnv, device: &Device) -> Result<Box<dyn Communicator>> {
+    Ok(Box::new(nccl::Nccl::connect(env, device)?))
+}
+
+#[cfg(not(feature = "nccl"))]
+fn connect_nccl(_env: &env::RankEnv, _device: &Device) -> Result<Box<dyn Communicator>> {
+    anyhow::bail!(
+        "the nccl backend needs a build with the `nccl` feature (cargo build --features nccl)"
+    )
 }

@@ -1,0 +1,29 @@
+//! Errors that name the file at fault.
+
+use std::path::PathBuf;
+
+pub type Result<T> = std::result::Result<T, DataError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}: {cause}")]
+    Io {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+
+    #[error("{path}: not a readable image: {reason}")]
+    BadImage { path: PathBuf, reason: String },
+
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl DataError {
+    pub(crate) fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
+        DataError::Io {
+            path: path.into(),
+            cause,
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! torchvision's transforms on RGB8 images, ending in `ToTensor` + `Normalize` (ImageNet mean
+//! and std) as CHW float32.
+
+use crate::error::{DataError, Result};
+use fast_image_resize::images::Image;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::RgbImage;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// The three pipelines of the original `run.py`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transform {
+    /// Training: `RandomResizedCrop(size)` (scale 0.08-1, ratio 3/4-4/3) and
+    /// `RandomHorizontalFlip()`.
+    Train { size: usize },
+    /// Validation: `Resize(round(size * 256 / 224))` on the shorter side, `CenterCrop(size)`.
+    Val { size: usize },
+    /// Feature extraction: `Resize((size, size))`.
+    Test { size: usize },
+}
+
+/// A pixel rectangle of the source image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crop {
+    pub top: u32,
+    pub left: u32,
+    pub height: u32,
+    pub width: u32,
+}
+
+impl Transform {
+    pub fn size(&self) -> usize {
+        match *self {
+            Transform::Train { size } | Transform::Val { size } | Transform::Test { size } => size,
+        }
+    }
+
+    /// Floats per transformed image: 3 x size x size.
+    pub fn output_len(&self) -> usize {
+        3 * self.size() * self.size()
+    }
+
+    /// Transforms `image` into `out` (CHW, normalized). Random draws come from `rng` only.
+    pub fn apply(
+        &self,
+        image: &RgbImage,
+        rng: &mut ChaCha8Rng,
+        resizer: &mut Resizer,
+        out: &mut [f32],
+    ) -> Result<()> {
+        let (w, h) = image.dimensions();
+        let size = self.size() as u32;
+        let pixels = match *self {
+            Transform::Train { .. } => {
+                let crop = random_resized_crop(w, h, rng);
+                let mut pixels = resize(image, crop, size, size, resizer)?;
+                if rng.random::<f64>() < 0.5 {
+                    flip_horizontally(&mut pixels, size as usize);
+                }
+                pixels
+            }
+            Transform::Val { .. } => {
+                let short = (size as f64 * 256.0 / 224.0).round_ties_even() as u32;
+                let (rw, rh) = resize_shorter_side(w, h, short);
+                let whole = Crop {
+                    top: 0,
+                    left: 0,
+                    height: h,
+                    width: w,
+                };
+                let resized = resize(image, whole, rw, rh, resizer)?;
+                center_crop(&resized, rw, rh, size)
+            }
+            Transform::Test { .. } => {
+                let whole = Crop {
+                    top: 0,
+                    left: 0,
+                    height: h,
+                    width: w,
+                };
+                resize(image, whole, size, size, resizer)?
+            }
+        };
+        normalize_into(&pixels, out);
+        Ok(())
+    }
+}
+
+/// The random generator of one sample's augmentation: a function of (seed, epoch, index)
+/// only, so a batch is the same for any number of workers, ranks or restarts.
+pub fn sample_rng(seed: u64, epoch: u64, index: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    // Distinct streams for each (epoch, sample), all derived from the run's seed.
+    rng.set_stream(epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index);
+    rng
+}
+
+/// torchvision's `RandomResizedCrop.get_params` with scale (0.08, 1) and ratio (3/4, 4/3):
+/// ten tries at a random area and log-uniform aspect ratio, then the central fallback.
+pub fn random_resized_crop(width: u32, height: u32, rng: &mut impl Rng) -> Crop {
+    let (scale, ratio) = ((0.08f64, 1.0f64), (3.0f64 / 4.0, 4.0f64 / 3.0));
+    let area = (width * height) as f64;
+    let (log_lo, log_hi) = (ratio.0.ln(), ratio.1.ln());
+    for _ in 0..10 {
+        let target_area = area * rng.random_range(scale.0..scale.1);
+        let aspect = rng.random_range(log_lo..log_hi).exp();
+        let w = (target_area * aspect).sqrt().round_ties_even() as i64;
+        let h = (target_area / aspect).sqrt().round_ties_even() as i64;
+        if 0 < w && w <= width as i64 && 0 < h && h <= height as i64 {
+            let top = rng.random_range(0..=(height as i64 - h)) as u32;
+            let left = rng.random_range(0..=(width as i64 - w)) as u32;
+            return Crop {
+                top,
+                left,
+                height: h as u32,
+                width: w as u32,
+            };
+        }
+    }
+    let in_ratio = width as f64 / height as f64;
+    let (w, h) = if in_ratio < ratio.0 {
+        (width, (width as f64 / ratio.0).round_ties_even() as u32)
+    } else if in_ratio > ratio.1 {
+        ((height as f64 * ratio.1).round_ties_even() as u32, height)
+    } else {
+        (width, height)
+    };
+    Crop {
+        top: (height - h) / 2,
+        left: (width - w) / 2,
+        height: h,
+        width: w,
+    }
+}
+
+/// `Resize(short)`: the shorter side becomes `short`, the longer `int(short * long / short_in)`.
+pub fn resize_shorter_side(width: u32, height: u32, short: u32) -> (u32, u32) {
+    let long = |l: u32, s: u32| (short as u64 * l as u64 / s as u64) as u32;
+    if width <= height {
+        (short, long(height, width))
+    } else {
+        (long(width, height), short)
+    }
+}
+
+/// Resamples `crop` of `image` to `width x height` as Pillow's antialiased bilinear filter.
+fn resize(
+    image: &RgbImage,
+    crop: Crop,
+    width: u32,
+    height: u32,
+    resizer: &mut Resizer,
+) -> Result<Vec<u8>> {
+    let (iw, _) = image.dimensions();
+    // Cropped first, as torchvision does, so the filter never reads outside the crop.
+    let mut cropped = Vec::with_capacity((crop.width * crop.height * 3) as usize);
+    for y in crop.top..crop.top + crop.height {
+        let start = ((y * iw + crop.left) * 3) as usize;
+        cropped.extend_from_slice(&image.as_raw()[start..start + crop.width as usize * 3]);
+    }
+    let invalid = |e: String| {
+        DataError::Invalid(format!(
+            "resizing a {}x{} crop: {e}",
+            crop.width, crop.height
+        ))
+    };
+    let src = Image::from_vec_u8(crop.width, crop.height, cropped, PixelType::U8x3)
+        .map_err(|e| invalid(e.to_string()))?;
+    let mut dst = Image::new(width, height, PixelType::U8x3);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    resizer
+        .resize(&src, &mut dst, &options)
+        .map_err(|e| invalid(e.to_string()))?;
+    Ok(dst.into_vec())
+}
+
+/// `CenterCrop(size)` of a `width x height` RGB8 buffer: the top-left corner at
+/// `int(round((h - size) / 2))`, `int(round((w - size) / 2))`.
+fn center_crop(pixels: &[u8], width: u32, height: u32, size: u32) -> Vec<u8> {
+    let offset = |len: u32| ((len.saturating_sub(size)) as f64 / 2.0).round_ties_even() as u32;
+    let (top, left) = (offset(height), offset(width));
+    let mut out = Vec::with_capacity((size * size * 3) as usize);
+    for y in top..top + size {
+        let start = ((y * width + left) * 3) as usize;
+        out.extend_from_slice(&pixels[start..start + size as usize * 3]);
+    }
+    out
+}
+
+fn flip_horizontally(pixels: &mut [u8], width: usize) {
+    for row in pixels.chunks_mut(width * 3) {
+        for x in 0..width / 2 {
+            for c in 0..3 {
+                row.swap(x * 3 + c, (width - 1 - x) * 3 + c);
+            }
+        }
+    }
+}
+
+/// `ToTensor` + `Normalize`: HWC bytes to CHW `(v / 255 - mean) / std`, in float32 as
+/// torchvision computes it.
+fn normalize_into(pixels: &[u8], out: &mut [f32]) {
+    let plane = pixels.len() / 3;
+    for (i, px) in pixels.chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] = (px[c] as f32 / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_resized_crops_stay_inside_and_fall_back_to_the_center() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..1000 {
+            let c = random_resized_crop(500, 375, &mut rng);
+            assert!(
+                c.left + c.width <= 500 && c.top + c.height <= 375 && c.width > 0 && c.height > 0
+            );
+        }
+        // A 1000x10 strip never fits the ratio: the fallback keeps the height, width 4/3 of it.
+        let c = random_resized_crop(1000, 10, &mut rng);
+        assert_eq!(
+            c,
+            Crop {
+                top: 0,
+                left: 493,
+                height: 10,
+                width: 13
+            }
+        );
+    }
+
+    #[test]
+    fn shorter_side_resize_truncates_the_longer_side() {
+        assert_eq!(resize_shorter_side(500, 375, 256), (341, 256));
+        assert_eq!(resize_shorter_side(375, 500, 256), (256, 341));
+    }
+
+    #[test]
+    fn the_same_seed_epoch_and_index_give_the_same_draws() {
+        let draw = |s, e, i| sample_rng(s, e, i).random::<u64>();
+        assert_eq!(draw(0, 1, 2), draw(0, 1, 2));
+        assert_ne!(draw(0, 1, 2), draw(0, 2, 1));
+        assert_ne!(draw(0, 1, 2), draw(1, 1, 2));
+    }
+}

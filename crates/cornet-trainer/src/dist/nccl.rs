@@ -1,0 +1,101 @@
+//! Ranks on GPUs: NCCL through cudarc, on candle's CUDA stream so that collectives are
+//! ordered after the kernels that produced the gradients. Rank 0 creates the NCCL unique id
+//! and hands it to the others through the rendezvous store.
+
+use super::env::RankEnv;
+use super::store::{StoreClient, StoreServer};
+use super::Communicator;
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::Device;
+use cudarc::nccl::safe::{Comm, Id, ReduceOp};
+
+pub struct Nccl {
+    comm: Comm,
+    rank: usize,
+    world_size: usize,
+    /// Rank 0 serves the store for the life of the communicator.
+    _store: Option<StoreServer>,
+}
+
+const ID_KEY: &str = "nccl/unique_id";
+
+impl Nccl {
+    pub fn connect(env: &RankEnv, device: &Device) -> Result<Self> {
+        let Device::Cuda(cuda) = device else {
+            bail!("the nccl backend needs a CUDA device (train.device: cuda)");
+        };
+        let store_server = match env.rank {
+            0 => Some(StoreServer::start(&env.master_addr, env.master_port)?),
+            _ => None,
+        };
+        let mut store = StoreClient::connect(&env.master_addr, env.master_port, env.timeout)?;
+        let id = if env.rank == 0 {
+            let id = Id::new().map_err(|e| anyhow!("creating the NCCL unique id: {e:?}"))?;
+            let bytes: Vec<u8> = id.internal().iter().map(|&c| c as u8).collect();
+            store.set(ID_KEY, &hex::encode(bytes))?;
+            id
+        } else {
+            let encoded = store.get(ID_KEY, env.timeout)?.ok_or_else(|| {
+                anyhow!(
+                    "rank 0 did not publish the NCCL id within {:?}",
+                    env.timeout
+                )
+            })?;
+            let bytes = hex::decode(encoded).context("malformed NCCL id in the store")?;
+            let mut internal = [0 as std::ffi::c_char; 128];
+            if bytes.len() != internal.len() {
+                bail!("malformed NCCL id in the store ({} bytes)", bytes.len());
+            }
+            for (dst, src) in internal.iter_mut().zip(bytes) {
+                *dst = src as std::ffi::c_char;
+            }
+            Id::uninit(internal)
+        };
+        let comm =
+            Comm::from_rank(cuda.cuda_stream(), env.rank, env.world_size, id).map_err(|e| {
+                anyhow!(
+                    "NCCL init of rank {} of {}: {e:?}",
+                    env.rank,
+                    env.world_size
+                )
+            })?;
+        Ok(Nccl {
+            comm,
+            rank: env.rank,
+            world_size: env.world_size,
+            _store: store_server,
+        })
+    }
+}
+
+impl Communicator for Nccl {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn world_size(&self) -> usize {
+        self.world_size
+    }
+
+    fn all_reduce_sum(&mut self, data: &mut [f32]) -> Result<()> {
+        let stream = self.comm.stream();
+        let mut buffer = stream.clone_htod(data)?;
+        self.comm
+            .all_reduce_in_place(&mut buffer, &ReduceOp::Sum)
+            .map_err(|e| anyhow!("NCCL all-reduce: {e:?}"))?;
+        stream.memcpy_dtoh(&buffer, data)?;
+        stream.synchronize()?;
+        Ok(())
+    }
+
+    fn broadcast(&mut self, data: &mut [f32], root: usize) -> Result<()> {
+        let stream = self.comm.stream();
+        let mut buffer = stream.clone_htod(data)?;
+        self.comm
+            .broadcast_in_place(&mut buffer, root as i32)
+            .map_err(|e| anyhow!("NCCL broadcast: {e:?}"))?;
+        stream.memcpy_dtoh(&buffer, data)?;
+        stream.synchronize()?;
+        Ok(())
+    }
+}
