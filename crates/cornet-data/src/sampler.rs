@@ -129,11 +129,11 @@ mod tests {
     #[test]
     fn global_batches_do_not_depend_on_the_world_size() {
         let one = Sampler::training(96, 8, 0, 1, 5).batches(2, 0);
-        for step in 0..one.len() {
+        for (step, global) in one.iter().enumerate() {
             let split: Vec<usize> = (0..2)
                 .flat_map(|rank| Sampler::training(96, 4, rank, 2, 5).batches(2, 0)[step].clone())
                 .collect();
-            assert_eq!(split, one[step]);
+            assert_eq!(&split, global);
         }
     }
 
