@@ -1,6 +1,7 @@
-//! A small labelled image set made on the spot, so that a smoke run needs no download: class
-//! k is a grating at angle k * 180 / classes degrees, with random phase, frequency, colour
-//! and noise per image. Written as PNG into an ImageFolder.
+//! A small labelled image set made on the spot, so that a smoke run needs no download. Class k
+//! is a striped pattern whose hue (k / 2) and stripe direction (k % 2: vertical or horizontal)
+//! survive the training augmentations (random crops and horizontal flips); frequency, phase,
+//! brightness and noise vary per image. Written as PNG into an ImageFolder.
 
 use crate::error::{DataError, Result};
 use image::{Rgb, RgbImage};
@@ -21,9 +22,11 @@ pub fn write_image_folder(
     for class in 0..classes {
         let dir = root.join(format!("class_{class:02}"));
         std::fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
-        let angle = std::f64::consts::PI * class as f64 / classes as f64;
+        let hues = classes.div_ceil(2);
+        let hue = (class / 2) as f64 / hues as f64;
+        let horizontal = class % 2 == 1;
         for i in 0..per_class {
-            let image = grating(size, angle, &mut rng);
+            let image = stripes(size, hue, horizontal, &mut rng);
             let path = dir.join(format!("{i:04}.png"));
             image
                 .save(&path)
@@ -33,21 +36,31 @@ pub fn write_image_folder(
     Ok(())
 }
 
-fn grating(size: u32, angle: f64, rng: &mut impl Rng) -> RgbImage {
-    let (sin, cos) = angle.sin_cos();
-    let frequency = rng.random_range(0.15..0.35);
+fn stripes(size: u32, hue: f64, horizontal: bool, rng: &mut impl Rng) -> RgbImage {
+    let frequency = rng.random_range(0.15..0.4);
     let phase = rng.random_range(0.0..std::f64::consts::TAU);
-    let tint: [f64; 3] = [
-        rng.random_range(0.5..1.0),
-        rng.random_range(0.5..1.0),
-        rng.random_range(0.5..1.0),
-    ];
+    let brightness = rng.random_range(0.6..1.0);
+    let color = hue_to_rgb(hue);
     RgbImage::from_fn(size, size, |x, y| {
-        let t = (x as f64 * cos + y as f64 * sin) * frequency + phase;
-        let v = 0.5 + 0.4 * t.sin();
-        Rgb(tint.map(|c| {
-            let noise: f64 = rng.random_range(-0.1..0.1);
+        let along = if horizontal { y } else { x };
+        let v = brightness * (0.55 + 0.45 * (along as f64 * frequency + phase).sin());
+        Rgb(color.map(|c| {
+            let noise: f64 = rng.random_range(-0.08..0.08);
             ((v * c + noise).clamp(0.0, 1.0) * 255.0) as u8
         }))
     })
+}
+
+/// A fully saturated colour of `hue` in [0, 1).
+fn hue_to_rgb(hue: f64) -> [f64; 3] {
+    let h = hue * 6.0;
+    let x = 1.0 - (h % 2.0 - 1.0).abs();
+    match h as u32 {
+        0 => [1.0, x, 0.0],
+        1 => [x, 1.0, 0.0],
+        2 => [0.0, 1.0, x],
+        3 => [0.0, x, 1.0],
+        4 => [x, 0.0, 1.0],
+        _ => [1.0, 0.0, x],
+    }
 }

@@ -11,9 +11,126 @@ use std::path::PathBuf;
     long_about = "Train, run and score the CORnet models (Kubilius, Schrimpf et al., NeurIPS 2019).\n\n\
                   `cornet-trainer test` extracts features as the original `run.py test` did."
 )]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+
+    /// Without a command: train.
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+/// Training, the default command: `cornet-trainer --config configs/cornet_s.yaml`. The
+/// original `run.py train` flags override the config's fields.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The experiment: a YAML file as in configs/.
+    #[arg(long, short = 'c', required = true)]
+    pub config: Option<PathBuf>,
+
+    /// Override a config field, e.g. `--set optim.lr=0.05` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+
+    /// Continue a run: `auto` for its newest good checkpoint, or a checkpoint folder.
+    #[arg(long, value_name = "PATH|auto")]
+    pub resume: Option<String>,
+
+    /// Resume even if the config or the training data changed since the checkpoint.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Start from these weights (.pth, e.g. the published ones, or safetensors).
+    #[arg(long, value_name = "WEIGHTS")]
+    pub init: Option<PathBuf>,
+
+    /// ImageNet root with train/ and val/ folders (sets data.train and data.val).
+    #[arg(long, alias = "data_path")]
+    pub data_path: Option<PathBuf>,
+
+    /// Output folder (output.path).
+    #[arg(short = 'o', long, alias = "output_path")]
+    pub output_path: Option<PathBuf>,
+
+    /// Z, R, RT or S (model.arch).
+    #[arg(long)]
+    pub model: Option<String>,
+
+    /// Time steps of R and RT (model.times).
+    #[arg(long)]
+    pub times: Option<usize>,
+
+    /// Ranks (dist.ngpus).
+    #[arg(long)]
+    pub ngpus: Option<usize>,
+
+    /// Decoding threads (data.workers).
+    #[arg(short = 'j', long)]
+    pub workers: Option<usize>,
+
+    /// Images per step over all ranks (train.batch_size).
+    #[arg(long, alias = "batch_size")]
+    pub batch_size: Option<usize>,
+
+    /// Initial learning rate (optim.lr).
+    #[arg(long)]
+    pub lr: Option<f64>,
+
+    /// Epochs between learning-rate drops (optim.step_size).
+    #[arg(long, alias = "step_size")]
+    pub step_size: Option<f64>,
+
+    /// Training epochs (train.epochs).
+    #[arg(long)]
+    pub epochs: Option<u64>,
+
+    /// SGD momentum (optim.momentum).
+    #[arg(long)]
+    pub momentum: Option<f64>,
+
+    /// L2 weight decay (optim.weight_decay).
+    #[arg(long, alias = "weight_decay")]
+    pub weight_decay: Option<f64>,
+
+    /// Image side (data.image_size).
+    #[arg(long)]
+    pub imsize: Option<usize>,
+}
+
+impl TrainArgs {
+    /// The `--set` overrides followed by the original's flags as overrides.
+    pub fn overrides(&self) -> Vec<String> {
+        let mut out = self.set.clone();
+        let mut put = |key: &str, value: Option<String>| {
+            if let Some(value) = value {
+                out.push(format!("{key}={value}"));
+            }
+        };
+        if let Some(root) = &self.data_path {
+            put("data.train", Some(root.join("train").display().to_string()));
+            put("data.val", Some(root.join("val").display().to_string()));
+        }
+        put(
+            "output.path",
+            self.output_path.as_ref().map(|p| p.display().to_string()),
+        );
+        put("model.arch", self.model.clone());
+        put("model.times", self.times.map(|v| v.to_string()));
+        put("dist.ngpus", self.ngpus.map(|v| v.to_string()));
+        put("data.workers", self.workers.map(|v| v.to_string()));
+        put("train.batch_size", self.batch_size.map(|v| v.to_string()));
+        put("optim.lr", self.lr.map(|v| v.to_string()));
+        put("optim.step_size", self.step_size.map(|v| v.to_string()));
+        put("train.epochs", self.epochs.map(|v| v.to_string()));
+        put("optim.momentum", self.momentum.map(|v| v.to_string()));
+        put(
+            "optim.weight_decay",
+            self.weight_decay.map(|v| v.to_string()),
+        );
+        put("data.image_size", self.imsize.map(|v| v.to_string()));
+        out
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod device;
 pub mod dist;
+pub mod experiment;
 pub mod extract;
 pub mod launch;
 pub mod optim;

@@ -1,7 +1,8 @@
 use clap::Parser;
 use cornet_trainer::bench::{self, BenchOptions};
-use cornet_trainer::cli::{BenchArgs, Cli, Command, LaunchArgs, TestArgs};
+use cornet_trainer::cli::{BenchArgs, Cli, Command, LaunchArgs, TestArgs, TrainArgs};
 use cornet_trainer::device::parse_device;
+use cornet_trainer::experiment::{self, Launch};
 use cornet_trainer::extract::{extract, read_input_npy, Selection};
 use cornet_trainer::launch::{launch, LaunchOptions};
 use std::process::ExitCode;
@@ -20,9 +21,10 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Test(args) => run_test(&args),
-        Command::Bench(args) => run_bench(&args),
-        Command::Launch(args) => run_launch(args),
+        None => run_train(&cli.train),
+        Some(Command::Test(args)) => run_test(&args),
+        Some(Command::Bench(args)) => run_bench(&args),
+        Some(Command::Launch(args)) => run_launch(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -83,5 +85,18 @@ fn run_launch(args: LaunchArgs) -> anyhow::Result<()> {
         max_restarts: args.max_restarts,
         heartbeat_timeout: std::time::Duration::from_secs(args.heartbeat_timeout),
         trainer_args: args.trainer_args,
+    })
+}
+
+fn run_train(args: &TrainArgs) -> anyhow::Result<()> {
+    let Some(config) = args.config.clone() else {
+        anyhow::bail!("--config is required to train (see --help)");
+    };
+    experiment::train(&Launch {
+        config,
+        overrides: args.overrides(),
+        resume: args.resume.clone(),
+        force: args.force,
+        init: args.init.clone(),
     })
 }
