@@ -162,8 +162,7 @@ pub fn train(launch: &Launch) -> Result<()> {
     if let Some(resume) = &launch.resume {
         let found = match resume.as_str() {
             "auto" => CheckpointDir::new(out.join("checkpoints"), config.output.keep)
-                .latest_valid(&device)?
-                .map(|(path, c)| (path, c)),
+                .latest_valid(&device)?,
             path => {
                 let path = PathBuf::from(path);
                 let c = checkpoint::load(&path, &device)?;
