@@ -1,0 +1,159 @@
+//! A run killed with SIGKILL at any moment (checkpoint writes included) and resumed with
+//! `--resume auto` ends with the same weights, bit for bit, as one never interrupted.
+
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn write_config(dir: &Path, run: &str) -> std::path::PathBuf {
+    let text = format!(
+        "model: {{arch: Z, num_classes: 4, widths: [16, 32, 48, 64]}}
+data:
+  train: {data}/train
+  val: {data}/val
+  workers: 2
+  image_size: 64
+  prefetch: 2
+  synthetic: {{classes: 4, train_per_class: 24, val_per_class: 4, size: 72}}
+optim: {{lr: 0.02, step_size: 2}}
+train: {{epochs: 4, batch_size: 8, seed: 3}}
+output:
+  path: {out}
+  save_val_epochs: 1
+  save_model_epochs: 1
+  save_model_secs: 0
+  save_model_steps: 1
+  keep: 2
+",
+        data = dir.join("data").display(),
+        out = dir.join(run).display()
+    );
+    let path = dir.join(format!("{run}.yaml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn trainer(config: &Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cornet-trainer"));
+    command
+        .arg("--config")
+        .arg(config)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn final_weights(run: &Path) -> HashMap<String, Vec<u8>> {
+    candle_core::safetensors::load(run.join("final.safetensors"), &Device::Cpu)
+        .unwrap()
+        .into_iter()
+        .map(|(name, t): (String, Tensor)| {
+            let t = t.flatten_all().unwrap();
+            let bytes = match t.dtype() {
+                DType::I64 => t
+                    .to_vec1::<i64>()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+                _ => t
+                    .to_vec1::<f32>()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+            };
+            (name, bytes)
+        })
+        .collect()
+}
+
+fn train_steps_recorded(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("records.jsonl"))
+        .map(|text| text.lines().filter(|l| l.contains("\"train\"")).count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn sigkill_at_several_points_then_resume_gives_identical_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = write_config(dir.path(), "reference");
+    let status = trainer(&reference, &[]).status().unwrap();
+    assert!(status.success());
+    let expected = final_weights(&dir.path().join("reference"));
+
+    for (i, kill_after) in [2usize, 9, 17, 30].into_iter().enumerate() {
+        let name = format!("killed{i}");
+        let config = write_config(dir.path(), &name);
+        let run = dir.path().join(&name);
+        let mut child = trainer(&config, &[]).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while train_steps_recorded(&run) < kill_after && Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Resumed (maybe more than once) until it finishes.
+        let resumed = trainer(&config, &["--resume", "auto"]).output().unwrap();
+        assert!(
+            resumed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&resumed.stderr)
+        );
+        assert!(
+            final_weights(&run) == expected,
+            "killed after {kill_after} steps: weights differ"
+        );
+        let steps: Vec<u64> = std::fs::read_to_string(run.join("records.jsonl"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("\"train\""))
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            steps,
+            (1..=48).collect::<Vec<u64>>(),
+            "records read as one run"
+        );
+    }
+}
+
+#[test]
+fn a_changed_config_is_refused_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "run");
+    assert!(trainer(&config, &["--set", "train.epochs=1"])
+        .status()
+        .unwrap()
+        .success());
+    let refused = trainer(&config, &["--resume", "auto", "--set", "optim.lr=0.5"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("refusing to resume: the config changed"),
+        "{stderr}"
+    );
+    let forced = trainer(
+        &config,
+        &["--resume", "auto", "--set", "optim.lr=0.5", "--force"],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+}
