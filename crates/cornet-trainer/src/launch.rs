@@ -117,28 +117,25 @@ fn run_once(options: &LaunchOptions, args: &[String]) -> Result<Outcome> {
     let outcome = loop {
         std::thread::sleep(Duration::from_millis(100));
         let mut finished = 0;
-        let mut failure = None;
+        let mut failed = false;
         for rank in &mut ranks {
             match rank.child.try_wait()? {
                 Some(status) if status.success() => finished += 1,
-                Some(status) => {
-                    failure = Some(format!("rank {} exited with {status}", rank.global_rank));
-                    break;
-                }
+                Some(_) => failed = true,
                 None => {
                     let silent = since_last_beat(&rank.heartbeat, started);
                     if silent > options.heartbeat_timeout {
-                        failure = Some(format!(
-                            "rank {} made no progress for {:.0?} (hung? --heartbeat-timeout {:?})",
-                            rank.global_rank, silent, options.heartbeat_timeout
-                        ));
-                        break;
+                        break_hung(rank, silent, options.heartbeat_timeout);
+                        failed = true;
                     }
                 }
             }
         }
-        if let Some(cause) = failure {
-            break Outcome::Failed(cause);
+        if failed {
+            // A rank that dies takes its peers down with it (their collectives fail) within
+            // moments; wait for them so the summary names the first cause, not the echoes.
+            std::thread::sleep(Duration::from_millis(300));
+            break Outcome::Failed(describe_failures(&mut ranks)?);
         }
         if finished == ranks.len() {
             break Outcome::Finished;
@@ -161,6 +158,38 @@ fn run_once(options: &LaunchOptions, args: &[String]) -> Result<Outcome> {
         return Ok(Outcome::Failed(summary));
     }
     Ok(outcome)
+}
+
+/// Ends a rank that stopped beating, noting why in its output tail.
+fn break_hung(rank: &mut Rank, silent: Duration, timeout: Duration) {
+    rank.tail.lock().unwrap().push_back(format!(
+        "(launcher: no progress for {silent:.0?}, over --heartbeat-timeout {timeout:?}; ended as hung)"
+    ));
+    let _ = rank.child.kill();
+    let _ = rank.child.wait();
+}
+
+/// What went wrong: every rank that has failed, those killed by a signal (the likely first
+/// cause) first.
+fn describe_failures(ranks: &mut [Rank]) -> Result<String> {
+    let mut failures = Vec::new();
+    for rank in ranks.iter_mut() {
+        if let Some(status) = rank.child.try_wait()? {
+            if !status.success() {
+                let by_signal = status.code().is_none();
+                failures.push((
+                    !by_signal,
+                    format!("rank {} exited with {status}", rank.global_rank),
+                ));
+            }
+        }
+    }
+    failures.sort();
+    Ok(failures
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect::<Vec<_>>()
+        .join("; "))
 }
 
 /// How long since a rank's last heartbeat, or since the start if it has not beaten yet.
