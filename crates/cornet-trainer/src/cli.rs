@@ -220,8 +220,26 @@ pub struct TestArgs {
     pub times: Option<usize>,
 
     /// Preprocessed images: a float32 .npy of shape [N, 3, H, W].
-    #[arg(long, value_name = "X.npy")]
-    pub input_npy: PathBuf,
+    #[arg(
+        long,
+        value_name = "X.npy",
+        required_unless_present = "data_path",
+        conflicts_with = "data_path"
+    )]
+    pub input_npy: Option<PathBuf>,
+
+    /// A folder of images (JPEG or PNG, searched recursively), read in sorted file-name order
+    /// and preprocessed as the original: Resize((imsize, imsize)), ToTensor, Normalize.
+    #[arg(long, alias = "data_path", value_name = "DIR")]
+    pub data_path: Option<PathBuf>,
+
+    /// Image side for --data-path.
+    #[arg(long, default_value_t = 224)]
+    pub imsize: usize,
+
+    /// Decoding threads for --data-path.
+    #[arg(short = 'j', long, default_value_t = 4)]
+    pub workers: usize,
 
     /// Save every area's output at every time step, `decoder.avgpool` and the logits to
     /// `OUTPUT/CORnet-<model>_taps.npz` instead of one layer.

@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
+use cornet_data::{Dataset, ImageFolder, Loader, LoaderOptions, Sampler, Transform};
 use cornet_model::{Mode, Model, TapFilter};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -21,16 +22,26 @@ pub enum Selection {
     },
 }
 
-/// Runs `images` ([N, 3, H, W]) through `model` in batches of `batch_size` and writes the
-/// selection into `output_dir`; returns the written file.
+/// Splits a preprocessed [N, 3, H, W] tensor into batches for [`extract`].
+pub fn tensor_batches(
+    images: &Tensor,
+    batch_size: usize,
+) -> impl Iterator<Item = Result<Tensor>> + '_ {
+    let total = images.dims().first().copied().unwrap_or(0);
+    (0..total)
+        .step_by(batch_size)
+        .map(move |start| Ok(images.narrow(0, start, batch_size.min(total - start))?))
+}
+
+/// Runs `total` images, arriving in `batches` ([n, 3, H, W] each), through `model` and writes
+/// the selection into `output_dir`; returns the written file.
 pub fn extract(
     model: &Model,
-    images: &Tensor,
+    batches: impl Iterator<Item = Result<Tensor>>,
+    total: usize,
     selection: &Selection,
-    batch_size: usize,
     output_dir: &Path,
 ) -> Result<PathBuf> {
-    let total = images.dim(0)?;
     if total == 0 {
         bail!("no images to extract features from");
     }
@@ -49,8 +60,8 @@ pub fn extract(
     progress.set_message("extracting");
     let mut names: Vec<String> = Vec::new();
     let mut chunks: Vec<Vec<Tensor>> = Vec::new();
-    for start in (0..total).step_by(batch_size) {
-        let batch = images.narrow(0, start, batch_size.min(total - start))?;
+    for batch in batches {
+        let batch = batch?.to_device(model.device())?;
         let (logits, taps) = model.forward_with_taps(&batch, Mode::Eval, filter.clone())?;
         let mut outputs = taps;
         if matches!(selection, Selection::AllTaps) {
@@ -107,4 +118,61 @@ pub fn read_input_npy(path: &Path) -> Result<Tensor> {
         );
     }
     Ok(tensor.to_dtype(candle_core::DType::F32)?)
+}
+
+/// A folder's images as preprocessed batches, decoded on worker threads.
+pub struct ImageBatches {
+    pub total: usize,
+    pub images: Box<dyn Iterator<Item = Result<Tensor>>>,
+}
+
+/// The feature-extraction pipeline of the original: `Resize((imsize, imsize))`, `ToTensor`,
+/// `Normalize`, in the folder's sorted order. An unreadable image is an error naming it.
+pub fn image_batches(
+    folder: ImageFolder,
+    imsize: usize,
+    workers: usize,
+    batch_size: usize,
+) -> ImageBatches {
+    let total = folder.len();
+    let loader = Loader::new(
+        folder,
+        LoaderOptions {
+            transform: Transform::Test { size: imsize },
+            workers,
+            prefetch: 2 * workers.max(1),
+            skip_bad_images: false,
+            seed: 0,
+        },
+    );
+    let order = Sampler::validation(total, batch_size, 0, 1).batches(0, 0);
+    let batches = loader.epoch(0, order);
+    // The loader must outlive its epoch's iterator: keep both in the iterator.
+    let images = batches.map(move |batch| {
+        let _keep = &loader;
+        let batch = batch?;
+        Ok(Tensor::from_vec(
+            batch.images,
+            batch.shape.to_vec(),
+            &candle_core::Device::Cpu,
+        )?)
+    });
+    ImageBatches {
+        total,
+        images: Box::new(images),
+    }
+}
+
+/// Writes `OUT/file_list.txt`, the images in the order of the feature rows.
+pub fn write_file_list(folder: &ImageFolder, output_dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(output_dir)
+        .with_context(|| format!("creating {}", output_dir.display()))?;
+    let path = output_dir.join("file_list.txt");
+    let mut text = String::new();
+    for i in 0..folder.len() {
+        text.push_str(&folder.path(i).display().to_string());
+        text.push('\n');
+    }
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }

@@ -1,9 +1,12 @@
 use clap::Parser;
+use cornet_data::ImageFolder;
 use cornet_trainer::bench::{self, BenchOptions};
 use cornet_trainer::cli::{BenchArgs, Cli, Command, LaunchArgs, TestArgs, TrainArgs};
 use cornet_trainer::device::parse_device;
 use cornet_trainer::experiment::{self, Launch};
-use cornet_trainer::extract::{extract, read_input_npy, Selection};
+use cornet_trainer::extract::{
+    extract, image_batches, read_input_npy, tensor_batches, write_file_list, Selection,
+};
 use cornet_trainer::launch::{launch, LaunchOptions};
 use std::process::ExitCode;
 
@@ -40,7 +43,6 @@ fn run_test(args: &TestArgs) -> anyhow::Result<()> {
     let device = parse_device(&args.device)?;
     let model =
         cornet_model::Model::from_checkpoint(&args.weights, Some(args.model), args.times, &device)?;
-    let images = read_input_npy(&args.input_npy)?.to_device(&device)?;
     let selection = if args.all_taps {
         Selection::AllTaps
     } else {
@@ -50,13 +52,33 @@ fn run_test(args: &TestArgs) -> anyhow::Result<()> {
             time_step: args.time_step,
         }
     };
-    let path = extract(
-        &model,
-        &images,
-        &selection,
-        args.batch_size as usize,
-        &args.output_path,
-    )?;
+    let batch_size = args.batch_size as usize;
+    let path = match (&args.input_npy, &args.data_path) {
+        (Some(npy), _) => {
+            let images = read_input_npy(npy)?;
+            extract(
+                &model,
+                tensor_batches(&images, batch_size),
+                images.dim(0)?,
+                &selection,
+                &args.output_path,
+            )?
+        }
+        (None, Some(dir)) => {
+            let folder = ImageFolder::flat(dir)?;
+            let list = write_file_list(&folder, &args.output_path)?;
+            println!("{}", list.display());
+            let batches = image_batches(folder, args.imsize, args.workers, batch_size);
+            extract(
+                &model,
+                batches.images,
+                batches.total,
+                &selection,
+                &args.output_path,
+            )?
+        }
+        (None, None) => anyhow::bail!("give --input-npy or --data-path"),
+    };
     println!("{}", path.display());
     Ok(())
 }

@@ -205,3 +205,88 @@ fn bad_input_gives_a_clear_error_and_no_backtrace() {
     assert!(!run.status.success());
     assert!(stderr.contains("no tap `V4.output.2`"), "{stderr}");
 }
+
+#[test]
+fn features_of_an_image_folder_match_the_original_run_py_test() {
+    let expected = read_npz(&fixtures().join("images_expected.npz"));
+    let dir = tempfile::tempdir().unwrap();
+    let weights = fixtures().join("z.pth");
+    let images = fixtures().join("images");
+    for (layer, sublayer, key) in [
+        ("decoder", "avgpool", "z/decoder_avgpool"),
+        ("IT", "output", "z/IT_output"),
+    ] {
+        let out = dir.path().join(layer);
+        let run = cornet_trainer(&[
+            "test",
+            "--model",
+            "Z",
+            "--weights",
+            weights.to_str().unwrap(),
+            "--data-path",
+            images.to_str().unwrap(),
+            "--layer",
+            layer,
+            "--sublayer",
+            sublayer,
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let feats =
+            Tensor::read_npy(out.join(format!("CORnet-Z_{layer}_{sublayer}_feats.npy"))).unwrap();
+        assert_eq!(feats.dims(), expected[key].dims(), "{key}");
+        let err = relative_error(&feats, &expected[key]);
+        assert!(err <= 1e-2, "{key}: {err:.3e}");
+        let list = std::fs::read_to_string(out.join("file_list.txt")).unwrap();
+        let names: Vec<_> = list
+            .lines()
+            .map(|l| {
+                Path::new(l)
+                    .file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "astronaut_png.JPEG",
+                "camera_gray.png",
+                "chelsea_cmyk.jpg",
+                "china.jpg",
+                "coffee.png"
+            ]
+        );
+    }
+}
+
+#[test]
+fn an_unreadable_image_in_the_folder_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    std::fs::copy(fixtures().join("images/china.jpg"), images.join("a.jpg")).unwrap();
+    std::fs::copy(fixtures().join("truncated.jpg"), images.join("b.jpg")).unwrap();
+    let weights = fixtures().join("z.pth");
+    let run = cornet_trainer(&[
+        "test",
+        "--model",
+        "Z",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--data-path",
+        images.to_str().unwrap(),
+        "-o",
+        dir.path().join("out").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(stderr.contains("b.jpg: not a readable image"), "{stderr}");
+}
