@@ -12,6 +12,8 @@ mod nets;
 pub mod ops;
 mod store;
 pub mod taps;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod weights;
 
 pub use arch::{Arch, ModelConfig};

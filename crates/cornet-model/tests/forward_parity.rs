@@ -1,10 +1,8 @@
 //! Eval-mode forward passes against the PyTorch original (`*_eval.npz`): every tap at every
 //! time step and the logits, within 1e-4 relative.
 
-mod common;
-
 use candle_core::Device;
-use common::{assert_close, fixtures, read_npz};
+use cornet_model::testing::{assert_close, fixtures, read_npz};
 use cornet_model::{Arch, Mode, Model, TapFilter};
 
 const TOLERANCE: f64 = 1e-4;

@@ -1,9 +1,7 @@
 //! Names, shapes and dtypes of the state dict, and weight I/O with its errors.
 
-mod common;
-
 use candle_core::{DType, Device, Tensor};
-use common::fixtures;
+use cornet_model::testing::fixtures;
 use cornet_model::{weights, Arch, Error, Model, ModelConfig};
 use std::collections::HashMap;
 

@@ -1,48 +1,16 @@
 //! `cornet-trainer test`: feature extraction from a preprocessed tensor, end to end.
 
 use candle_core::{DType, Tensor};
+use cornet_model::testing::{fixtures, read_npz, relative_error};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn fixtures() -> PathBuf {
-    let dir = std::env::var_os("CORNET_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/parity")
-        });
-    assert!(
-        dir.join("README.md").is_file(),
-        "parity fixtures not found at {}",
-        dir.display()
-    );
-    dir
-}
 
 fn cornet_trainer(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_cornet-trainer"))
         .args(args)
         .output()
         .expect("running cornet-trainer")
-}
-
-fn read_npz(path: &Path) -> HashMap<String, Tensor> {
-    Tensor::read_npz(path).unwrap().into_iter().collect()
-}
-
-fn relative_error(a: &Tensor, b: &Tensor) -> f64 {
-    let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
-    let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
-    let norm = |t: &Tensor| {
-        t.sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
-            .sqrt()
-    };
-    norm(&(&a - &b).unwrap()) / norm(&b)
 }
 
 /// Writes the fixture's input as the .npy that a user would pass.
@@ -54,7 +22,7 @@ fn input_npy(dir: &Path, fixture: &HashMap<String, Tensor>) -> PathBuf {
 
 #[test]
 fn all_taps_of_cornet_rt_match_pytorch() {
-    let fixture = read_npz(&fixtures().join("rt_eval.npz"));
+    let fixture = read_npz("rt_eval.npz");
     let dir = tempfile::tempdir().unwrap();
     let input = input_npy(dir.path(), &fixture);
     let weights = fixtures().join("rt.pth");
@@ -78,7 +46,10 @@ fn all_taps_of_cornet_rt_match_pytorch() {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let taps = read_npz(&out.join("CORnet-RT_taps.npz"));
+    let taps: HashMap<String, Tensor> = Tensor::read_npz(out.join("CORnet-RT_taps.npz"))
+        .unwrap()
+        .into_iter()
+        .collect();
     assert_eq!(
         taps.len(),
         fixture.len() - 1,
@@ -99,7 +70,7 @@ fn all_taps_of_cornet_rt_match_pytorch() {
 
 #[test]
 fn one_layer_at_one_time_step_is_saved_flattened() {
-    let fixture = read_npz(&fixtures().join("s_mini_eval.npz"));
+    let fixture = read_npz("s_mini_eval.npz");
     let dir = tempfile::tempdir().unwrap();
     let input = input_npy(dir.path(), &fixture);
     let weights = fixtures().join("s_mini.pth");
@@ -208,7 +179,7 @@ fn bad_input_gives_a_clear_error_and_no_backtrace() {
 
 #[test]
 fn features_of_an_image_folder_match_the_original_run_py_test() {
-    let expected = read_npz(&fixtures().join("images_expected.npz"));
+    let expected = read_npz("images_expected.npz");
     let dir = tempfile::tempdir().unwrap();
     let weights = fixtures().join("z.pth");
     let images = fixtures().join("images");

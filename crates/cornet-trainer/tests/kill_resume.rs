@@ -1,7 +1,8 @@
 //! A run killed with SIGKILL at any moment (checkpoint writes included) and resumed with
 //! `--resume auto` ends with the same weights, bit for bit, as one never interrupted.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::Device;
+use cornet_model::testing::tensor_bytes;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -50,24 +51,7 @@ fn final_weights(run: &Path) -> HashMap<String, Vec<u8>> {
     candle_core::safetensors::load(run.join("final.safetensors"), &Device::Cpu)
         .unwrap()
         .into_iter()
-        .map(|(name, t): (String, Tensor)| {
-            let t = t.flatten_all().unwrap();
-            let bytes = match t.dtype() {
-                DType::I64 => t
-                    .to_vec1::<i64>()
-                    .unwrap()
-                    .iter()
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect(),
-                _ => t
-                    .to_vec1::<f32>()
-                    .unwrap()
-                    .iter()
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect(),
-            };
-            (name, bytes)
-        })
+        .map(|(name, t)| (name, tensor_bytes(&t)))
         .collect()
 }
 

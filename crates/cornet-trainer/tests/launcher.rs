@@ -2,7 +2,8 @@
 //! within seconds, both restart from the newest checkpoint, and the run ends with the weights
 //! of an uninterrupted one.
 
-use candle_core::{DType, Device};
+use candle_core::Device;
+use cornet_model::testing::tensor_bytes;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -67,13 +68,12 @@ fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
 }
 
-fn final_weights(run: &Path) -> Vec<(String, Vec<f32>)> {
+fn final_weights(run: &Path) -> Vec<(String, Vec<u8>)> {
     let mut tensors: Vec<_> =
         candle_core::safetensors::load(run.join("final.safetensors"), &Device::Cpu)
             .unwrap()
             .into_iter()
-            .filter(|(_, t)| t.dtype() == DType::F32)
-            .map(|(name, t)| (name, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+            .map(|(name, t)| (name, tensor_bytes(&t)))
             .collect();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     tensors

@@ -3,60 +3,14 @@
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
+use cornet_model::testing::{fixtures, norm, relative_error};
 use cornet_model::{Model, Role};
 use cornet_trainer::optim::Sgd;
 use cornet_trainer::step::forward_backward;
 use std::collections::HashMap;
-use std::path::PathBuf;
-
-fn fixtures() -> PathBuf {
-    let dir = std::env::var_os("CORNET_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/parity")
-        });
-    assert!(
-        dir.join("README.md").is_file(),
-        "parity fixtures not found at {}",
-        dir.display()
-    );
-    dir
-}
-
-fn relative_error(actual: &Tensor, expected: &Tensor) -> f64 {
-    assert_eq!(actual.dims(), expected.dims());
-    let a = actual.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
-    let e = expected
-        .to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap();
-    let norm = |t: &Tensor| {
-        t.sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
-            .sqrt()
-    };
-    norm(&(&a - &e).unwrap()) / norm(&e).max(f64::MIN_POSITIVE)
-}
 
 fn scalar(t: &Tensor) -> f64 {
     t.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
-}
-
-fn norm(t: &Tensor) -> f64 {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
-        .sqrt()
 }
 
 /// Step-1 gradients within 1e-3 relative.

@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
+use cornet_model::testing::tensor_bytes;
 use cornet_model::{Arch, Model, ModelConfig};
 use cornet_trainer::checkpoint::CheckpointDir;
 use cornet_trainer::dist::{env::RankEnv, tcp::TcpRing, Communicator, SingleRank};
@@ -148,27 +149,7 @@ fn weights_of(model: &Model) -> Vec<(String, Vec<u8>)> {
         .state_dict()
         .unwrap()
         .into_iter()
-        .map(|(name, t)| {
-            let bytes = match t.dtype() {
-                DType::I64 => t
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<i64>()
-                    .unwrap()
-                    .iter()
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect(),
-                _ => t
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap()
-                    .iter()
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect(),
-            };
-            (name, bytes)
-        })
+        .map(|(name, t)| (name, tensor_bytes(&t)))
         .collect()
 }
 

@@ -6,6 +6,7 @@
 //! processed in parallel, each with its own column buffer, so no full-batch im2col exists and
 //! nothing is kept between forward and backward but the input.
 
+use super::contiguous_f32;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -270,13 +271,6 @@ fn matmul(dst: &mut [f32], accumulate: bool, lhs: Operand, rhs: Operand, paralle
     }
 }
 
-fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
-    match (storage, layout.contiguous_offsets()) {
-        (CpuStorage::F32(data), Some((start, end))) => Ok(&data[start..end]),
-        _ => candle_core::bail!("conv2d: {what} must be a contiguous f32 tensor"),
-    }
-}
-
 impl CustomOp2 for Conv2d {
     fn name(&self) -> &'static str {
         "conv2d-gemm"
@@ -290,8 +284,8 @@ impl CustomOp2 for Conv2d {
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::new(self, xl.shape(), wl.shape())?;
-        let x = contiguous_f32(xs, xl, "input")?;
-        let w = contiguous_f32(ws, wl, "weight")?;
+        let x = contiguous_f32(xs, xl, "conv2d input")?;
+        let w = contiguous_f32(ws, wl, "conv2d weight")?;
         let mut out = vec![0f32; g.batch * g.out_len()];
         let parallelism = g.gemm_parallelism();
         let per_task = g.samples_per_task();
@@ -366,9 +360,9 @@ impl candle_core::CustomOp3 for ConvBackward {
         gl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::new(&self.forward, xl.shape(), wl.shape())?;
-        let x = contiguous_f32(xs, xl, "input")?;
-        let w = contiguous_f32(ws, wl, "weight")?;
-        let dy = contiguous_f32(gs, gl, "output gradient")?;
+        let x = contiguous_f32(xs, xl, "conv2d input")?;
+        let w = contiguous_f32(ws, wl, "conv2d weight")?;
+        let dy = contiguous_f32(gs, gl, "conv2d output gradient")?;
         let parallelism = g.gemm_parallelism();
         let dw_len = g.out_channels * g.patch_len();
         // Without an input gradient each sample gets a one-element placeholder, so that the

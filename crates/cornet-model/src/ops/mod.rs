@@ -6,3 +6,13 @@ mod pool;
 
 pub use conv::conv2d;
 pub use pool::{global_avg_pool, max_pool2d};
+
+use candle_core::{CpuStorage, Layout, Result};
+
+/// The f32 elements of a contiguous CPU tensor; `what` names it in the error otherwise.
+fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (CpuStorage::F32(data), Some((start, end))) => Ok(&data[start..end]),
+        _ => candle_core::bail!("{what} must be a contiguous f32 tensor"),
+    }
+}

@@ -1,5 +1,6 @@
 //! `nn.MaxPool2d` with padding and `nn.AdaptiveAvgPool2d(1)`.
 
+use super::contiguous_f32;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, OnceLock};
@@ -82,10 +83,7 @@ impl CustomOp1 for MaxPool2d {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = layout.shape().dims4()?;
-        let input = match (storage, layout.contiguous_offsets()) {
-            (CpuStorage::F32(data), Some((start, end))) => &data[start..end],
-            _ => candle_core::bail!("max_pool2d: expected a contiguous f32 tensor"),
-        };
+        let input = contiguous_f32(storage, layout, "max_pool2d input")?;
         let (oh, ow) = (self.window.output_len(h)?, self.window.output_len(w)?);
         let mut output = vec![0f32; n * c * oh * ow];
         let mut argmax = vec![0u32; n * c * oh * ow];
@@ -147,10 +145,7 @@ impl CustomOp1 for ScatterToArgmax {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c, oh, ow) = layout.shape().dims4()?;
-        let grad_out = match (storage, layout.contiguous_offsets()) {
-            (CpuStorage::F32(data), Some((start, end))) => &data[start..end],
-            _ => candle_core::bail!("max_pool2d backward: expected a contiguous f32 gradient"),
-        };
+        let grad_out = contiguous_f32(storage, layout, "max_pool2d output gradient")?;
         let (h, w) = self.input_hw;
         let mut grad_in = vec![0f32; n * c * h * w];
         grad_in

@@ -1,0 +1,80 @@
+//! Helpers for tests that compare against the PyTorch parity fixtures (feature `testing`).
+
+use candle_core::{DType, Tensor};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// `../shared/fixtures/parity` beside the repository, or `$CORNET_FIXTURES`. Panics with the
+/// place it looked when they are missing: the tests are meaningless without them.
+pub fn fixtures() -> PathBuf {
+    let dir = std::env::var_os("CORNET_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/parity")
+        });
+    assert!(
+        dir.join("README.md").is_file(),
+        "parity fixtures not found at {} (set CORNET_FIXTURES)",
+        dir.display()
+    );
+    dir
+}
+
+/// Every array of a fixture `.npz`, by name.
+pub fn read_npz(name: &str) -> HashMap<String, Tensor> {
+    let path = fixtures().join(name);
+    Tensor::read_npz(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .into_iter()
+        .collect()
+}
+
+/// Frobenius norm, in f64.
+pub fn norm(t: &Tensor) -> f64 {
+    let t = t.to_dtype(DType::F64).unwrap();
+    t.sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+        .sqrt()
+}
+
+/// ||actual - expected|| / ||expected||, in f64.
+pub fn relative_error(actual: &Tensor, expected: &Tensor) -> f64 {
+    assert_eq!(actual.dims(), expected.dims(), "shape mismatch");
+    let a = actual.to_dtype(DType::F64).unwrap();
+    let e = expected.to_dtype(DType::F64).unwrap();
+    norm(&(&a - &e).unwrap()) / norm(&e).max(f64::MIN_POSITIVE)
+}
+
+pub fn assert_close(what: &str, actual: &Tensor, expected: &Tensor, tolerance: f64) {
+    let err = relative_error(actual, expected);
+    assert!(
+        err <= tolerance,
+        "{what}: relative error {err:.3e} > {tolerance:.0e}"
+    );
+}
+
+/// The raw little-endian bytes of a tensor's elements (f32 or i64), for bit-exact
+/// comparisons.
+pub fn tensor_bytes(t: &Tensor) -> Vec<u8> {
+    let flat = t.flatten_all().unwrap();
+    match flat.dtype() {
+        DType::I64 => flat
+            .to_vec1::<i64>()
+            .unwrap()
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        _ => flat
+            .to_dtype(DType::F32)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+    }
+}
