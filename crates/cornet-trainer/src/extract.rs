@@ -146,10 +146,7 @@ pub fn image_batches(
         },
     );
     let order = Sampler::validation(total, batch_size, 0, 1).batches(0, 0);
-    let batches = loader.epoch(0, order);
-    // The loader must outlive its epoch's iterator: keep both in the iterator.
-    let images = batches.map(move |batch| {
-        let _keep = &loader;
+    let images = loader.epoch(0, order).map(|batch| {
         let batch = batch?;
         Ok(Tensor::from_vec(
             batch.images,

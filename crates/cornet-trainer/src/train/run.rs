@@ -155,7 +155,7 @@ impl<'a> Trainer<'a> {
                 let global_step = self.state.global_step;
                 // The original validates before the step at each multiple of save_val_epochs.
                 if let (Some(val), true) = (val, self.validates_at(global_step, spe)) {
-                    last_val = Some(self.validate(val, records.as_mut())?);
+                    last_val = Some(self.validate(val, spe, records.as_mut())?);
                 }
                 let wait = Instant::now();
                 let batch = batches
@@ -218,7 +218,7 @@ impl<'a> Trainer<'a> {
         }
         progress.finish();
         if let (Some(val), true) = (val, self.validates_at(total, spe)) {
-            last_val = Some(self.validate(val, records.as_mut())?);
+            last_val = Some(self.validate(val, spe, records.as_mut())?);
         }
         self.save(&checkpoints)?;
         if self.is_rank0() {
@@ -279,6 +279,7 @@ impl<'a> Trainer<'a> {
     fn validate(
         &mut self,
         val: &dyn BatchSource,
+        steps_per_epoch: u64,
         records: Option<&mut RecordsFile>,
     ) -> Result<Record> {
         let start = Instant::now();
@@ -312,7 +313,7 @@ impl<'a> Trainer<'a> {
         let count = f64::from(summed[3]).max(1.0);
         let record = Record {
             phase: "val".into(),
-            epoch: self.state.epoch as f64,
+            epoch: self.state.global_step as f64 / steps_per_epoch as f64,
             step: self.state.global_step,
             loss: f64::from(summed[0]) / count,
             top1: f64::from(summed[1]) / count,
