@@ -96,3 +96,60 @@ fn peak_rss_mib() -> Option<f64> {
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
+
+/// Gradient all-reduce throughput over the ranks of `comm`, against `memcpy` of the same
+/// buffer on this machine.
+#[derive(Debug, Serialize)]
+pub struct AllReduceReport {
+    pub ranks: usize,
+    pub floats: usize,
+    /// Median seconds of one all-reduce.
+    pub seconds: f64,
+    /// Buffer bytes per second (NCCL's "algorithm bandwidth").
+    pub algbw_gb_per_sec: f64,
+    /// Bytes each rank moves per second, 2 (n - 1) / n of the buffer ("bus bandwidth").
+    pub busbw_gb_per_sec: f64,
+    /// One-thread copy of the same buffer, for scale.
+    pub memcpy_gb_per_sec: f64,
+    pub busbw_over_memcpy: f64,
+}
+
+pub fn all_reduce(
+    comm: &mut dyn crate::dist::Communicator,
+    floats: usize,
+    iters: usize,
+) -> Result<AllReduceReport> {
+    let mut data = vec![1.0f32; floats];
+    comm.all_reduce_sum(&mut data)?; // warm-up: connections, page faults
+    let mut times = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        comm.barrier()?;
+        let start = Instant::now();
+        comm.all_reduce_sum(&mut data)?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let seconds = times[times.len() / 2];
+    let mut copy = vec![0f32; floats];
+    let mut copies = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let start = Instant::now();
+        copy.copy_from_slice(std::hint::black_box(&data));
+        copies.push(start.elapsed().as_secs_f64());
+    }
+    copies.sort_by(f64::total_cmp);
+    let bytes = (floats * 4) as f64;
+    let n = comm.world_size() as f64;
+    let algbw = bytes / seconds / 1e9;
+    let busbw = algbw * 2.0 * (n - 1.0) / n;
+    let memcpy = bytes / copies[copies.len() / 2] / 1e9;
+    Ok(AllReduceReport {
+        ranks: comm.world_size(),
+        floats,
+        seconds,
+        algbw_gb_per_sec: algbw,
+        busbw_gb_per_sec: busbw,
+        memcpy_gb_per_sec: memcpy,
+        busbw_over_memcpy: busbw / memcpy,
+    })
+}

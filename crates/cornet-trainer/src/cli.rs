@@ -140,9 +140,23 @@ pub enum Command {
     /// Time the train step (forward, backward, update) and inference on synthetic input and
     /// print one JSON line.
     Bench(BenchArgs),
+    /// Time the gradient all-reduce between ranks (start it under `launch`) and print one
+    /// JSON line from rank 0.
+    BenchAllreduce(BenchAllreduceArgs),
     /// Start one training process per device with torchrun's rank environment, watch them,
     /// and restart all from the newest checkpoint when one fails.
     Launch(LaunchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchAllreduceArgs {
+    /// Floats per all-reduce (CORnet-S has 53M parameters).
+    #[arg(long, default_value_t = 53_000_000)]
+    pub floats: usize,
+
+    /// Timed all-reduces; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub iters: usize,
 }
 
 #[derive(Debug, Args)]

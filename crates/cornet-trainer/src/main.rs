@@ -1,7 +1,9 @@
 use clap::Parser;
 use cornet_data::ImageFolder;
 use cornet_trainer::bench::{self, BenchOptions};
-use cornet_trainer::cli::{BenchArgs, Cli, Command, LaunchArgs, TestArgs, TrainArgs};
+use cornet_trainer::cli::{
+    BenchAllreduceArgs, BenchArgs, Cli, Command, LaunchArgs, TestArgs, TrainArgs,
+};
 use cornet_trainer::device::parse_device;
 use cornet_trainer::experiment::{self, Launch};
 use cornet_trainer::extract::{
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
         None => run_train(&cli.train),
         Some(Command::Test(args)) => run_test(&args),
         Some(Command::Bench(args)) => run_bench(&args),
+        Some(Command::BenchAllreduce(args)) => run_bench_allreduce(&args),
         Some(Command::Launch(args)) => run_launch(args),
     };
     match result {
@@ -121,4 +124,16 @@ fn run_train(args: &TrainArgs) -> anyhow::Result<()> {
         force: args.force,
         init: args.init.clone(),
     })
+}
+
+fn run_bench_allreduce(args: &BenchAllreduceArgs) -> anyhow::Result<()> {
+    let mut comm = cornet_trainer::dist::connect(
+        cornet_trainer::dist::Transport::Tcp,
+        &candle_core::Device::Cpu,
+    )?;
+    let report = bench::all_reduce(comm.as_mut(), args.floats, args.iters.max(1))?;
+    if comm.rank() == 0 {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
 }
