@@ -109,6 +109,21 @@ fn sigkill_at_several_points_then_resume_gives_identical_weights() {
             (1..=48).collect::<Vec<u64>>(),
             "records read as one run"
         );
+        let validations: Vec<u64> = std::fs::read_to_string(run.join("records.jsonl"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("\"val\""))
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            validations,
+            [0, 12, 24, 36, 48],
+            "each validation recorded once"
+        );
     }
 }
 

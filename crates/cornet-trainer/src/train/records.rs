@@ -32,9 +32,10 @@ pub struct RecordsFile {
 }
 
 impl RecordsFile {
-    /// Opens `path` for appending. Records past `keep_through_step` (written by a run that
-    /// died after its last checkpoint, and about to be redone) are dropped first, so a
-    /// resumed run's records read as one run's.
+    /// Opens `path` for appending. What a run that died after its checkpoint at
+    /// `keep_through_step` recorded beyond it is dropped first, since the resumed run redoes
+    /// it: train records after that step, and validations from that step on (a validation at
+    /// step k runs after the checkpoint of step k). A resumed run's records read as one run's.
     pub fn open(path: &Path, keep_through_step: u64) -> Result<Self> {
         if path.exists() {
             let kept: Vec<String> = BufReader::new(
@@ -43,7 +44,10 @@ impl RecordsFile {
             .lines()
             .map_while(|line| line.ok())
             .filter(|line| {
-                serde_json::from_str::<Record>(line).is_ok_and(|r| r.step <= keep_through_step)
+                serde_json::from_str::<Record>(line).is_ok_and(|r| match r.phase.as_str() {
+                    "val" => r.step < keep_through_step,
+                    _ => r.step <= keep_through_step,
+                })
             })
             .collect();
             let mut text = kept.join("\n");

@@ -120,6 +120,14 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
+    /// Whether to stop after this step. A signal reaches the ranks at slightly different
+    /// moments; they agree (any rank asked) so that all stop after the same step.
+    fn agree_to_stop(&mut self) -> Result<bool> {
+        let mut asked = [f32::from(u8::from(self.stop.load(Ordering::SeqCst)))];
+        self.comm.all_reduce_sum(&mut asked)?;
+        Ok(asked[0] > 0.0)
+    }
+
     fn is_rank0(&self) -> bool {
         self.comm.rank() == 0
     }
@@ -189,7 +197,7 @@ impl<'a> Trainer<'a> {
                     && self.state.global_step % self.settings.save_model_steps == 0;
                 let by_time = self.settings.save_model_secs > 0
                     && last_save.elapsed().as_secs() >= self.settings.save_model_secs;
-                let stopping = self.stop.load(Ordering::SeqCst);
+                let stopping = self.agree_to_stop()?;
                 if by_steps || by_time || stopping {
                     self.save(&checkpoints)?;
                     last_save = Instant::now();
