@@ -156,3 +156,79 @@ fn a_changed_config_is_refused_unless_forced() {
         String::from_utf8_lossy(&forced.stderr)
     );
 }
+
+#[test]
+fn sigterm_checkpoints_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "run");
+    let run = dir.path().join("run");
+    // Checkpoints only when stopped: by epochs and steps never, so the one found is the stop's.
+    let mut child = trainer(
+        &config,
+        &[
+            "--set",
+            "output.save_model_steps=0",
+            "--set",
+            "output.save_model_epochs=0",
+            "--set",
+            "train.epochs=50",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while train_steps_recorded(&run) < 5 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("continue with --resume auto"), "{stderr}");
+    let checkpoints: Vec<_> = std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .collect();
+    assert_eq!(checkpoints.len(), 1);
+    assert!(!run.join("final.safetensors").exists());
+}
+
+#[test]
+fn init_starts_from_given_weights_and_refuses_other_graphs() {
+    let fixtures = cornet_model::testing::fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "run");
+    // z_mini: widths (16, 32, 48, 64) and 10 classes.
+    let init = fixtures.join("z_mini_train_init.pth");
+    let ok = trainer(
+        &config,
+        &[
+            "--set",
+            "model.num_classes=10",
+            "--set",
+            "train.epochs=1",
+            "--init",
+            init.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    let other = fixtures.join("s_mini.pth");
+    let refused = trainer(&config, &["--init", other.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("s_mini.pth") && stderr.contains("not CORnet-Z"),
+        "{stderr}"
+    );
+}
