@@ -163,7 +163,7 @@ fn sigterm_checkpoints_and_stops_cleanly() {
     let config = write_config(dir.path(), "run");
     let run = dir.path().join("run");
     // Checkpoints only when stopped: by epochs and steps never, so the one found is the stop's.
-    let mut child = trainer(
+    let child = trainer(
         &config,
         &[
             "--set",
