@@ -10,5 +10,6 @@ pub mod experiment;
 pub mod extract;
 pub mod launch;
 pub mod optim;
+pub mod score;
 pub mod step;
 pub mod train;

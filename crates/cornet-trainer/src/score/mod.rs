@@ -1,0 +1,24 @@
+//! How brain-like a model's features are: RSA, linear CKA and cross-validated PLS
+//! predictivity with a split-half noise ceiling, as the Brain-Score approach computes them.
+
+mod ceiling;
+mod pls;
+mod similarity;
+mod stats;
+
+pub use ceiling::split_half_ceiling;
+pub use pls::{cross_validated_predictivity, Pls, Predictivity};
+pub use similarity::{cka_linear, rdm, rsa};
+pub use stats::{median, pearson, spearman};
+
+use nalgebra::DMatrix;
+
+/// Neural responses averaged over repetitions: [repetitions][stimuli x neuroids] to
+/// [stimuli x neuroids].
+pub fn mean_over_repetitions(recordings: &[DMatrix<f64>]) -> DMatrix<f64> {
+    let mut sum = DMatrix::zeros(recordings[0].nrows(), recordings[0].ncols());
+    for r in recordings {
+        sum += r;
+    }
+    sum / recordings.len() as f64
+}

@@ -1,0 +1,150 @@
+//! Neural-similarity metrics against scikit-learn / scipy / numpy (`metrics_expected.npz`).
+
+use cornet_model::testing::fixtures;
+use cornet_trainer::score::{
+    cka_linear, cross_validated_predictivity, mean_over_repetitions, rdm, rsa, split_half_ceiling,
+};
+use nalgebra::DMatrix;
+use std::collections::HashMap;
+
+struct Array {
+    shape: Vec<usize>,
+    values: Vec<f64>,
+}
+
+fn fixture() -> HashMap<String, Array> {
+    let file = std::fs::File::open(fixtures().join("metrics_expected.npz")).unwrap();
+    let mut npz = npyz::npz::NpzArchive::new(std::io::BufReader::new(file)).unwrap();
+    let names: Vec<String> = npz.array_names().map(str::to_owned).collect();
+    names
+        .into_iter()
+        .map(|name| {
+            let array = npz.by_name(&name).unwrap().unwrap();
+            let shape: Vec<usize> = array.shape().iter().map(|&d| d as usize).collect();
+            let values = match array.dtype() {
+                npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Int => array
+                    .into_vec::<i64>()
+                    .unwrap()
+                    .into_iter()
+                    .map(|v| v as f64)
+                    .collect(),
+                _ => array.into_vec::<f64>().unwrap(),
+            };
+            (name, Array { shape, values })
+        })
+        .collect()
+}
+
+/// A row-major [rows x cols] block of `values` as a matrix.
+fn matrix(values: &[f64], rows: usize, cols: usize) -> DMatrix<f64> {
+    DMatrix::from_row_slice(rows, cols, values)
+}
+
+fn close(what: &str, ours: &[f64], theirs: &[f64], absolute: f64, relative: f64) {
+    assert_eq!(ours.len(), theirs.len(), "{what}: length");
+    for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
+        let allowed = absolute.max(relative * b.abs());
+        assert!((a - b).abs() <= allowed, "{what}[{i}]: {a} vs {b}");
+    }
+}
+
+#[test]
+fn every_metric_matches_the_reference() {
+    let f = fixture();
+    let (stimuli, units) = (f["features"].shape[0], f["features"].shape[1]);
+    let (reps, neuroids) = (f["recordings"].shape[0], f["recordings"].shape[2]);
+    let features = matrix(&f["features"].values, stimuli, units);
+    let recordings: Vec<DMatrix<f64>> = (0..reps)
+        .map(|r| {
+            matrix(
+                &f["recordings"].values[r * stimuli * neuroids..(r + 1) * stimuli * neuroids],
+                stimuli,
+                neuroids,
+            )
+        })
+        .collect();
+    let neural = mean_over_repetitions(&recordings);
+
+    let rdm_model = rdm(&features);
+    let rdm_neural = rdm(&neural);
+    let row_major = |m: &DMatrix<f64>| m.transpose().iter().copied().collect::<Vec<f64>>();
+    close(
+        "rdm_model",
+        &row_major(&rdm_model),
+        &f["rdm_model"].values,
+        1e-9,
+        0.0,
+    );
+    close(
+        "rdm_neural",
+        &row_major(&rdm_neural),
+        &f["rdm_neural"].values,
+        1e-9,
+        0.0,
+    );
+    let (spearman, pearson) = rsa(&rdm_model, &rdm_neural);
+    close(
+        "rsa_spearman",
+        &[spearman],
+        &f["rsa_spearman"].values,
+        1e-9,
+        0.0,
+    );
+    close(
+        "rsa_pearson",
+        &[pearson],
+        &f["rsa_pearson"].values,
+        1e-9,
+        0.0,
+    );
+    close(
+        "cka_linear",
+        &[cka_linear(&features, &neural)],
+        &f["cka_linear"].values,
+        1e-9,
+        0.0,
+    );
+
+    let folds: Vec<usize> = f["folds"].values.iter().map(|&v| v as usize).collect();
+    let p = cross_validated_predictivity(&features, &neural, &folds, 25);
+    close(
+        "pls_pred_fold0",
+        &row_major(&p.fold0_prediction),
+        &f["pls_pred_fold0"].values,
+        0.0,
+        1e-4,
+    );
+    let r_fold: Vec<f64> = p.r_fold.concat();
+    close("r_fold", &r_fold, &f["r_fold"].values, 0.0, 1e-4);
+    close("r_neuroid", &p.r_neuroid, &f["r_neuroid"].values, 0.0, 1e-4);
+    close(
+        "predictivity_raw",
+        &[p.raw],
+        &f["predictivity_raw"].values,
+        0.0,
+        1e-4,
+    );
+
+    let splits_shape = &f["split_halves"].shape;
+    let splits: Vec<Vec<usize>> = f["split_halves"]
+        .values
+        .chunks(splits_shape[1])
+        .map(|row| row.iter().map(|&v| v as usize).collect())
+        .collect();
+    let (per_neuroid, ceiling) = split_half_ceiling(&recordings, &splits);
+    close(
+        "ceiling_neuroid",
+        &per_neuroid,
+        &f["ceiling_neuroid"].values,
+        1e-9,
+        0.0,
+    );
+    close("ceiling", &[ceiling], &f["ceiling"].values, 1e-9, 0.0);
+    close(
+        "predictivity_ceiled",
+        &[p.raw / ceiling],
+        &f["predictivity_ceiled"].values,
+        0.0,
+        1e-4,
+    );
+}
