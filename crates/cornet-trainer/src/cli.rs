@@ -137,6 +137,9 @@ impl TrainArgs {
 pub enum Command {
     /// Run a model on preprocessed images and save module outputs (the original `run.py test`).
     Test(TestArgs),
+    /// How brain-like are features: RSA, linear CKA and PLS neural predictivity with a
+    /// split-half noise ceiling, against neural recordings of the same stimuli.
+    Score(ScoreArgs),
     /// Time the train step (forward, backward, update) and inference on synthetic input and
     /// print one JSON line.
     Bench(BenchArgs),
@@ -146,6 +149,38 @@ pub enum Command {
     /// Start one training process per device with torchrun's rank environment, watch them,
     /// and restart all from the newest checkpoint when one fails.
     Launch(LaunchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// Model features, float32/64 .npy [stimuli, units] (e.g. from `cornet-trainer test`).
+    #[arg(long, value_name = "F.npy")]
+    pub features: PathBuf,
+
+    /// Neural responses, .npy [repetitions, stimuli, neuroids] (or [stimuli, neuroids]: no
+    /// ceiling), stimuli in the features' order.
+    #[arg(long, value_name = "R.npy")]
+    pub recordings: PathBuf,
+
+    /// Cross-validation fold per stimulus (int64 .npy); drawn from --seed and written beside
+    /// the features when not given.
+    #[arg(long, value_name = "folds.npy")]
+    pub folds: Option<PathBuf>,
+
+    /// Split halves (int64 .npy [splits, repetitions], each row a permutation); drawn from
+    /// --seed and written beside the features when not given.
+    #[arg(long, value_name = "halves.npy")]
+    pub split_halves: Option<PathBuf>,
+
+    #[arg(long, value_enum, default_value = "all")]
+    pub metric: crate::score::command::Metric,
+
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -2,7 +2,7 @@ use clap::Parser;
 use cornet_data::ImageFolder;
 use cornet_trainer::bench::{self, BenchOptions};
 use cornet_trainer::cli::{
-    BenchAllreduceArgs, BenchArgs, Cli, Command, LaunchArgs, TestArgs, TrainArgs,
+    BenchAllreduceArgs, BenchArgs, Cli, Command, LaunchArgs, ScoreArgs, TestArgs, TrainArgs,
 };
 use cornet_trainer::device::parse_device;
 use cornet_trainer::experiment::{self, Launch};
@@ -28,6 +28,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => run_train(&cli.train),
         Some(Command::Test(args)) => run_test(&args),
+        Some(Command::Score(args)) => run_score(&args),
         Some(Command::Bench(args)) => run_bench(&args),
         Some(Command::BenchAllreduce(args)) => run_bench_allreduce(&args),
         Some(Command::Launch(args)) => run_launch(args),
@@ -134,6 +135,42 @@ fn run_bench_allreduce(args: &BenchAllreduceArgs) -> anyhow::Result<()> {
     let report = bench::all_reduce(comm.as_mut(), args.floats, args.iters.max(1))?;
     if comm.rank() == 0 {
         println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
+}
+
+fn run_score(args: &ScoreArgs) -> anyhow::Result<()> {
+    use cornet_trainer::score::command::{score, ScoreRequest};
+    let out_dir = args
+        .features
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .to_owned();
+    let scores = score(&ScoreRequest {
+        features: args.features.clone(),
+        recordings: args.recordings.clone(),
+        folds: args.folds.clone(),
+        split_halves: args.split_halves.clone(),
+        metric: args.metric,
+        seed: args.seed,
+        out_dir,
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string(&scores)?);
+        return Ok(());
+    }
+    let rows = [
+        ("RSA (Spearman)", scores.rsa_spearman),
+        ("RSA (Pearson)", scores.rsa_pearson),
+        ("linear CKA", scores.cka_linear),
+        ("PLS predictivity (raw, median r)", scores.predictivity_raw),
+        ("noise ceiling (split-half)", scores.ceiling),
+        ("PLS predictivity / ceiling", scores.predictivity_ceiled),
+    ];
+    for (name, value) in rows {
+        if let Some(value) = value {
+            println!("{name:<34} {value:.4}");
+        }
     }
     Ok(())
 }

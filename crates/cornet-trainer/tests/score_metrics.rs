@@ -148,3 +148,124 @@ fn every_metric_matches_the_reference() {
         1e-4,
     );
 }
+
+/// Writes a row-major f64 array as .npy.
+fn write_npy(path: &std::path::Path, shape: &[u64], values: &[f64]) {
+    use npyz::WriterBuilder;
+    let mut bytes = Vec::new();
+    let mut w = npyz::WriteOptions::<f64>::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(&mut bytes)
+        .begin_nd()
+        .unwrap();
+    w.extend(values.iter().copied()).unwrap();
+    w.finish().unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn score_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_cornet-trainer"))
+        .arg("score")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_score_command_reports_json_and_writes_its_folds() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let (features, recordings) = (dir.path().join("feats.npy"), dir.path().join("rec.npy"));
+    let shape = |a: &Array| a.shape.iter().map(|&d| d as u64).collect::<Vec<_>>();
+    write_npy(&features, &shape(&f["features"]), &f["features"].values);
+    write_npy(
+        &recordings,
+        &shape(&f["recordings"]),
+        &f["recordings"].values,
+    );
+    let out = score_cli(&[
+        "--features",
+        features.to_str().unwrap(),
+        "--recordings",
+        recordings.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!((json["cka_linear"].as_f64().unwrap() - f["cka_linear"].values[0]).abs() < 1e-9);
+    assert_eq!(json["r_neuroid"].as_array().unwrap().len(), 30);
+    assert!(json["ceiling"].as_f64().unwrap() > 0.5);
+    assert!(
+        dir.path().join("folds.npy").is_file() && dir.path().join("split_halves.npy").is_file()
+    );
+
+    // The written folds reproduce the score.
+    let again = score_cli(&[
+        "--features",
+        features.to_str().unwrap(),
+        "--recordings",
+        recordings.to_str().unwrap(),
+        "--json",
+        "--folds",
+        dir.path().join("folds.npy").to_str().unwrap(),
+        "--split-halves",
+        dir.path().join("split_halves.npy").to_str().unwrap(),
+    ]);
+    assert_eq!(again.stdout, out.stdout);
+}
+
+#[test]
+fn bad_inputs_are_named() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let features = dir.path().join("feats.npy");
+    write_npy(&features, &[120, 64], &f["features"].values);
+    let short = dir.path().join("short.npy");
+    write_npy(
+        &short,
+        &[4, 100, 30],
+        &f["recordings"].values[..4 * 100 * 30],
+    );
+    let nan = dir.path().join("nan.npy");
+    let mut values = f["features"].values.clone();
+    values[7] = f64::NAN;
+    write_npy(&nan, &[120, 64], &values);
+    let one_rep = dir.path().join("one.npy");
+    write_npy(&one_rep, &[1, 120, 30], &f["recordings"].values[..120 * 30]);
+    let few = dir.path().join("few.npy");
+    write_npy(&few, &[20, 64], &f["features"].values[..20 * 64]);
+    let few_rec = dir.path().join("few_rec.npy");
+    write_npy(
+        &few_rec,
+        &[2, 20, 30],
+        &f["recordings"].values[..2 * 20 * 30],
+    );
+    let cases = [
+        (&features, &short, "has 120 stimuli but"),
+        (&nan, &one_rep, "element 7 is NaN"),
+        (
+            &features,
+            &one_rep,
+            "a ceiling needs at least 2 repetitions",
+        ),
+        (&few, &few_rec, "fewer than the 25 PLS components"),
+    ];
+    for (feats, rec, expected) in cases {
+        let out = score_cli(&[
+            "--features",
+            feats.to_str().unwrap(),
+            "--recordings",
+            rec.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(expected),
+            "{expected}: {stderr}"
+        );
+    }
+}

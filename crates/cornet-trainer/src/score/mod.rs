@@ -2,6 +2,7 @@
 //! predictivity with a split-half noise ceiling, as the Brain-Score approach computes them.
 
 mod ceiling;
+pub mod command;
 mod pls;
 mod similarity;
 mod stats;

@@ -1,0 +1,263 @@
+//! `cornet-trainer score`: features and recordings from .npy files to a table or JSON.
+
+use super::{
+    cka_linear, cross_validated_predictivity, mean_over_repetitions, rdm, rsa, split_half_ceiling,
+};
+use anyhow::{bail, Context, Result};
+use nalgebra::DMatrix;
+use npyz::WriterBuilder;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// PLS components, as in Brain-Score.
+const COMPONENTS: usize = 25;
+const FOLDS: usize = 10;
+const SPLITS: usize = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Metric {
+    Rsa,
+    Cka,
+    Pls,
+    All,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Scores {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rsa_spearman: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rsa_pearson: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cka_linear: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predictivity_raw: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ceiling: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predictivity_ceiled: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r_neuroid: Option<Vec<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ceiling_neuroid: Option<Vec<f64>>,
+}
+
+pub struct ScoreRequest {
+    pub features: PathBuf,
+    pub recordings: PathBuf,
+    pub folds: Option<PathBuf>,
+    pub split_halves: Option<PathBuf>,
+    pub metric: Metric,
+    pub seed: u64,
+    /// Where generated folds and split halves are written.
+    pub out_dir: PathBuf,
+}
+
+pub fn score(request: &ScoreRequest) -> Result<Scores> {
+    let (features_shape, features) = read_npy(&request.features)?;
+    let [stimuli, units] = features_shape[..] else {
+        bail!(
+            "{}: features must be [stimuli, units], got {features_shape:?}",
+            request.features.display()
+        );
+    };
+    let features = DMatrix::from_row_slice(stimuli, units, &features);
+    let (rec_shape, values) = read_npy(&request.recordings)?;
+    let (reps, rec_stimuli, neuroids) = match rec_shape[..] {
+        [r, s, n] => (r, s, n),
+        [s, n] => (1, s, n),
+        _ => bail!("{}: recordings must be [repetitions, stimuli, neuroids] or [stimuli, neuroids], got {rec_shape:?}", request.recordings.display()),
+    };
+    if rec_stimuli != stimuli {
+        bail!(
+            "{} has {stimuli} stimuli but {} has {rec_stimuli}",
+            request.features.display(),
+            request.recordings.display()
+        );
+    }
+    let recordings: Vec<DMatrix<f64>> = values
+        .chunks(stimuli * neuroids)
+        .map(|block| DMatrix::from_row_slice(stimuli, neuroids, block))
+        .collect();
+    let neural = mean_over_repetitions(&recordings);
+    let wants = |m: Metric| request.metric == m || request.metric == Metric::All;
+    let mut scores = Scores::default();
+
+    if wants(Metric::Rsa) {
+        let (spearman, pearson) = rsa(&rdm(&features), &rdm(&neural));
+        scores.rsa_spearman = Some(spearman);
+        scores.rsa_pearson = Some(pearson);
+    }
+    if wants(Metric::Cka) {
+        scores.cka_linear = Some(cka_linear(&features, &neural));
+    }
+    if wants(Metric::Pls) {
+        let folds = match &request.folds {
+            Some(path) => read_indices(path, stimuli)?,
+            None => {
+                let folds = random_folds(stimuli, request.seed);
+                write_indices(&request.out_dir.join("folds.npy"), &[stimuli], &folds)?;
+                folds
+            }
+        };
+        let fold_count = folds.iter().max().map_or(0, |m| m + 1);
+        for f in 0..fold_count {
+            let train = folds.iter().filter(|&&g| g != f).count();
+            if train < COMPONENTS {
+                bail!("fold {f} leaves {train} training stimuli, fewer than the {COMPONENTS} PLS components");
+            }
+        }
+        let p = cross_validated_predictivity(&features, &neural, &folds, COMPONENTS);
+        scores.predictivity_raw = Some(p.raw);
+        scores.r_neuroid = Some(p.r_neuroid);
+        // A repetition axis (or given split halves) asks for a ceiling; 2-D responses have none.
+        if rec_shape.len() == 3 || request.split_halves.is_some() {
+            if reps < 2 {
+                bail!(
+                    "{}: a ceiling needs at least 2 repetitions, got {reps}",
+                    request.recordings.display()
+                );
+            }
+            let splits = match &request.split_halves {
+                Some(path) => read_splits(path, reps)?,
+                None => {
+                    let splits = random_splits(reps, request.seed);
+                    let flat: Vec<usize> = splits.concat();
+                    write_indices(
+                        &request.out_dir.join("split_halves.npy"),
+                        &[SPLITS, reps],
+                        &flat,
+                    )?;
+                    splits
+                }
+            };
+            let (per_neuroid, ceiling) = split_half_ceiling(&recordings, &splits);
+            scores.ceiling = Some(ceiling);
+            scores.predictivity_ceiled = Some(p.raw / ceiling);
+            scores.ceiling_neuroid = Some(per_neuroid);
+        }
+    }
+    Ok(scores)
+}
+
+/// An .npy of floats (f32 or f64), as f64 in row-major order, with its shape. NaN and
+/// infinity are refused, naming the file.
+fn read_npy(path: &Path) -> Result<(Vec<usize>, Vec<f64>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let npy = npyz::NpyFile::new(&bytes[..])
+        .with_context(|| format!("{}: not an .npy file", path.display()))?;
+    if npy.order() != npyz::Order::C {
+        bail!(
+            "{}: Fortran-ordered arrays are not supported",
+            path.display()
+        );
+    }
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let values: Vec<f64> = match npy.dtype() {
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 => {
+            npy.into_vec::<f32>()?.into_iter().map(f64::from).collect()
+        }
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 8 => {
+            npy.into_vec::<f64>()?
+        }
+        other => bail!(
+            "{}: expected float32 or float64, got {other:?}",
+            path.display()
+        ),
+    };
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "{}: element {i} is {} (NaN or infinite values cannot be scored)",
+            path.display(),
+            values[i]
+        );
+    }
+    Ok((shape, values))
+}
+
+fn read_int_npy(path: &Path) -> Result<(Vec<usize>, Vec<i64>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let npy = npyz::NpyFile::new(&bytes[..])
+        .with_context(|| format!("{}: not an .npy file", path.display()))?;
+    let shape = npy.shape().iter().map(|&d| d as usize).collect();
+    let values = npy
+        .into_vec::<i64>()
+        .with_context(|| format!("{}: expected int64", path.display()))?;
+    Ok((shape, values))
+}
+
+fn read_indices(path: &Path, stimuli: usize) -> Result<Vec<usize>> {
+    let (shape, values) = read_int_npy(path)?;
+    if shape != [stimuli] || values.iter().any(|&v| v < 0) {
+        bail!(
+            "{}: folds must be {stimuli} non-negative fold numbers, got shape {shape:?}",
+            path.display()
+        );
+    }
+    Ok(values.into_iter().map(|v| v as usize).collect())
+}
+
+fn read_splits(path: &Path, reps: usize) -> Result<Vec<Vec<usize>>> {
+    let (shape, values) = read_int_npy(path)?;
+    if shape.len() != 2 || shape[1] != reps {
+        bail!("{}: split halves must be [splits, {reps}] permutations of the repetitions, got {shape:?}", path.display());
+    }
+    let splits: Vec<Vec<usize>> = values
+        .chunks(reps)
+        .map(|r| r.iter().map(|&v| v as usize).collect())
+        .collect();
+    for split in &splits {
+        let mut sorted = split.clone();
+        sorted.sort();
+        if sorted != (0..reps).collect::<Vec<_>>() {
+            bail!(
+                "{}: row {split:?} is not a permutation of 0..{reps}",
+                path.display()
+            );
+        }
+    }
+    Ok(splits)
+}
+
+fn write_indices(path: &Path, shape: &[usize], values: &[usize]) -> Result<()> {
+    std::fs::create_dir_all(path.parent().unwrap_or(Path::new("."))).ok();
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let mut bytes = Vec::new();
+    let mut writer = npyz::WriteOptions::<i64>::new()
+        .default_dtype()
+        .shape(&shape)
+        .writer(&mut bytes)
+        .begin_nd()?;
+    writer.extend(values.iter().map(|&v| v as i64))?;
+    writer.finish()?;
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    tracing::info!(
+        "wrote {} (pass it back to reproduce this score)",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Stimuli shuffled by `seed`, then dealt into 10 folds.
+fn random_folds(stimuli: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..stimuli).collect();
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+    let mut folds = vec![0; stimuli];
+    for (position, &stimulus) in order.iter().enumerate() {
+        folds[stimulus] = position % FOLDS;
+    }
+    folds
+}
+
+fn random_splits(reps: usize, seed: u64) -> Vec<Vec<usize>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed.wrapping_add(1));
+    (0..SPLITS)
+        .map(|_| {
+            let mut perm: Vec<usize> = (0..reps).collect();
+            perm.shuffle(&mut rng);
+            perm
+        })
+        .collect()
+}
