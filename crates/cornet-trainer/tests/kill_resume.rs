@@ -55,10 +55,20 @@ fn final_weights(run: &Path) -> HashMap<String, Vec<u8>> {
         .collect()
 }
 
-fn train_steps_recorded(run: &Path) -> usize {
+/// The `step` of every record of `phase` in the run's records.jsonl, in file order. (A line
+/// still being written while a run goes on is skipped.)
+fn recorded_steps(run: &Path, phase: &str) -> Vec<u64> {
     std::fs::read_to_string(run.join("records.jsonl"))
-        .map(|text| text.lines().filter(|l| l.contains("\"train\"")).count())
-        .unwrap_or(0)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["phase"] == phase)
+        .map(|r| r["step"].as_u64().unwrap())
+        .collect()
+}
+
+fn train_steps_recorded(run: &Path) -> usize {
+    recorded_steps(run, "train").len()
 }
 
 #[test]
@@ -94,31 +104,12 @@ fn sigkill_at_several_points_then_resume_gives_identical_weights() {
             final_weights(&run) == expected,
             "killed after {kill_after} steps: weights differ"
         );
-        let steps: Vec<u64> = std::fs::read_to_string(run.join("records.jsonl"))
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains("\"train\""))
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
-                    .as_u64()
-                    .unwrap()
-            })
-            .collect();
         assert_eq!(
-            steps,
+            recorded_steps(&run, "train"),
             (1..=48).collect::<Vec<u64>>(),
             "records read as one run"
         );
-        let validations: Vec<u64> = std::fs::read_to_string(run.join("records.jsonl"))
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains("\"val\""))
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
-                    .as_u64()
-                    .unwrap()
-            })
-            .collect();
+        let validations = recorded_steps(&run, "val");
         assert_eq!(
             validations,
             [0, 12, 24, 36, 48],
