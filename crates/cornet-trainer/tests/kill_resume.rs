@@ -91,7 +91,8 @@ fn sigkill_at_several_points_then_resume_gives_identical_weights() {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        child.kill().unwrap();
+        // It may have finished already on a fast machine; resuming then has nothing to do.
+        let _ = child.kill();
         child.wait().unwrap();
         // Resumed (maybe more than once) until it finishes.
         let resumed = trainer(&config, &["--resume", "auto"]).output().unwrap();

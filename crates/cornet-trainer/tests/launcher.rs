@@ -17,7 +17,7 @@ data:
   image_size: 64
   synthetic: {{classes: 4, train_per_class: 24, val_per_class: 4, size: 72}}
 optim: {{lr: 0.02, step_size: 2}}
-train: {{epochs: 4, batch_size: 8, seed: 3}}
+train: {{epochs: 8, batch_size: 8, seed: 3}}
 dist: {{ngpus: 2, backend: tcp}}
 output: {{path: {out}, save_val_epochs: 0, save_model_steps: 2, save_model_secs: 0, keep: 2}}
 ",

@@ -142,6 +142,16 @@ impl<'a> Trainer<'a> {
             bail!("the training set gives no full batch: lower train.batch_size or add images");
         }
         let total = self.settings.epochs * spe;
+        if self.state.global_step >= total {
+            // Resumed after its last checkpoint: perhaps killed before the final weights.
+            tracing::info!("the run is already complete ({total} steps)");
+            self.write_final_weights()?;
+            return Ok(Summary {
+                global_step: self.state.global_step,
+                interrupted: false,
+                last_val: None,
+            });
+        }
         let out = self.settings.output_dir.clone();
         let checkpoints = CheckpointDir::new(out.join("checkpoints"), self.settings.keep);
         let mut records = match self.is_rank0() {
@@ -229,11 +239,7 @@ impl<'a> Trainer<'a> {
             last_val = Some(self.validate(val, spe, records.as_mut())?);
         }
         self.save(&checkpoints)?;
-        if self.is_rank0() {
-            let path = out.join("final.safetensors");
-            weights::write_safetensors(&path, &self.model.store().state_dict()?)?;
-            tracing::info!("trained weights written to {}", path.display());
-        }
+        self.write_final_weights()?;
         Ok(Summary {
             global_step: self.state.global_step,
             interrupted: false,
@@ -363,6 +369,19 @@ impl<'a> Trainer<'a> {
         };
         let path = checkpoints.save(&checkpoint)?;
         tracing::debug!("checkpoint {}", path.display());
+        Ok(())
+    }
+
+    /// `OUT/final.safetensors`, written atomically by rank 0.
+    fn write_final_weights(&self) -> Result<()> {
+        if !self.is_rank0() {
+            return Ok(());
+        }
+        let path = self.settings.output_dir.join("final.safetensors");
+        let staging = self.settings.output_dir.join(".final.safetensors.tmp");
+        weights::write_safetensors(&staging, &self.model.store().state_dict()?)?;
+        std::fs::rename(&staging, &path).with_context(|| format!("writing {}", path.display()))?;
+        tracing::info!("trained weights written to {}", path.display());
         Ok(())
     }
 
