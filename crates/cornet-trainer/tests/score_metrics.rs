@@ -269,3 +269,44 @@ fn bad_inputs_are_named() {
         );
     }
 }
+
+#[test]
+fn arrays_can_be_named_inside_an_npz() {
+    let archive = fixtures().join("metrics_expected.npz");
+    let entry = |name: &str| format!("{}:{name}", archive.display());
+    let out = score_cli(&[
+        "--features",
+        &entry("features"),
+        "--recordings",
+        &entry("recordings"),
+        "--folds",
+        &entry("folds"),
+        "--split-halves",
+        &entry("split_halves"),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = fixture();
+    for key in ["rsa_spearman", "rsa_pearson", "cka_linear", "ceiling"] {
+        assert!(
+            (json[key].as_f64().unwrap() - f[key].values[0]).abs() <= 1e-9,
+            "{key}"
+        );
+    }
+    for key in ["predictivity_raw", "predictivity_ceiled"] {
+        let (ours, theirs) = (json[key].as_f64().unwrap(), f[key].values[0]);
+        assert!((ours - theirs).abs() <= 1e-4 * theirs.abs(), "{key}");
+    }
+    let missing = score_cli(&[
+        "--features",
+        &entry("nope"),
+        "--recordings",
+        &entry("recordings"),
+    ]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("has no array `nope`"));
+}

@@ -142,10 +142,30 @@ pub fn score(request: &ScoreRequest) -> Result<Scores> {
     Ok(scores)
 }
 
+/// The .npy bytes of `path`: a `.npy` file, or `archive.npz:name` for one array of an
+/// `.npz` (as numpy's `np.savez` writes them).
+fn array_bytes(path: &Path) -> Result<Vec<u8>> {
+    let text = path.to_string_lossy();
+    let Some((archive, name)) = text.split_once(".npz:") else {
+        return std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    };
+    let archive = format!("{archive}.npz");
+    let file = std::fs::File::open(&archive).with_context(|| format!("reading {archive}"))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .with_context(|| format!("{archive}: not an .npz archive"))?;
+    let mut entry = zip
+        .by_name(&format!("{name}.npy"))
+        .with_context(|| format!("{archive} has no array `{name}`"))?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut entry, &mut bytes)
+        .with_context(|| format!("reading {archive}:{name}"))?;
+    Ok(bytes)
+}
+
 /// An .npy of floats (f32 or f64), as f64 in row-major order, with its shape. NaN and
 /// infinity are refused, naming the file.
 fn read_npy(path: &Path) -> Result<(Vec<usize>, Vec<f64>)> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = array_bytes(path)?;
     let npy = npyz::NpyFile::new(&bytes[..])
         .with_context(|| format!("{}: not an .npy file", path.display()))?;
     if npy.order() != npyz::Order::C {
@@ -178,7 +198,7 @@ fn read_npy(path: &Path) -> Result<(Vec<usize>, Vec<f64>)> {
 }
 
 fn read_int_npy(path: &Path) -> Result<(Vec<usize>, Vec<i64>)> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = array_bytes(path)?;
     let npy = npyz::NpyFile::new(&bytes[..])
         .with_context(|| format!("{}: not an .npy file", path.display()))?;
     let shape = npy.shape().iter().map(|&d| d as usize).collect();
