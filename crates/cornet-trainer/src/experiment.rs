@@ -131,6 +131,14 @@ pub fn train(launch: &Launch) -> Result<()> {
     let mut comm = dist::connect(transport, &device)?;
 
     let out = &config.output.path;
+    let checkpoints = CheckpointDir::new(out.join("checkpoints"), config.output.keep);
+    if launch.resume.is_none() && !checkpoints.list()?.is_empty() {
+        bail!(
+            "{} already holds checkpoints of a run: continue it with --resume auto, or train \
+             into another output.path (-o)",
+            out.display()
+        );
+    }
     if rank == 0 {
         std::fs::create_dir_all(out)
             .with_context(|| format!("creating output.path {}", out.display()))?;
@@ -161,8 +169,7 @@ pub fn train(launch: &Launch) -> Result<()> {
     let mut trainer = Trainer::new(&model, comm.as_mut(), settings, &train, stop)?;
     if let Some(resume) = &launch.resume {
         let found = match resume.as_str() {
-            "auto" => CheckpointDir::new(out.join("checkpoints"), config.output.keep)
-                .latest_valid(&device)?,
+            "auto" => checkpoints.latest_valid(&device)?,
             path => {
                 let path = PathBuf::from(path);
                 let c = checkpoint::load(&path, &device)?;

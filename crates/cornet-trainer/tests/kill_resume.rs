@@ -120,6 +120,25 @@ fn sigkill_at_several_points_then_resume_gives_identical_weights() {
 }
 
 #[test]
+fn a_fresh_start_never_mixes_with_an_earlier_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "run");
+    assert!(trainer(&config, &["--set", "train.epochs=1"])
+        .status()
+        .unwrap()
+        .success());
+    let again = trainer(&config, &["--set", "train.epochs=1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success());
+    assert!(
+        stderr.contains("already holds checkpoints of a run: continue it with --resume auto"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_changed_config_is_refused_unless_forced() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "run");
