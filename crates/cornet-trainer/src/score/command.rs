@@ -55,50 +55,61 @@ pub struct ScoreRequest {
     pub out_dir: PathBuf,
 }
 
-pub fn score(request: &ScoreRequest) -> Result<Scores> {
-    let (features_shape, features) = read_npy(&request.features)?;
-    let [stimuli, units] = features_shape[..] else {
-        bail!(
-            "{}: features must be [stimuli, units], got {features_shape:?}",
-            request.features.display()
-        );
-    };
-    let features = DMatrix::from_row_slice(stimuli, units, &features);
-    let (rec_shape, values) = read_npy(&request.recordings)?;
-    let (reps, rec_stimuli, neuroids) = match rec_shape[..] {
-        [r, s, n] => (r, s, n),
-        [s, n] => (1, s, n),
-        _ => bail!("{}: recordings must be [repetitions, stimuli, neuroids] or [stimuli, neuroids], got {rec_shape:?}", request.recordings.display()),
-    };
-    if rec_stimuli != stimuli {
-        bail!(
-            "{} has {stimuli} stimuli but {} has {rec_stimuli}",
-            request.features.display(),
-            request.recordings.display()
-        );
-    }
-    let recordings: Vec<DMatrix<f64>> = values
-        .chunks(stimuli * neuroids)
-        .map(|block| DMatrix::from_row_slice(stimuli, neuroids, block))
-        .collect();
-    let neural = mean_over_repetitions(&recordings);
-    let wants = |m: Metric| request.metric == m || request.metric == Metric::All;
-    let mut scores = Scores::default();
+/// Neural responses: one [stimuli x neuroids] matrix per repetition.
+pub struct Recordings {
+    pub trials: Vec<DMatrix<f64>>,
+    /// Whether the file had a repetition axis (then a ceiling is asked for).
+    pub has_repetitions: bool,
+}
 
-    if wants(Metric::Rsa) {
-        let (spearman, pearson) = rsa(&rdm(&features), &rdm(&neural));
-        scores.rsa_spearman = Some(spearman);
-        scores.rsa_pearson = Some(pearson);
+impl Recordings {
+    pub fn stimuli(&self) -> usize {
+        self.trials[0].nrows()
     }
-    if wants(Metric::Cka) {
-        scores.cka_linear = Some(cka_linear(&features, &neural));
+
+    /// `[repetitions, stimuli, neuroids]` or `[stimuli, neuroids]` floats (.npy or npz entry).
+    pub fn load(path: &Path) -> Result<Recordings> {
+        let (shape, values) = read_npy(path)?;
+        let (has_repetitions, stimuli, neuroids) = match shape[..] {
+            [_, s, n] => (true, s, n),
+            [s, n] => (false, s, n),
+            _ => bail!("{}: recordings must be [repetitions, stimuli, neuroids] or [stimuli, neuroids], got {shape:?}", path.display()),
+        };
+        let trials = values
+            .chunks(stimuli * neuroids)
+            .map(|block| DMatrix::from_row_slice(stimuli, neuroids, block))
+            .collect();
+        Ok(Recordings {
+            trials,
+            has_repetitions,
+        })
     }
-    if wants(Metric::Pls) {
-        let folds = match &request.folds {
+}
+
+/// The cross-validation folds and split halves of a score, fixed once for every layer scored.
+pub struct Protocol {
+    pub folds: Vec<usize>,
+    /// `None` when no ceiling is asked for (responses without a repetition axis).
+    pub splits: Option<Vec<Vec<usize>>>,
+}
+
+impl Protocol {
+    /// Reads the given folds and split halves, or draws them from `seed` and writes them to
+    /// `out_dir` so that the score can be reproduced.
+    pub fn resolve(
+        folds: Option<&Path>,
+        split_halves: Option<&Path>,
+        recordings: &Recordings,
+        recordings_path: &Path,
+        seed: u64,
+        out_dir: &Path,
+    ) -> Result<Protocol> {
+        let stimuli = recordings.stimuli();
+        let folds = match folds {
             Some(path) => read_indices(path, stimuli)?,
             None => {
-                let folds = random_folds(stimuli, request.seed);
-                write_indices(&request.out_dir.join("folds.npy"), &[stimuli], &folds)?;
+                let folds = random_folds(stimuli, seed);
+                write_indices(&out_dir.join("folds.npy"), &[stimuli], &folds)?;
                 folds
             }
         };
@@ -109,37 +120,104 @@ pub fn score(request: &ScoreRequest) -> Result<Scores> {
                 bail!("fold {f} leaves {train} training stimuli, fewer than the {COMPONENTS} PLS components");
             }
         }
-        let p = cross_validated_predictivity(&features, &neural, &folds, COMPONENTS);
-        scores.predictivity_raw = Some(p.raw);
-        scores.r_neuroid = Some(p.r_neuroid);
+        let reps = recordings.trials.len();
         // A repetition axis (or given split halves) asks for a ceiling; 2-D responses have none.
-        if rec_shape.len() == 3 || request.split_halves.is_some() {
+        let splits = if recordings.has_repetitions || split_halves.is_some() {
             if reps < 2 {
                 bail!(
                     "{}: a ceiling needs at least 2 repetitions, got {reps}",
-                    request.recordings.display()
+                    recordings_path.display()
                 );
             }
-            let splits = match &request.split_halves {
+            Some(match split_halves {
                 Some(path) => read_splits(path, reps)?,
                 None => {
-                    let splits = random_splits(reps, request.seed);
-                    let flat: Vec<usize> = splits.concat();
+                    let splits = random_splits(reps, seed);
                     write_indices(
-                        &request.out_dir.join("split_halves.npy"),
+                        &out_dir.join("split_halves.npy"),
                         &[SPLITS, reps],
-                        &flat,
+                        &splits.concat(),
                     )?;
                     splits
                 }
-            };
-            let (per_neuroid, ceiling) = split_half_ceiling(&recordings, &splits);
+            })
+        } else {
+            None
+        };
+        Ok(Protocol { folds, splits })
+    }
+}
+
+/// `features` [stimuli x units] against `recordings` under `protocol`.
+pub fn score_arrays(
+    features: &DMatrix<f64>,
+    recordings: &Recordings,
+    protocol: &Protocol,
+    metric: Metric,
+) -> Scores {
+    let neural = mean_over_repetitions(&recordings.trials);
+    let wants = |m: Metric| metric == m || metric == Metric::All;
+    let mut scores = Scores::default();
+    if wants(Metric::Rsa) {
+        let (spearman, pearson) = rsa(&rdm(features), &rdm(&neural));
+        scores.rsa_spearman = Some(spearman);
+        scores.rsa_pearson = Some(pearson);
+    }
+    if wants(Metric::Cka) {
+        scores.cka_linear = Some(cka_linear(features, &neural));
+    }
+    if wants(Metric::Pls) {
+        let p = cross_validated_predictivity(features, &neural, &protocol.folds, COMPONENTS);
+        if let Some(splits) = &protocol.splits {
+            let (per_neuroid, ceiling) = split_half_ceiling(&recordings.trials, splits);
             scores.ceiling = Some(ceiling);
             scores.predictivity_ceiled = Some(p.raw / ceiling);
             scores.ceiling_neuroid = Some(per_neuroid);
         }
+        scores.predictivity_raw = Some(p.raw);
+        scores.r_neuroid = Some(p.r_neuroid);
     }
-    Ok(scores)
+    scores
+}
+
+pub fn score(request: &ScoreRequest) -> Result<Scores> {
+    let (features_shape, features) = read_npy(&request.features)?;
+    let [stimuli, units] = features_shape[..] else {
+        bail!(
+            "{}: features must be [stimuli, units], got {features_shape:?}",
+            request.features.display()
+        );
+    };
+    let features = DMatrix::from_row_slice(stimuli, units, &features);
+    let recordings = Recordings::load(&request.recordings)?;
+    if recordings.stimuli() != stimuli {
+        bail!(
+            "{} has {stimuli} stimuli but {} has {}",
+            request.features.display(),
+            request.recordings.display(),
+            recordings.stimuli()
+        );
+    }
+    let protocol = match request.metric {
+        Metric::Rsa | Metric::Cka => Protocol {
+            folds: Vec::new(),
+            splits: None,
+        },
+        Metric::Pls | Metric::All => Protocol::resolve(
+            request.folds.as_deref(),
+            request.split_halves.as_deref(),
+            &recordings,
+            &request.recordings,
+            request.seed,
+            &request.out_dir,
+        )?,
+    };
+    Ok(score_arrays(
+        &features,
+        &recordings,
+        &protocol,
+        request.metric,
+    ))
 }
 
 /// The .npy bytes of `path`: a `.npy` file, or `archive.npz:name` for one array of an
