@@ -22,6 +22,48 @@ pub enum Selection {
     },
 }
 
+/// The taps `filter` selects (and the logits, if asked) of `total` images arriving in
+/// `batches`, each concatenated over all images, in call order.
+pub fn collect_taps(
+    model: &Model,
+    batches: impl Iterator<Item = Result<Tensor>>,
+    total: usize,
+    filter: TapFilter,
+    with_logits: bool,
+) -> Result<Vec<(String, Tensor)>> {
+    if total == 0 {
+        bail!("no images to extract features from");
+    }
+    let progress = ProgressBar::new(total as u64).with_style(
+        ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} images ({per_sec}, eta {eta})")
+            .expect("static template"),
+    );
+    progress.set_message("extracting");
+    let mut names: Vec<String> = Vec::new();
+    let mut chunks: Vec<Vec<Tensor>> = Vec::new();
+    for batch in batches {
+        let batch = batch?.to_device(model.device())?;
+        let (logits, mut outputs) = model.forward_with_taps(&batch, Mode::Eval, filter.clone())?;
+        if with_logits {
+            outputs.push(("logits".into(), logits));
+        }
+        if chunks.is_empty() {
+            names = outputs.iter().map(|(name, _)| name.clone()).collect();
+            chunks = vec![Vec::new(); outputs.len()];
+        }
+        for (chunk, (_, value)) in chunks.iter_mut().zip(outputs) {
+            chunk.push(value);
+        }
+        progress.inc(batch.dim(0)? as u64);
+    }
+    progress.finish_and_clear();
+    names
+        .into_iter()
+        .zip(&chunks)
+        .map(|(name, parts)| Ok((name, Tensor::cat(parts, 0)?)))
+        .collect()
+}
+
 /// Splits a preprocessed [N, 3, H, W] tensor into batches for [`extract`].
 pub fn tensor_batches(
     images: &Tensor,
@@ -42,9 +84,6 @@ pub fn extract(
     selection: &Selection,
     output_dir: &Path,
 ) -> Result<PathBuf> {
-    if total == 0 {
-        bail!("no images to extract features from");
-    }
     let filter = match selection {
         Selection::AllTaps => TapFilter::AreaOutputs,
         Selection::Layer {
@@ -53,35 +92,11 @@ pub fn extract(
             time_step,
         } => TapFilter::layer(layer, sublayer, Some(*time_step)),
     };
-    let progress = ProgressBar::new(total as u64).with_style(
-        ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} images ({per_sec}, eta {eta})")
-            .expect("static template"),
-    );
-    progress.set_message("extracting");
-    let mut names: Vec<String> = Vec::new();
-    let mut chunks: Vec<Vec<Tensor>> = Vec::new();
-    for batch in batches {
-        let batch = batch?.to_device(model.device())?;
-        let (logits, taps) = model.forward_with_taps(&batch, Mode::Eval, filter.clone())?;
-        let mut outputs = taps;
-        if matches!(selection, Selection::AllTaps) {
-            outputs.push(("logits".into(), logits));
-        }
-        if chunks.is_empty() {
-            names = outputs.iter().map(|(name, _)| name.clone()).collect();
-            chunks = vec![Vec::new(); outputs.len()];
-        }
-        for (chunk, (_, value)) in chunks.iter_mut().zip(outputs) {
-            chunk.push(value);
-        }
-        progress.inc(batch.dim(0)? as u64);
-    }
-    progress.finish_and_clear();
-    let arrays = chunks
-        .iter()
-        .map(|parts| Tensor::cat(parts, 0))
-        .collect::<candle_core::Result<Vec<_>>>()?;
-
+    let with_logits = matches!(selection, Selection::AllTaps);
+    let (names, arrays): (Vec<String>, Vec<Tensor>) =
+        collect_taps(model, batches, total, filter, with_logits)?
+            .into_iter()
+            .unzip();
     std::fs::create_dir_all(output_dir)
         .with_context(|| format!("creating {}", output_dir.display()))?;
     let arch = model.config().arch;

@@ -40,15 +40,15 @@ impl Pls {
             let w = first_x_weights(&xk, &yk, max_iter, tol);
             let t = &xk * &w;
             let tt = t.dot(&t);
-            let x_load = xk.transpose() * &t / tt;
-            let y_load = yk.transpose() * &t / tt;
+            let x_load = xk.tr_mul(&t) / tt;
+            let y_load = yk.tr_mul(&t) / tt;
             xk -= &t * x_load.transpose();
             yk -= &t * y_load.transpose();
             weights.set_column(k, &w);
             x_loadings.set_column(k, &x_load);
             y_loadings.set_column(k, &y_load);
         }
-        let ptw = x_loadings.transpose() * &weights;
+        let ptw = x_loadings.tr_mul(&weights);
         let rotations = &weights
             * ptw
                 .pseudo_inverse(1e-15)
@@ -82,10 +82,10 @@ fn first_x_weights(x: &DMatrix<f64>, y: &DMatrix<f64>, max_iter: usize, tol: f64
     let mut w_old: Option<DVector<f64>> = None;
     let mut w = DVector::zeros(x.ncols());
     for _ in 0..max_iter {
-        w = x.transpose() * &u / u.dot(&u);
+        w = x.tr_mul(&u) / u.dot(&u);
         w /= w.dot(&w).sqrt() + eps;
         let t = x * &w;
-        let c = y.transpose() * &t / t.dot(&t);
+        let c = y.tr_mul(&t) / t.dot(&t);
         u = y * &c / (c.dot(&c) + eps);
         let converged = match &w_old {
             Some(old) => (&w - old).norm_squared() < tol,

@@ -30,7 +30,9 @@ pub fn rsa(a: &DMatrix<f64>, b: &DMatrix<f64>) -> (f64, f64) {
 }
 
 /// Linear CKA of `x` [stimuli x units] and `y` [stimuli x neuroids], columns centred:
-/// ||y'x||² / (||x'x|| ||y'y||) in Frobenius norms.
+/// ||y'x||² / (||x'x|| ||y'y||) in Frobenius norms. Computed with the stimulus-by-stimulus
+/// Gram matrices (||y'x||² = <xx', yy'>, ||x'x|| = ||xx'||), which stay small when a layer
+/// has many units.
 pub fn cka_linear(x: &DMatrix<f64>, y: &DMatrix<f64>) -> f64 {
     let center = |m: &DMatrix<f64>| {
         let mut c = m.clone();
@@ -41,6 +43,6 @@ pub fn cka_linear(x: &DMatrix<f64>, y: &DMatrix<f64>) -> f64 {
         c
     };
     let (x, y) = (center(x), center(y));
-    let cross = (y.transpose() * &x).norm_squared();
-    cross / ((x.transpose() * &x).norm() * (y.transpose() * &y).norm())
+    let (k, l) = (&x * x.transpose(), &y * y.transpose());
+    k.dot(&l) / (k.norm() * l.norm())
 }
