@@ -3,7 +3,7 @@
 //!
 //!   cargo bench -p cornet-model --bench ops [-- FILTER]
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use cornet_model::ops;
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -26,12 +26,17 @@ fn convolutions(c: &mut Criterion) {
     for (name, n, cin, cout, side, k, s) in CONVS {
         let x = Var::randn(0f32, 1., (n, cin, side, side), &Device::Cpu).unwrap();
         let w = Var::randn(0f32, 0.05, (cout, cin, k, k), &Device::Cpu).unwrap();
+        // CORnet-Z's convolutions have biases, CORnet-S's none.
+        let bias = name
+            .starts_with("Z.")
+            .then(|| Var::zeros(cout, DType::F32, &Device::Cpu).unwrap());
+        let bias = bias.as_ref().map(Var::as_tensor);
         group.bench_function(format!("{name}/forward"), |b| {
-            b.iter(|| ops::conv2d(x.as_tensor(), w.as_tensor(), s, k / 2).unwrap())
+            b.iter(|| ops::conv2d(x.as_tensor(), w.as_tensor(), bias, s, k / 2).unwrap())
         });
         group.bench_function(format!("{name}/forward+backward"), |b| {
             b.iter(|| {
-                let y = ops::conv2d(x.as_tensor(), w.as_tensor(), s, k / 2).unwrap();
+                let y = ops::conv2d(x.as_tensor(), w.as_tensor(), bias, s, k / 2).unwrap();
                 y.sum_all().unwrap().backward().unwrap()
             })
         });
@@ -57,5 +62,39 @@ fn pooling(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, convolutions, pooling);
+/// Times `op` forward and forward + backward on a [n, channels, side, side] input.
+fn bench_elementwise(
+    c: &mut Criterion,
+    group: &str,
+    shapes: &[(&str, usize, usize, usize)],
+    op: impl Fn(&Tensor) -> Tensor,
+) {
+    let mut group = c.benchmark_group(group);
+    group.sample_size(10);
+    for &(name, n, channels, side) in shapes {
+        let x = Var::randn(0f32, 1., (n, channels, side, side), &Device::Cpu).unwrap();
+        group.bench_function(format!("{name}/forward"), |b| b.iter(|| op(x.as_tensor())));
+        group.bench_function(format!("{name}/forward+backward"), |b| {
+            b.iter(|| op(x.as_tensor()).sum_all().unwrap().backward().unwrap())
+        });
+    }
+    group.finish();
+}
+
+fn relu(c: &mut Criterion) {
+    let shapes = [("Z.V1.nonlin", 16, 64, 112), ("S.V1.nonlin", 4, 64, 112)];
+    bench_elementwise(c, "relu", &shapes, |x| ops::relu(x).unwrap());
+}
+
+fn batch_norm(c: &mut Criterion) {
+    let weight = Var::ones(64, DType::F32, &Device::Cpu).unwrap();
+    let bias = Var::zeros(64, DType::F32, &Device::Cpu).unwrap();
+    bench_elementwise(c, "batch_norm_train", &[("S.V1.norm1", 4, 64, 112)], |x| {
+        ops::batch_norm_train(x, &weight, &bias, 1e-5)
+            .unwrap()
+            .output
+    });
+}
+
+criterion_group!(benches, convolutions, pooling, relu, batch_norm);
 criterion_main!(benches);

@@ -41,6 +41,10 @@ pub enum Error {
     #[error("{0}")]
     InvalidConfig(String),
 
+    /// An input the network cannot take (wrong shape, too small a batch).
+    #[error("{0}")]
+    InvalidInput(String),
+
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

@@ -37,6 +37,22 @@ pub(crate) fn child(prefix: &str, name: &str) -> String {
     }
 }
 
+/// `param` in the dtype of the activation `x`: weights are kept in f32 (the master copy that
+/// the optimizer updates) and cast for a reduced-precision forward, as autocast does; the cast's
+/// backward brings their gradients back to f32.
+fn in_dtype_of(x: &Tensor, param: &Tensor) -> Result<Tensor> {
+    Ok(param.to_dtype(x.dtype())?)
+}
+
+/// Runs a normalization on `x` in f32 and returns its output in `x`'s dtype: statistics in
+/// reduced precision lose too much (autocast keeps norms in f32 too).
+fn normalized_in_f32(x: &Tensor, norm: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    if x.dtype() == DType::F32 {
+        return norm(x);
+    }
+    Ok(norm(&x.to_dtype(DType::F32)?)?.to_dtype(x.dtype())?)
+}
+
 /// The bound 1/sqrt(fan_in) of PyTorch's default `kaiming_uniform_(a=sqrt(5))` and bias init.
 pub(crate) fn default_bound(fan_in: usize) -> f64 {
     1.0 / (fan_in as f64).sqrt()
@@ -128,11 +144,9 @@ impl Conv2d {
         stride: usize,
         pass: &mut Pass,
     ) -> Result<Tensor> {
-        let y = ops::conv2d(x, &self.weight, stride, self.spec.padding)?;
-        let y = match &self.bias {
-            Some(bias) => y.broadcast_add(&bias.reshape((1, (), 1, 1))?)?,
-            None => y,
-        };
+        let weight = in_dtype_of(x, &self.weight)?;
+        let bias = self.bias.as_ref().map(|b| in_dtype_of(x, b)).transpose()?;
+        let y = ops::conv2d(x, &weight, bias.as_ref(), stride, self.spec.padding)?;
         Ok(pass.tap(&self.name, y))
     }
 
@@ -189,7 +203,12 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor, pass: &mut Pass) -> Result<Tensor> {
-        let y = self.inner.forward(x)?;
+        let y = if x.dtype() == self.inner.weight().dtype() {
+            self.inner.forward(x)?
+        } else {
+            let bias = self.inner.bias().map(|b| in_dtype_of(x, b)).transpose()?;
+            candle_nn::Linear::new(in_dtype_of(x, self.inner.weight())?, bias).forward(x)?
+        };
         Ok(pass.tap(&self.name, y))
     }
 }
@@ -212,7 +231,7 @@ impl GroupNorm {
     }
 
     pub fn forward(&self, x: &Tensor, pass: &mut Pass) -> Result<Tensor> {
-        let y = self.inner.forward(x)?;
+        let y = normalized_in_f32(x, |x| Ok(self.inner.forward(x)?))?;
         Ok(pass.tap(&self.name, y))
     }
 }
@@ -221,9 +240,16 @@ impl GroupNorm {
 /// variance, `num_batches_tracked` counted in train mode.
 pub(crate) struct BatchNorm2d {
     name: String,
-    inner: candle_nn::BatchNorm,
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Var,
+    running_var: Var,
     num_batches_tracked: Var,
 }
+
+/// PyTorch's default BatchNorm momentum: the weight of the newest batch in the running
+/// statistics.
+const BATCH_NORM_MOMENTUM: f64 = 0.1;
 
 impl BatchNorm2d {
     pub fn new(b: &mut Builder, name: String, channels: usize) -> Result<Self> {
@@ -241,34 +267,59 @@ impl BatchNorm2d {
             child(&name, "num_batches_tracked"),
             Tensor::zeros((), DType::I64, b.device())?,
         )?;
-        // The running statistics are shared with the store (same storage), so the updates that
-        // candle's BatchNorm makes in train mode land in the state dict.
-        let inner = candle_nn::BatchNorm::new(
-            channels,
-            running_mean.as_tensor().clone(),
-            running_var.as_tensor().clone(),
-            weight,
-            bias,
-            NORM_EPS,
-        )?;
         Ok(BatchNorm2d {
             name,
-            inner,
+            weight,
+            bias,
+            running_mean,
+            running_var,
             num_batches_tracked,
         })
     }
 
     pub fn forward(&self, x: &Tensor, pass: &mut Pass) -> Result<Tensor> {
-        let y = match pass.mode {
-            Mode::Train => {
-                let y = self.inner.forward_train(x)?;
-                let count = (self.num_batches_tracked.as_detached_tensor() + 1.0)?;
-                self.num_batches_tracked.set(&count)?;
-                y
-            }
-            Mode::Eval => candle_nn::ModuleT::forward_t(&self.inner, x, false)?,
-        };
+        let y = normalized_in_f32(x, |x| match pass.mode {
+            Mode::Train => self.forward_train(x),
+            Mode::Eval => self.forward_eval(x),
+        })?;
         Ok(pass.tap(&self.name, y))
+    }
+
+    /// Normalizes by the batch's statistics and folds them into the running ones (the store
+    /// shares these variables, so the state dict sees the update).
+    fn forward_train(&self, x: &Tensor) -> Result<Tensor> {
+        let bn = ops::batch_norm_train(x, &self.weight, &self.bias, NORM_EPS)?;
+        let (n, _, h, w) = x.dims4()?;
+        let count = (n * h * w) as f64;
+        if count < 2.0 {
+            return Err(crate::error::Error::InvalidInput(format!(
+                "{}: batch normalization in train mode needs more than one value per channel, got input {:?}",
+                self.name,
+                x.dims()
+            )));
+        }
+        let unbiased = (bn.variance * (count / (count - 1.0)))?;
+        let blend = |running: &Var, batch: &Tensor| -> Result<()> {
+            let updated = ((running.as_detached_tensor() * (1.0 - BATCH_NORM_MOMENTUM))?
+                + (batch * BATCH_NORM_MOMENTUM)?)?;
+            running.set(&updated)?;
+            Ok(())
+        };
+        blend(&self.running_mean, &bn.mean)?;
+        blend(&self.running_var, &unbiased)?;
+        let tracked = (self.num_batches_tracked.as_detached_tensor() + 1.0)?;
+        self.num_batches_tracked.set(&tracked)?;
+        Ok(bn.output)
+    }
+
+    /// Normalizes by the running statistics: `x * scale + shift` per channel, as PyTorch folds
+    /// them.
+    fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
+        let per_channel = |t: Tensor| t.reshape((1, (), 1, 1));
+        let scale = (&self.weight / (self.running_var.as_tensor() + NORM_EPS)?.sqrt()?)?;
+        let shift = (&self.bias - (self.running_mean.as_tensor() * &scale)?)?;
+        Ok(x.broadcast_mul(&per_channel(scale)?)?
+            .broadcast_add(&per_channel(shift)?)?)
     }
 }
 
@@ -277,7 +328,7 @@ pub(crate) struct Relu(pub String);
 
 impl Relu {
     pub fn forward(&self, x: &Tensor, pass: &mut Pass) -> Result<Tensor> {
-        Ok(pass.tap(&self.0, x.relu()?))
+        Ok(pass.tap(&self.0, ops::relu(x)?))
     }
 }
 

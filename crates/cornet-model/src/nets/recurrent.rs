@@ -11,7 +11,7 @@ use crate::layers::{
 };
 use crate::nets::Network;
 use crate::store::{Builder, Init};
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 
 /// `CORblock_RT` (identical to `CORblock_R`).
 struct Area {
@@ -58,15 +58,16 @@ impl Area {
     }
 
     /// Step 0 of V2, V4 and IT, which nothing has reached yet: the input is zeros of the area's
-    /// output shape `[batch, channels, h, w]`.
+    /// output shape `[batch, channels, h, w]`, in the image's dtype and on its device.
     fn step_without_input(
         &self,
         batch: usize,
         (h, w): (usize, usize),
-        device: &Device,
+        image: &Tensor,
         pass: &mut Pass,
     ) -> Result<Tensor> {
-        let zeros = Tensor::zeros((batch, self.channels, h, w), DType::F32, device)?;
+        let shape = (batch, self.channels, h, w);
+        let zeros = Tensor::zeros(shape, image.dtype(), image.device())?;
         self.recur(zeros, None, pass)
     }
 
@@ -127,7 +128,7 @@ impl Network for CornetRecurrent {
             outputs.push(if i == 0 {
                 area.step(image, None, pass)?
             } else {
-                area.step_without_input(batch, hw, image.device(), pass)?
+                area.step_without_input(batch, hw, image, pass)?
             });
         }
         for _ in 1..self.times {

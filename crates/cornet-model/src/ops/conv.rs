@@ -7,19 +7,44 @@
 //! nothing is kept between forward and backward but the input.
 
 use super::contiguous_f32;
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-/// `x` [N, C, H, W] convolved with `weight` [O, C, k, k] at `stride` with zero `padding`.
+/// `x` [N, C, H, W] convolved with `weight` [O, C, k, k] at `stride` with zero `padding`,
+/// plus `bias` [O] when given.
 ///
-/// On the CPU in f32 this is the GEMM op below; on other devices or dtypes candle's conv2d.
-pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
-    if !(x.device().is_cpu() && x.dtype() == DType::F32 && weight.dtype() == DType::F32) {
-        return x.conv2d(weight, padding, stride, 1, 1);
+/// On the CPU in f32 this is the GEMM op below, with the bias written into the output before
+/// the product accumulates onto it and its gradient summed in the same backward pass (a
+/// separate broadcast add costs two extra passes over the activation forward and three
+/// backward). Other dtypes on the CPU go through it in f32 (rounded inputs, f32 accumulation
+/// and a rounded output, as tensor cores compute bf16). On other devices it is candle's conv2d.
+pub fn conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() != DType::F32 {
+        let f32 = |t: &Tensor| t.to_dtype(DType::F32);
+        let bias = bias.map(f32).transpose()?;
+        let y = conv2d(&f32(x)?, &f32(weight)?, bias.as_ref(), stride, padding)?;
+        return y.to_dtype(x.dtype());
     }
-    x.contiguous()?
-        .apply_op2(&weight.contiguous()?, Conv2d { stride, padding })
+    if !x.device().is_cpu() {
+        let y = x.conv2d(weight, padding, stride, 1, 1)?;
+        return match bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
+            None => Ok(y),
+        };
+    }
+    let op = Conv2d { stride, padding };
+    let (x, weight) = (x.contiguous()?, weight.contiguous()?);
+    match bias {
+        Some(b) => x.apply_op3(&weight, &b.contiguous()?, op),
+        None => x.apply_op2(&weight, op),
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -86,6 +111,15 @@ impl Geometry {
 
     fn out_len(&self) -> usize {
         self.out_channels * self.out_pixels()
+    }
+
+    fn out_shape(&self) -> Shape {
+        Shape::from((
+            self.batch,
+            self.out_channels,
+            self.out_height,
+            self.out_width,
+        ))
     }
 
     /// A 1x1 convolution without stride or padding needs no column matrix: the input is one.
@@ -271,6 +305,71 @@ fn matmul(dst: &mut [f32], accumulate: bool, lhs: Operand, rhs: Operand, paralle
     }
 }
 
+impl Conv2d {
+    /// The output [N, O, OH, OW] of one convolution, bias included.
+    fn forward(&self, x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geometry) -> Vec<f32> {
+        let mut out = vec![0f32; g.batch * g.out_len()];
+        let parallelism = g.gemm_parallelism();
+        let per_task = g.samples_per_task();
+        out.par_chunks_mut(per_task * g.out_len())
+            .zip(x.par_chunks(per_task * g.in_len()))
+            .for_each(|(out, x)| {
+                let mut col = g.column_buffer();
+                for (out, x) in out.chunks_mut(g.out_len()).zip(x.chunks(g.in_len())) {
+                    if let Some(bias) = bias {
+                        for (plane, b) in out.chunks_mut(g.out_pixels()).zip(bias) {
+                            plane.fill(*b);
+                        }
+                    }
+                    let col: &[f32] = if g.is_pointwise() {
+                        x
+                    } else {
+                        g.im2col(x, &mut col);
+                        &col
+                    };
+                    matmul(
+                        out,
+                        bias.is_some(),
+                        Operand::rows(w, g.out_channels, g.patch_len()),
+                        Operand::rows(col, g.patch_len(), g.out_pixels()),
+                        parallelism,
+                    );
+                }
+            });
+        out
+    }
+
+    /// The gradients of `x` (when it needs one), of the weight and of the bias (when there is
+    /// one), from the output gradient `grad`, in one pass over the samples.
+    fn backward(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Tensor, Option<Tensor>)> {
+        // The image (a leaf that no variable produced) needs no gradient: skip that half.
+        let op = ConvBackward {
+            forward: *self,
+            input_grad: x.track_op(),
+            bias_grad: bias.is_some(),
+        };
+        let grads = x.apply_op3_no_bwd(w, &grad.contiguous()?, &op)?;
+        let dx_len = if op.input_grad { x.elem_count() } else { 0 };
+        let dw = grads
+            .narrow(0, dx_len, w.elem_count())?
+            .reshape(w.shape())?;
+        let dx = op
+            .input_grad
+            .then(|| grads.narrow(0, 0, dx_len)?.reshape(x.shape()))
+            .transpose()?;
+        let db = bias
+            .map(|b| grads.narrow(0, dx_len + w.elem_count(), b.elem_count()))
+            .transpose()?;
+        Ok((dx, dw, db))
+    }
+}
+
 impl CustomOp2 for Conv2d {
     fn name(&self) -> &'static str {
         "conv2d-gemm"
@@ -286,31 +385,7 @@ impl CustomOp2 for Conv2d {
         let g = Geometry::new(self, xl.shape(), wl.shape())?;
         let x = contiguous_f32(xs, xl, "conv2d input")?;
         let w = contiguous_f32(ws, wl, "conv2d weight")?;
-        let mut out = vec![0f32; g.batch * g.out_len()];
-        let parallelism = g.gemm_parallelism();
-        let per_task = g.samples_per_task();
-        out.par_chunks_mut(per_task * g.out_len())
-            .zip(x.par_chunks(per_task * g.in_len()))
-            .for_each(|(out, x)| {
-                let mut col = g.column_buffer();
-                for (out, x) in out.chunks_mut(g.out_len()).zip(x.chunks(g.in_len())) {
-                    let col: &[f32] = if g.is_pointwise() {
-                        x
-                    } else {
-                        g.im2col(x, &mut col);
-                        &col
-                    };
-                    matmul(
-                        out,
-                        false,
-                        Operand::rows(w, g.out_channels, g.patch_len()),
-                        Operand::rows(col, g.patch_len(), g.out_pixels()),
-                        parallelism,
-                    );
-                }
-            });
-        let shape = Shape::from((g.batch, g.out_channels, g.out_height, g.out_width));
-        Ok((CpuStorage::F32(out), shape))
+        Ok((CpuStorage::F32(self.forward(x, w, None, &g)), g.out_shape()))
     }
 
     fn bwd(
@@ -320,32 +395,62 @@ impl CustomOp2 for Conv2d {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        // The image (a leaf that no variable produced) needs no gradient: skip that half.
-        let op = ConvBackward {
-            forward: *self,
-            input_grad: x.track_op(),
-        };
-        let grads = x.apply_op3_no_bwd(w, &grad.contiguous()?, &op)?;
-        let dx_len = if op.input_grad { x.elem_count() } else { 0 };
-        let dw = grads
-            .narrow(0, dx_len, w.elem_count())?
-            .reshape(w.shape())?;
-        let dx = op
-            .input_grad
-            .then(|| grads.narrow(0, 0, dx_len)?.reshape(x.shape()))
-            .transpose()?;
+        let (dx, dw, _) = self.backward(x, w, None, grad)?;
         Ok((dx, Some(dw)))
     }
 }
 
-/// Both gradients of [`Conv2d`] in one pass over the samples, returned as one flat tensor
-/// `[dx (or nothing), dw]` since a custom op has one output.
+impl CustomOp3 for Conv2d {
+    fn name(&self) -> &'static str {
+        "conv2d-gemm-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geometry::new(self, xl.shape(), wl.shape())?;
+        let x = contiguous_f32(xs, xl, "conv2d input")?;
+        let w = contiguous_f32(ws, wl, "conv2d weight")?;
+        let bias = contiguous_f32(bs, bl, "conv2d bias")?;
+        if bias.len() != g.out_channels {
+            candle_core::bail!(
+                "conv2d: bias of {} elements for {} output channels",
+                bias.len(),
+                g.out_channels
+            )
+        }
+        let out = self.forward(x, w, Some(bias), &g);
+        Ok((CpuStorage::F32(out), g.out_shape()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, db) = self.backward(x, w, Some(b), grad)?;
+        Ok((dx, Some(dw), db))
+    }
+}
+
+/// The gradients of [`Conv2d`] in one pass over the samples, returned as one flat tensor
+/// `[dx (or nothing), dw, db (or nothing)]` since a custom op has one output.
 struct ConvBackward {
     forward: Conv2d,
     input_grad: bool,
+    bias_grad: bool,
 }
 
-impl candle_core::CustomOp3 for ConvBackward {
+impl CustomOp3 for ConvBackward {
     fn name(&self) -> &'static str {
         "conv2d-gemm-backward"
     }
@@ -365,20 +470,26 @@ impl candle_core::CustomOp3 for ConvBackward {
         let dy = contiguous_f32(gs, gl, "conv2d output gradient")?;
         let parallelism = g.gemm_parallelism();
         let dw_len = g.out_channels * g.patch_len();
+        let db_len = if self.bias_grad { g.out_channels } else { 0 };
         // Without an input gradient each sample gets a one-element placeholder, so that the
         // parallel walk over samples keeps one shape.
         let dx_chunk = if self.input_grad { g.in_len() } else { 1 };
         let mut dx = vec![0f32; g.batch * dx_chunk];
         let per_task = g.samples_per_task();
-        let partial_dws: Vec<Vec<f32>> = x
+        // Each task's [dw, db] partial sums, added up after.
+        let partials: Vec<Vec<f32>> = x
             .par_chunks(per_task * g.in_len())
             .zip(dy.par_chunks(per_task * g.out_len()))
             .zip(dx.par_chunks_mut(per_task * dx_chunk))
             .map(|((xs, dys), dxs)| {
-                let mut dw = vec![0f32; dw_len];
+                let mut dwb = vec![0f32; dw_len + db_len];
+                let (dw, db) = dwb.split_at_mut(dw_len);
                 let mut col = g.column_buffer();
                 let samples = xs.chunks(g.in_len()).zip(dys.chunks(g.out_len()));
                 for ((x, dy), dx) in samples.zip(dxs.chunks_mut(dx_chunk)) {
+                    for (db, plane) in db.iter_mut().zip(dy.chunks(g.out_pixels())) {
+                        *db += plane.iter().sum::<f32>();
+                    }
                     // dW += dY · colᵀ
                     let cols: &[f32] = if g.is_pointwise() {
                         x
@@ -387,7 +498,7 @@ impl candle_core::CustomOp3 for ConvBackward {
                         &col
                     };
                     matmul(
-                        &mut dw,
+                        dw,
                         true,
                         Operand::rows(dy, g.out_channels, g.out_pixels()),
                         Operand::transposed(cols, g.patch_len(), g.out_pixels()),
@@ -412,15 +523,15 @@ impl candle_core::CustomOp3 for ConvBackward {
                         }
                     }
                 }
-                dw
+                dwb
             })
             .collect();
-        let mut dw = vec![0f32; dw_len];
-        for partial in &partial_dws {
-            dw.iter_mut().zip(partial).for_each(|(a, b)| *a += b);
+        let mut dwb = vec![0f32; dw_len + db_len];
+        for partial in &partials {
+            dwb.iter_mut().zip(partial).for_each(|(a, b)| *a += b);
         }
         let mut flat = if self.input_grad { dx } else { Vec::new() };
-        flat.extend_from_slice(&dw);
+        flat.extend_from_slice(&dwb);
         let len = flat.len();
         Ok((CpuStorage::F32(flat), Shape::from(len)))
     }
@@ -486,8 +597,12 @@ mod tests {
             let what = format!("case {:?}", (n, c, o, h, w, k, s, p));
             let x = Var::from_tensor(&randn(&[n, c, h, w])?)?;
             let weight = Var::from_tensor(&randn(&[o, c, k, k])?)?;
-            let ours = conv2d(x.as_tensor(), weight.as_tensor(), s, p)?;
-            let reference = x.as_tensor().conv2d(weight.as_tensor(), p, s, 1, 1)?;
+            let bias = Var::from_tensor(&randn(&[o])?)?;
+            let ours = conv2d(x.as_tensor(), weight.as_tensor(), Some(&bias), s, p)?;
+            let reference = x
+                .as_tensor()
+                .conv2d(weight.as_tensor(), p, s, 1, 1)?
+                .broadcast_add(&bias.reshape((1, o, 1, 1))?)?;
             assert_eq!(ours.dims(), reference.dims(), "{what}");
             assert!(
                 max_diff(&ours, &reference) <= 1e-4 * scale(&reference),
@@ -498,6 +613,12 @@ mod tests {
             let grads = (ours * &y)?.sum_all()?.backward()?;
             let dx = grads.get(x.as_tensor()).unwrap();
             let dw = grads.get(weight.as_tensor()).unwrap();
+            let db = grads.get(bias.as_tensor()).unwrap();
+            let y_sums = y.sum((0, 2, 3))?;
+            assert!(
+                max_diff(db, &y_sums) <= 1e-4 * scale(&y_sums),
+                "{what} bias gradient"
+            );
             for _ in 0..3 {
                 let (x2, w2) = (randn(&[n, c, h, w])?, randn(&[o, c, k, k])?);
                 for (name, lhs, rhs) in [
@@ -524,7 +645,7 @@ mod tests {
     fn an_input_that_needs_no_gradient_gets_none() -> Result<()> {
         let image = Tensor::randn(0f32, 1., (2, 3, 8, 8), &Device::Cpu)?;
         let weight = Var::randn(0f32, 1., (4, 3, 3, 3), &Device::Cpu)?;
-        let grads = conv2d(&image, weight.as_tensor(), 1, 1)?
+        let grads = conv2d(&image, weight.as_tensor(), None, 1, 1)?
             .sum_all()?
             .backward()?;
         assert!(grads.get(&image).is_none());

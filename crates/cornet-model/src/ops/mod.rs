@@ -1,11 +1,15 @@
 //! Operations candle lacks or computes slowly on the CPU, each with the backward training
 //! needs and tests against a reference.
 
+mod batch_norm;
 mod conv;
 mod pool;
+mod relu;
 
+pub use batch_norm::{batch_norm_train, BatchNormTrain};
 pub use conv::conv2d;
 pub use pool::{global_avg_pool, max_pool2d};
+pub use relu::relu;
 
 use candle_core::{CpuStorage, Layout, Result};
 

@@ -8,37 +8,92 @@ use std::sync::{Arc, OnceLock};
 /// `nn.MaxPool2d(kernel, stride, padding)` with PyTorch's semantics: padding never wins, the
 /// first maximum of a window wins ties, NaN propagates; `ceil_mode=False`.
 ///
-/// On the CPU this is one pass that keeps each window's argmax for the backward. Elsewhere it
-/// pads with -inf and uses candle's pooling, which has no backward for overlapping windows.
+/// On the CPU this is one pass that keeps each window's argmax for the backward (other dtypes
+/// are pooled in f32, which is exact). Elsewhere it is [`max_pool2d_composite`]: candle's own
+/// pooling has no backward for overlapping windows.
 pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
-        return x.contiguous()?.apply_op1(MaxPool2d {
-            window: Window {
-                kernel,
-                stride,
-                padding,
-            },
-            argmax: OnceLock::new(),
-        });
-    }
-    let padded = if padding > 0 {
-        let (n, c, h, w) = x.dims4()?;
-        let neg_inf = |dims: (usize, usize, usize, usize)| {
-            Tensor::full(f32::NEG_INFINITY, dims, x.device())?.to_dtype(x.dtype())
-        };
-        let side = neg_inf((n, c, h, padding))?;
-        let rows = Tensor::cat(&[&side, x, &side], 3)?;
-        let top = neg_inf((n, c, padding, w + 2 * padding))?;
-        Tensor::cat(&[&top, &rows, &top], 2)?
-    } else {
-        x.clone()
+    let window = Window {
+        kernel,
+        stride,
+        padding,
     };
-    padded.max_pool2d_with_stride(kernel, stride)
+    if !x.device().is_cpu() {
+        return max_pool2d_composite(x, window);
+    }
+    if x.dtype() != DType::F32 {
+        return max_pool2d(&x.to_dtype(DType::F32)?, kernel, stride, padding)?.to_dtype(x.dtype());
+    }
+    x.contiguous()?.apply_op1(MaxPool2d {
+        window,
+        argmax: OnceLock::new(),
+    })
 }
 
-/// `nn.AdaptiveAvgPool2d(1)`: the mean over each channel's plane, keeping [N, C, 1, 1].
+/// Max-pooling from candle ops that all have a backward, for any device: the elementwise
+/// maximum of the `kernel²` strided views of the padded input, one per window offset.
+///
+/// Output `o` reads padded row `stride * o + k` for `k < kernel`, which is row `k % stride`
+/// of block `o + k / stride` when the padded rows are grouped in blocks of `stride`; so each
+/// view is a `narrow` of the input reshaped to [N, C, H/s, s, W/s, s]. Ties split the gradient
+/// (candle's `maximum`) where PyTorch gives it to the first maximum; after a ReLU, the only
+/// ties are zeros, whose gradient the ReLU stops anyway.
+fn max_pool2d_composite(x: &Tensor, window: Window) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let Window {
+        kernel: k,
+        stride: s,
+        padding: p,
+    } = window;
+    let (oh, ow) = (window.output_len(h)?, window.output_len(w)?);
+    // Blocks needed along each axis: enough for the last window, and the whole padded input.
+    let blocks =
+        |out: usize, input: usize| (out + (k - 1) / s + 1).max((input + 2 * p).div_ceil(s));
+    let (bh, bw) = (blocks(oh, h), blocks(ow, w));
+    let neg_inf = |dims: (usize, usize, usize, usize)| {
+        Tensor::full(f32::NEG_INFINITY, dims, x.device())?.to_dtype(x.dtype())
+    };
+    let rows = Tensor::cat(
+        &[
+            &neg_inf((n, c, h, p))?,
+            x,
+            &neg_inf((n, c, h, bw * s - w - p))?,
+        ],
+        3,
+    )?;
+    let padded = Tensor::cat(
+        &[
+            &neg_inf((n, c, p, bw * s))?,
+            &rows,
+            &neg_inf((n, c, bh * s - h - p, bw * s))?,
+        ],
+        2,
+    )?
+    .reshape((n, c, bh, s, bw, s))?;
+    let mut result: Option<Tensor> = None;
+    for ky in 0..k {
+        for kx in 0..k {
+            let view = padded
+                .narrow(2, ky / s, oh)?
+                .narrow(3, ky % s, 1)?
+                .narrow(4, kx / s, ow)?
+                .narrow(5, kx % s, 1)?
+                .reshape((n, c, oh, ow))?;
+            result = Some(match result {
+                None => view,
+                Some(best) => best.maximum(&view)?,
+            });
+        }
+    }
+    result.ok_or_else(|| candle_core::Error::Msg("max_pool2d: kernel of size 0".into()))
+}
+
+/// `nn.AdaptiveAvgPool2d(1)`: the mean over each channel's plane, keeping [N, C, 1, 1]. The
+/// sum is taken in f32 whatever the dtype (a bf16 accumulator drops small terms).
 pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
-    x.mean_keepdim(3)?.mean_keepdim(2)
+    x.to_dtype(DType::F32)?
+        .mean_keepdim(3)?
+        .mean_keepdim(2)?
+        .to_dtype(x.dtype())
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -204,17 +259,38 @@ mod tests {
         Ok(())
     }
 
-    /// The CPU op and the padded fallback agree on random input.
+    /// The CPU op and the composite used on other devices agree on random input (no ties),
+    /// forward and backward, for CORnet's pooling and an awkward one.
     #[test]
-    fn cpu_op_agrees_with_padded_candle_pooling() -> Result<()> {
-        let x = Tensor::randn(0f32, 1., (2, 3, 9, 7), &Device::Cpu)?;
-        let ours = max_pool2d(&x, 3, 2, 1)?;
-        let side = Tensor::full(f32::NEG_INFINITY, (2, 3, 9, 1), &Device::Cpu)?;
-        let rows = Tensor::cat(&[&side, &x, &side], 3)?;
-        let top = Tensor::full(f32::NEG_INFINITY, (2, 3, 1, 9), &Device::Cpu)?;
-        let reference = Tensor::cat(&[&top, &rows, &top], 2)?.max_pool2d_with_stride(3, 2)?;
-        let diff = (ours - reference)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        assert_eq!(diff, 0.0);
+    fn cpu_op_agrees_with_the_composite_forward_and_backward() -> Result<()> {
+        for (kernel, stride, padding, h, w) in [(3, 2, 1, 9, 7), (3, 2, 1, 8, 8), (2, 3, 0, 10, 11)]
+        {
+            let x = Var::from_tensor(&Tensor::randn(0f32, 1., (2, 3, h, w), &Device::Cpu)?)?;
+            let upstream = |y: &Tensor| Tensor::randn(0f32, 1., y.dims(), &Device::Cpu);
+            let ours = max_pool2d(x.as_tensor(), kernel, stride, padding)?;
+            let window = Window {
+                kernel,
+                stride,
+                padding,
+            };
+            let reference = max_pool2d_composite(x.as_tensor(), window)?;
+            let diff = (&ours - &reference)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert_eq!(diff, 0.0, "forward {kernel}/{stride}/{padding}");
+            let g = upstream(&ours)?;
+            let dx = |y: Tensor| -> Result<Tensor> {
+                Ok((y * &g)?
+                    .sum_all()?
+                    .backward()?
+                    .get(x.as_tensor())
+                    .unwrap()
+                    .clone())
+            };
+            let diff = (dx(ours)? - dx(reference)?)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f32>()?;
+            assert!(diff < 1e-6, "backward {kernel}/{stride}/{padding}: {diff}");
+        }
         Ok(())
     }
 }
