@@ -1,6 +1,6 @@
-//! `cornet-trainer launch` with two CPU ranks over TCP: a killed rank brings the other down
-//! within seconds, both restart from the newest checkpoint, and the run ends with the weights
-//! of an uninterrupted one.
+//! `cornet-trainer launch` with two CPU ranks over TCP: a killed or hung rank brings the other
+//! down within seconds, both restart from the newest checkpoint, and the run ends with the
+//! weights of an uninterrupted one.
 
 use candle_core::Device;
 use cornet_model::testing::tensor_bytes;
@@ -37,17 +37,10 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn launch(config: &Path) -> Child {
+fn launch(config: &Path, heartbeat_timeout_secs: u64) -> Child {
     Command::new(env!("CARGO_BIN_EXE_cornet-trainer"))
-        .args([
-            "launch",
-            "--nproc",
-            "2",
-            "--max-restarts",
-            "2",
-            "--heartbeat-timeout",
-            "60",
-        ])
+        .args(["launch", "--nproc", "2", "--max-restarts", "2"])
+        .args(["--heartbeat-timeout", &heartbeat_timeout_secs.to_string()])
         .args(["--master-port", &free_port().to_string(), "--", "--config"])
         .arg(config)
         .stdout(Stdio::null())
@@ -85,10 +78,11 @@ fn steps_recorded(run: &Path) -> usize {
         .unwrap_or(0)
 }
 
-#[test]
-fn a_killed_rank_restarts_the_job_from_its_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    let reference = launch(&write_config(dir.path(), "reference"))
+/// Runs the job uninterrupted, then again sending signal `interrupt` to rank 1 once 12 steps
+/// are recorded; checks that the launcher restarts it to the uninterrupted run's final weights.
+/// Returns how many seconds rank 0 lived on after the signal, and the launcher's stderr.
+fn interrupted_run(dir: &Path, heartbeat_timeout_secs: u64, interrupt: &str) -> (u64, String) {
+    let reference = launch(&write_config(dir, "reference"), heartbeat_timeout_secs)
         .wait_with_output()
         .unwrap();
     assert!(
@@ -97,8 +91,8 @@ fn a_killed_rank_restarts_the_job_from_its_checkpoint() {
         String::from_utf8_lossy(&reference.stderr)
     );
 
-    let run = dir.path().join("killed");
-    let launcher = launch(&write_config(dir.path(), "killed"));
+    let run = dir.join("interrupted");
+    let launcher = launch(&write_config(dir, "interrupted"), heartbeat_timeout_secs);
     let deadline = Instant::now() + Duration::from_secs(60);
     while steps_recorded(&run) < 12 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
@@ -106,30 +100,52 @@ fn a_killed_rank_restarts_the_job_from_its_checkpoint() {
     let ranks = children(launcher.id());
     assert_eq!(ranks.len(), 2, "two ranks running");
     Command::new("kill")
-        .args(["-9", &ranks[1].to_string()])
+        .args([interrupt, &ranks[1].to_string()])
         .status()
         .unwrap();
-    let killed_at = Instant::now();
+    let interrupted_at = Instant::now();
     while alive(ranks[0]) {
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(10),
-            "the surviving rank still runs after 10 s"
-        );
         std::thread::sleep(Duration::from_millis(50));
     }
+    let survivor_ended_after = interrupted_at.elapsed();
 
     let output = launcher.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "{stderr}");
-    assert!(stderr.contains("rank 1 exited with signal: 9"), "{stderr}");
     assert!(
         stderr.contains("restarting all ranks from the newest checkpoint"),
         "{stderr}"
     );
     assert!(
-        final_weights(&run) == final_weights(&dir.path().join("reference")),
+        final_weights(&run) == final_weights(&dir.join("reference")),
         "weights differ"
     );
+    (survivor_ended_after.as_secs(), stderr)
+}
+
+#[test]
+fn a_killed_rank_restarts_the_job_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (survivor_secs, stderr) = interrupted_run(dir.path(), 60, "-KILL");
+    assert!(
+        survivor_secs < 10,
+        "the surviving rank ran {survivor_secs} s after its peer was killed"
+    );
+    assert!(stderr.contains("rank 1 exited with signal: 9"), "{stderr}");
+}
+
+/// A stopped rank neither exits nor beats: its peer blocks in the next all-reduce, and only the
+/// heartbeat shows that the job is stuck.
+#[test]
+fn a_hung_rank_is_caught_by_its_heartbeat_and_the_job_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let timeout = 5;
+    let (survivor_secs, stderr) = interrupted_run(dir.path(), timeout, "-STOP");
+    assert!(
+        survivor_secs < timeout + 10,
+        "the job stayed stuck {survivor_secs} s with a --heartbeat-timeout of {timeout} s"
+    );
+    assert!(stderr.contains("ended as hung"), "{stderr}");
 }
 
 #[test]

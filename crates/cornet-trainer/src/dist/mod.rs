@@ -11,7 +11,7 @@ pub mod store;
 pub mod tcp;
 
 use anyhow::Result;
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 
 /// Collective operations over all ranks. Every rank must call the same operations in the same
 /// order with buffers of the same length.
@@ -26,6 +26,21 @@ pub trait Communicator {
     fn barrier(&mut self) -> Result<()> {
         self.all_reduce_sum(&mut [0.0])
     }
+    /// The elementwise sum over ranks of the f32 tensor `t`, on `t`'s device. NCCL reduces
+    /// device memory directly; the others stage through host memory.
+    fn all_reduce_sum_tensor(&mut self, t: &Tensor) -> Result<Tensor> {
+        all_reduce_sum_via_host(self, t)
+    }
+}
+
+/// [`Communicator::all_reduce_sum_tensor`] through a host copy of the tensor.
+pub fn all_reduce_sum_via_host<C: Communicator + ?Sized>(
+    comm: &mut C,
+    t: &Tensor,
+) -> Result<Tensor> {
+    let mut host = t.flatten_all()?.to_vec1::<f32>()?;
+    comm.all_reduce_sum(&mut host)?;
+    Ok(Tensor::from_vec(host, t.shape(), t.device())?)
 }
 
 /// The one-rank communicator: every collective is the identity.

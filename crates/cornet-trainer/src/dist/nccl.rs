@@ -1,12 +1,16 @@
 //! Ranks on GPUs: NCCL through cudarc, on candle's CUDA stream so that collectives are
 //! ordered after the kernels that produced the gradients. Rank 0 creates the NCCL unique id
 //! and hands it to the others through the rendezvous store.
+//!
+//! Gradients are reduced in device memory ([`Communicator::all_reduce_sum_tensor`], one call
+//! per bucket); the slice collectives (weights at the start, running statistics, counts)
+//! stage through the host, where they are small or rare.
 
 use super::env::RankEnv;
 use super::store::{StoreClient, StoreServer};
 use super::Communicator;
 use anyhow::{anyhow, bail, Context, Result};
-use candle_core::Device;
+use candle_core::{CpuStorage, CudaStorage, CustomOp1, Device, Layout, Shape, Tensor};
 use cudarc::nccl::safe::{Comm, Id, ReduceOp};
 
 pub struct Nccl {
@@ -97,5 +101,46 @@ impl Communicator for Nccl {
         stream.memcpy_dtoh(&buffer, data)?;
         stream.synchronize()?;
         Ok(())
+    }
+
+    fn all_reduce_sum_tensor(&mut self, t: &Tensor) -> Result<Tensor> {
+        if !t.device().is_cuda() {
+            return super::all_reduce_sum_via_host(self, t);
+        }
+        Ok(t.contiguous()?
+            .apply_op1_no_bwd(&AllReduceSum(&self.comm))?)
+    }
+}
+
+/// NCCL's sum all-reduce of a CUDA tensor into a new one, as a candle op so that it reads and
+/// writes candle's device memory on candle's stream.
+struct AllReduceSum<'a>(&'a Comm);
+
+impl CustomOp1 for AllReduceSum<'_> {
+    fn name(&self) -> &'static str {
+        "nccl-all-reduce-sum"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        candle_core::bail!("NCCL all-reduce needs a CUDA tensor")
+    }
+
+    fn cuda_fwd(
+        &self,
+        storage: &CudaStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("NCCL all-reduce needs a contiguous tensor")
+        };
+        let src = storage.as_cuda_slice::<f32>()?.slice(start..end);
+        let device = storage.device();
+        // SAFETY: every element is written by the all-reduce before anything reads it.
+        let mut dst = unsafe { device.alloc::<f32>(end - start)? };
+        self.0
+            .all_reduce(&src, &mut dst, &ReduceOp::Sum)
+            .map_err(|e| candle_core::Error::Msg(format!("NCCL all-reduce: {e:?}")))?;
+        let out = CudaStorage::wrap_cuda_slice(dst, device.clone());
+        Ok((out, layout.shape().clone()))
     }
 }

@@ -6,8 +6,13 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor};
 use cornet_model::{Entry, ParamStore, Role};
 
-/// Replaces every gradient by its mean over ranks: all gradients flattened into one buffer,
-/// one all-reduce, divided by the world size.
+/// Gradients travel in buckets of about this many bytes, as DDP's `bucket_cap_mb` (25 MB):
+/// large enough that a collective's fixed cost is amortized, small enough that the
+/// concatenated copy of a bucket stays small next to the gradients.
+const BUCKET_BYTES: usize = 25 << 20;
+
+/// Replaces every gradient by its mean over ranks: gradients concatenated into buckets on
+/// their device, one all-reduce per bucket, divided by the world size.
 pub fn average_gradients(
     comm: &mut dyn Communicator,
     store: &ParamStore,
@@ -21,18 +26,40 @@ pub fn average_gradients(
         .parameters()
         .filter_map(|e| grads.get(e.var.as_tensor()).map(|g| (e, g.clone())))
         .collect();
-    let mut flat = flatten(present.iter().map(|(_, g)| g))?;
-    comm.all_reduce_sum(&mut flat)?;
-    let scale = 1.0 / world as f32;
-    flat.iter_mut().for_each(|v| *v *= scale);
-    let mut offset = 0;
-    for (entry, grad) in present {
-        let n = grad.elem_count();
-        let averaged = Tensor::from_slice(&flat[offset..offset + n], grad.shape(), grad.device())?;
-        grads.insert(entry.var.as_tensor(), averaged);
-        offset += n;
+    for bucket in buckets(&present) {
+        let parts = bucket
+            .iter()
+            .map(|(_, g)| g.flatten_all())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let summed = comm.all_reduce_sum_tensor(&Tensor::cat(&parts, 0)?)?;
+        let averaged = (summed * (1.0 / world as f64))?;
+        let mut offset = 0;
+        for (entry, grad) in bucket {
+            let n = grad.elem_count();
+            let mean = averaged.narrow(0, offset, n)?.reshape(grad.shape())?;
+            grads.insert(entry.var.as_tensor(), mean);
+            offset += n;
+        }
     }
     Ok(())
+}
+
+/// Consecutive runs of `grads` of at most [`BUCKET_BYTES`] each (or one gradient, if larger).
+fn buckets<T>(grads: &[(T, Tensor)]) -> Vec<&[(T, Tensor)]> {
+    let mut buckets = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, (_, grad)) in grads.iter().enumerate() {
+        let size = grad.elem_count() * grad.dtype().size_in_bytes();
+        if i > start && bytes + size > BUCKET_BYTES {
+            buckets.push(&grads[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < grads.len() {
+        buckets.push(&grads[start..]);
+    }
+    buckets
 }
 
 /// Sets `entries` on every rank to rank 0's values (weights at the start, BatchNorm running
@@ -106,4 +133,40 @@ fn flatten<'a>(tensors: impl Iterator<Item = &'a Tensor>) -> Result<Vec<f32>> {
         flat.extend(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
     }
     Ok(flat)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn buckets_cover_every_gradient_once_in_order_and_stay_under_the_cap() {
+        let floats = |n: usize| Tensor::zeros(n, DType::F32, &Device::Cpu).unwrap();
+        let quarter = BUCKET_BYTES / 4 / 4;
+        let sizes = [
+            quarter,
+            quarter,
+            quarter,
+            3 * quarter,
+            5 * quarter,
+            1,
+            quarter,
+        ];
+        let grads: Vec<(usize, Tensor)> = sizes.iter().map(|&n| floats(n)).enumerate().collect();
+        let buckets = buckets(&grads);
+        let order: Vec<usize> = buckets
+            .iter()
+            .flat_map(|b| b.iter().map(|(i, _)| *i))
+            .collect();
+        assert_eq!(order, (0..sizes.len()).collect::<Vec<_>>());
+        let bytes: Vec<usize> = buckets
+            .iter()
+            .map(|b| b.iter().map(|(_, g)| g.elem_count() * 4).sum())
+            .collect();
+        // Three quarters fill the first; the oversized one travels alone.
+        assert_eq!(buckets.len(), 4);
+        assert!(bytes[..2].iter().all(|&b| b <= BUCKET_BYTES));
+        assert_eq!(buckets[2].len(), 1);
+    }
 }
