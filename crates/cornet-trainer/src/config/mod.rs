@@ -113,6 +113,30 @@ pub struct TrainSection {
     /// `cpu`, `cuda` or `cuda:N`.
     #[serde(default = "defaults::device")]
     pub device: String,
+    /// The dtype of activations: `f32` (the default, and the parity reference) or `bf16`.
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+/// Mixed precision as autocast does it: activations and convolutions in the chosen dtype;
+/// weights, gradients, optimizer state, normalization statistics and the loss in f32.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    /// No loss scaling: bf16 keeps f32's 8-bit exponent, so gradients that fp16 would flush
+    /// to zero (below ~6e-8) stay representable; only the mantissa is shorter.
+    Bf16,
+}
+
+impl Precision {
+    pub fn activation_dtype(self) -> candle_core::DType {
+        match self {
+            Precision::F32 => candle_core::DType::F32,
+            Precision::Bf16 => candle_core::DType::BF16,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,6 +6,7 @@ use super::metrics::Accuracy;
 use super::records::{Record, RecordsFile};
 use super::source::{BatchSource, LabelledBatch};
 use crate::checkpoint::{Checkpoint, CheckpointDir, Provenance, TrainState};
+use crate::config::Precision;
 use crate::dist::Communicator;
 use crate::launch::Heartbeat;
 use crate::optim::{Sgd, StepLr};
@@ -40,6 +41,7 @@ pub struct RunSettings {
     pub config_hash: String,
     /// Steps between checks that all ranks hold the same weights.
     pub sync_check_steps: u64,
+    pub precision: Precision,
 }
 
 /// How a run ended.
@@ -264,7 +266,7 @@ impl<'a> Trainer<'a> {
         let comm_start = Instant::now();
         broadcast_from_rank0(self.comm, buffers(self.model.store()))?;
         let mut comm_dur = comm_start.elapsed().as_secs_f64();
-        let mut out = forward_backward(self.model, &images, &labels)?;
+        let mut out = forward_backward(self.model, &images, &labels, self.settings.precision)?;
         let comm_start = Instant::now();
         average_gradients(self.comm, self.model.store(), &mut out.grads)?;
         comm_dur += comm_start.elapsed().as_secs_f64();
@@ -308,9 +310,14 @@ impl<'a> Trainer<'a> {
             self.heartbeat.beat();
             let device = self.model.device();
             let labels = batch.labels.to_device(device)?;
+            let images = batch
+                .images
+                .to_device(device)?
+                .to_dtype(self.settings.precision.activation_dtype())?;
             let logits = self
                 .model
-                .forward(&batch.images.to_device(device)?, Mode::Eval)?;
+                .forward(&images, Mode::Eval)?
+                .to_dtype(DType::F32)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &labels)?
                 .to_dtype(DType::F64)?
                 .to_scalar::<f64>()?;
