@@ -159,17 +159,9 @@ fn run_score(args: &ScoreArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&scores)?);
         return Ok(());
     }
-    let rows = [
-        ("RSA (Spearman)", scores.rsa_spearman),
-        ("RSA (Pearson)", scores.rsa_pearson),
-        ("linear CKA", scores.cka_linear),
-        ("PLS predictivity (raw, median r)", scores.predictivity_raw),
-        ("noise ceiling (split-half)", scores.ceiling),
-        ("PLS predictivity / ceiling", scores.predictivity_ceiled),
-    ];
-    for (name, value) in rows {
+    for (_, label, value) in scores.scalars() {
         if let Some(value) = value {
-            println!("{name:<34} {value:.4}");
+            println!("{label:<34} {value:.4}");
         }
     }
     Ok(())
