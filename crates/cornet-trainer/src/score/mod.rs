@@ -4,7 +4,9 @@
 mod ceiling;
 pub mod command;
 mod layer;
+pub mod plot;
 mod pls;
+pub mod scan;
 mod similarity;
 mod stats;
 
