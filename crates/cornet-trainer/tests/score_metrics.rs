@@ -180,7 +180,9 @@ fn wide_features_score_exactly_through_the_stimulus_gram() {
     let tensor =
         candle_core::Tensor::from_vec(row_major, (stimuli, units), &candle_core::Device::Cpu)
             .unwrap();
-    let reduced = LayerFeatures::new(&tensor).unwrap();
+    let reduced = LayerFeatures::new(&tensor)
+        .unwrap()
+        .expect("features that vary");
     assert!(
         reduced.pls_input.ncols() < stimuli,
         "Z has rank(Xc) <= n - 1 columns, got {}",

@@ -63,10 +63,21 @@ fn score_model(
     out: &Path,
     extra: &[&str],
 ) -> std::process::Output {
-    let weights = fixtures().join("s_mini.pth");
+    score_arch("S", "s_mini.pth", images, recordings, out, extra)
+}
+
+fn score_arch(
+    arch: &str,
+    weights: &str,
+    images: &Path,
+    recordings: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let weights = fixtures().join(weights);
     let mut args = vec![
         "--model",
-        "S",
+        arch,
         "--weights",
         weights.to_str().unwrap(),
         "--data-path",
@@ -150,6 +161,35 @@ fn every_area_and_time_step_is_scored_with_every_metric() {
     for written in ["folds.npy", "split_halves.npy", "file_list.txt"] {
         assert!(out.join(written).is_file(), "{written} not written");
     }
+}
+
+/// In RT only V1 sees the image at step 0 and each area one step after the one below it, so
+/// V2, V4 and IT start out the same for every stimulus: named, not scored.
+#[test]
+fn taps_the_image_has_not_reached_are_named_not_scored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (images, recordings) = inputs(dir.path(), STIMULI, REPETITIONS);
+    let out = dir.path().join("out");
+    let extra = ["--times", "2", "--metric", "cka"];
+    let run = score_arch("RT", "rt.pth", &images, &recordings, &out, &extra);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let mut scored: Vec<(String, usize)> = read_scores(&out)
+        .into_keys()
+        .map(|(area, step, _)| (area, step))
+        .collect();
+    scored.sort();
+    assert_eq!(
+        scored,
+        [("V1".into(), 0), ("V1".into(), 1), ("V2".into(), 1)]
+    );
+    let expected = "not scored, the same for every stimulus: V2.output.0, V4.output.0, \
+                    IT.output.0, V4.output.1, IT.output.1, decoder.avgpool.0";
+    assert!(stdout.contains(expected), "{stdout}");
 }
 
 /// Naming the images in the recordings' order: the same stimuli listed in reverse against the

@@ -290,8 +290,14 @@ pub fn score(request: &ScoreRequest) -> Result<Scores> {
         &request.out_dir,
     )?;
     let features = Tensor::from_vec(features, (stimuli, units), &candle_core::Device::Cpu)?;
-    let features =
-        LayerFeatures::new(&features).with_context(|| format!("{}", request.features.display()))?;
+    let Some(features) =
+        LayerFeatures::new(&features).with_context(|| format!("{}", request.features.display()))?
+    else {
+        bail!(
+            "{}: the features are the same for every stimulus; nothing to score",
+            request.features.display()
+        );
+    };
     let target = NeuralTarget::new(&recordings, &protocol);
     Ok(score_layer(&features, &target, &protocol, request.metric))
 }

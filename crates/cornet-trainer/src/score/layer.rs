@@ -34,23 +34,30 @@ pub struct LayerFeatures {
 
 impl LayerFeatures {
     /// `features` [stimuli, units] of any float dtype, on any device; the products are taken
-    /// in f64 on that device, a block of units at a time.
-    pub fn new(features: &Tensor) -> Result<LayerFeatures> {
+    /// in f64 on that device, a block of units at a time. `None` when the features are the
+    /// same for every stimulus (as R and RT's upper areas before the image reaches them), where
+    /// no metric is defined.
+    pub fn new(features: &Tensor) -> Result<Option<LayerFeatures>> {
         let (n, p) = features.dims2()?;
         let grams = StimulusGrams::new(features)?;
         if !grams.centred.iter().all(|v| v.is_finite()) {
             bail!("the features hold NaN or infinite values");
+        }
+        // Variation over stimuli below a millionth of the features' size (RMS) is rounding:
+        // f32 features resolve no finer.
+        if grams.centred.trace() <= 1e-12 * grams.sum_of_squares {
+            return Ok(None);
         }
         let pls_input = if p > n {
             gram_factor(&grams.centred)
         } else {
             to_matrix(&features.to_dtype(DType::F64)?)?
         };
-        Ok(LayerFeatures {
+        Ok(Some(LayerFeatures {
             rdm: rdm_from_gram(&grams.row_centred),
             centred_gram: grams.centred,
             pls_input,
-        })
+        }))
     }
 }
 
@@ -58,6 +65,8 @@ impl LayerFeatures {
 struct StimulusGrams {
     centred: DMatrix<f64>,
     row_centred: DMatrix<f64>,
+    /// The sum of the squared features, sum_ij X_ij².
+    sum_of_squares: f64,
 }
 
 impl StimulusGrams {
@@ -91,12 +100,16 @@ impl StimulusGrams {
         let centred = to_matrix(&g)?;
         let (b, c) = (to_matrix(&b)?, to_matrix(&c)?);
         let d_norm = d_norm.to_scalar::<f64>()?;
+        let grand_mean = grand_mean.to_scalar::<f64>()?;
+        // X = Xc + 1 (d + g 1)', whose three parts are orthogonal (Xc'1 = 0, d'1 = 0).
+        let sum_of_squares = centred.trace() + n as f64 * (d_norm + p as f64 * grand_mean.powi(2));
         let row_centred = DMatrix::from_fn(n, n, |i, j| {
             centred[(i, j)] + c[i] + c[j] + d_norm - b[i] * b[j] / p as f64
         });
         Ok(StimulusGrams {
             centred,
             row_centred,
+            sum_of_squares,
         })
     }
 }
@@ -125,4 +138,20 @@ fn to_matrix(t: &Tensor) -> Result<DMatrix<f64>> {
         cols,
         &values.to_vec1::<f64>()?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features_that_do_not_vary_over_stimuli_are_not_scored() -> Result<()> {
+        let row: Vec<f32> = (0..50).map(|u| u as f32 * 0.1).collect();
+        let same = Tensor::new(vec![row; 4], &candle_core::Device::Cpu)?;
+        assert!(LayerFeatures::new(&same)?.is_none());
+        let mut varied = same.to_vec2::<f32>()?;
+        varied[2][7] += 0.5;
+        assert!(LayerFeatures::new(&Tensor::new(varied, &candle_core::Device::Cpu)?)?.is_some());
+        Ok(())
+    }
 }

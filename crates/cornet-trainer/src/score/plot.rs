@@ -6,6 +6,8 @@ use plotters::prelude::*;
 use std::path::Path;
 
 const PANEL: (u32, u32) = (520, 340);
+/// Height of the strip above the panels that names the areas' colours.
+const LEGEND: u32 = 40;
 
 /// Writes `scan` to `path` as SVG (text as SVG text: no fonts needed to draw it).
 pub fn write_svg(scan: &Scan, path: &Path) -> Result<()> {
@@ -17,19 +19,25 @@ fn draw(scan: &Scan, path: &Path) -> Result<()> {
         anyhow::bail!("no taps to plot");
     };
     let metrics: Vec<(&str, &str)> = first.values().map(|(n, label, _)| (n, label)).collect();
-    let mut areas: Vec<&str> = Vec::new();
-    for tap in &scan.taps {
-        if !areas.contains(&tap.area.as_str()) {
-            areas.push(&tap.area);
-        }
-    }
+    let areas = scan.areas();
     let last_step = scan.taps.iter().map(|t| t.time_step).max().unwrap_or(0) as f64;
     let cols = metrics.len().min(2);
     let rows = metrics.len().div_ceil(cols);
-    let root =
-        SVGBackend::new(path, (PANEL.0 * cols as u32, PANEL.1 * rows as u32)).into_drawing_area();
+    let size = (PANEL.0 * cols as u32, LEGEND + PANEL.1 * rows as u32);
+    let root = SVGBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE)?;
-    for (panel, &(metric, label)) in root.split_evenly((rows, cols)).iter().zip(&metrics) {
+    let (legend, panels) = root.split_vertically(LEGEND);
+    // One legend for every panel, so that none covers a panel's points.
+    for (k, area) in areas.iter().enumerate() {
+        let x = 60 + 140 * k as i32;
+        let color = Palette99::pick(k).to_rgba();
+        legend.draw(&PathElement::new(
+            vec![(x, 20), (x + 24, 20)],
+            color.stroke_width(3),
+        ))?;
+        legend.draw(&Text::new(*area, (x + 30, 13), ("sans-serif", 15)))?;
+    }
+    for (panel, &(metric, label)) in panels.split_evenly((rows, cols)).iter().zip(&metrics) {
         let series = |area: &str| -> Vec<(f64, f64)> {
             scan.taps
                 .iter()
@@ -45,7 +53,7 @@ fn draw(scan: &Scan, path: &Path) -> Result<()> {
             (l.min(v), h.max(v))
         });
         // Room around the points, and a visible range when every score is the same.
-        let pad = ((high - low) * 0.1).max(0.05);
+        let pad = ((high - low) * 0.1).max(0.02);
         let mut chart = ChartBuilder::on(panel)
             .caption(label, ("sans-serif", 18))
             .margin(12)
@@ -64,24 +72,15 @@ fn draw(scan: &Scan, path: &Path) -> Result<()> {
                     String::new()
                 }
             })
+            // Three decimals, and no "-0.000" for a tick at zero.
+            .y_label_formatter(&|y| format!("{:.3}", if y.abs() < 1e-12 { 0.0 } else { *y }))
             .draw()?;
         for (k, area) in areas.iter().enumerate() {
             let color = Palette99::pick(k).to_rgba();
             let points = series(area);
-            chart
-                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
-                .label(*area)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                });
+            chart.draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?;
             chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
     }
     root.present()?;
     Ok(())

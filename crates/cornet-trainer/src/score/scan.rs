@@ -53,12 +53,20 @@ impl TapScore {
 }
 
 pub struct Scan {
-    /// In the model's call order: areas bottom-up, time steps in order within each.
+    /// Areas bottom-up, each area's time steps in order.
     pub taps: Vec<TapScore>,
+    /// Taps whose features are the same for every stimulus, so that no score is defined: in
+    /// R and RT an area sees the image only from the time step of its depth on.
+    pub constant: Vec<String>,
     pub ceiling: Option<f64>,
 }
 
 impl Scan {
+    /// The areas scored, bottom-up.
+    pub fn areas(&self) -> Vec<&str> {
+        first_called(&self.taps)
+    }
+
     /// A plain-text table: one row per tap, one column per metric, the ceiling below.
     pub fn table(&self) -> String {
         let names: Vec<&str> = self
@@ -77,6 +85,14 @@ impl Scan {
                 write!(text, " {value:>19.4}").expect("writing to a String");
             }
             text.push('\n');
+        }
+        if !self.constant.is_empty() {
+            writeln!(
+                text,
+                "not scored, the same for every stimulus: {}",
+                self.constant.join(", ")
+            )
+            .expect("writing to a String");
         }
         if let Some(ceiling) = self.ceiling {
             writeln!(text, "noise ceiling (split-half): {ceiling:.4}")
@@ -155,22 +171,33 @@ pub fn scan(request: &ScanRequest) -> Result<Scan> {
             .expect("static template"),
     );
     let mut scored = Vec::with_capacity(taps.len());
+    let mut constant = Vec::new();
     // Each tap's features are dropped once reduced: a wide layer is held once, not twice.
     for (name, features) in taps {
         progress.set_message(name.clone());
         let (area, time_step) = area_and_step(&name)?;
         let features = LayerFeatures::new(&features.flatten_from(1)?)
             .with_context(|| format!("tap {name} of {}", request.weights.display()))?;
-        scored.push(TapScore {
-            area,
-            time_step,
-            scores: score_layer(&features, &target, &protocol, request.metric),
-        });
+        match features {
+            Some(features) => scored.push(TapScore {
+                area,
+                time_step,
+                scores: score_layer(&features, &target, &protocol, request.metric),
+            }),
+            None => constant.push(name),
+        }
         progress.inc(1);
     }
     progress.finish_and_clear();
+    // Areas in the order they are first called (bottom-up), each area's steps together.
+    let areas: Vec<String> = first_called(&scored)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    scored.sort_by_key(|tap| (areas.iter().position(|a| *a == tap.area), tap.time_step));
     Ok(Scan {
         taps: scored,
+        constant,
         ceiling: target.ceiling(),
     })
 }
@@ -190,6 +217,17 @@ fn stimulus_images(folder: &Path, list: Option<&Path>) -> Result<ImageFolder> {
         .map(str::to_owned)
         .collect();
     ImageFolder::listed(folder, &names).with_context(|| format!("--stimuli {}", list.display()))
+}
+
+/// The areas of `taps` in the order of their first tap.
+fn first_called(taps: &[TapScore]) -> Vec<&str> {
+    let mut areas: Vec<&str> = Vec::new();
+    for tap in taps {
+        if !areas.contains(&tap.area.as_str()) {
+            areas.push(&tap.area);
+        }
+    }
+    areas
 }
 
 /// Every call of each area's output and the decoder's pooled features (not the decoder's
