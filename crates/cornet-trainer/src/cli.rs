@@ -177,9 +177,11 @@ pub struct ScoreArgs {
     #[arg(long, value_name = "halves.npy")]
     pub split_halves: Option<PathBuf>,
 
+    /// Which scores: RSA, linear CKA, PLS predictivity (with the ceiling), or all of them.
     #[arg(long, value_enum, default_value = "all")]
     pub metric: crate::score::command::Metric,
 
+    /// Seed of the folds and split halves drawn when not given.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 
@@ -196,8 +198,8 @@ pub struct ScoreArgs {
 #[command(next_help_heading = "Scoring a model (instead of --features)")]
 pub struct ScoreModelArgs {
     /// Extract and score every area's output at every time step (V1, V2, V4, IT) and the
-    /// decoder's avgpool of this CORnet (Z, R, RT or S); writes OUTPUT/scores.csv (area,
-    /// time_step, metric, value) and OUTPUT/scores.svg (score against time step per area).
+    /// decoder's avgpool of this CORnet (Z, R, RT or S); writes scores.csv (area, time_step,
+    /// metric, value) and scores.svg (score against time step per area) into --output-path.
     #[arg(long, requires_all = ["weights", "data_path", "output_path"])]
     pub model: Option<cornet_model::Arch>,
 

@@ -1,5 +1,5 @@
-//! One layer's features reduced to what the metrics need, in one pass over the units, so that
-//! a layer of 200k units costs no more to score than one of a few hundred.
+//! One layer's features reduced to what the metrics need, in one pass over the units: a layer
+//! of 200k units costs one n x n Gram product, after which PLS works on n columns at most.
 //!
 //! Every metric depends on the features X [n stimuli x p units] only through inner products of
 //! stimuli. With Xc = X - 1 m' (column means m), G = Xc Xc' (n x n):
