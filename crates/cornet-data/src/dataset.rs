@@ -79,6 +79,32 @@ impl ImageFolder {
         })
     }
 
+    /// The images `names` (paths relative to `root`) in the order given, unlabelled: stimuli in
+    /// the order of a recording. A name that is not a file under `root` is an error naming it.
+    pub fn listed(root: &Path, names: &[String]) -> Result<Self> {
+        let samples = names
+            .iter()
+            .map(|name| {
+                let path = root.join(name);
+                if path.is_file() {
+                    Ok((path, 0))
+                } else {
+                    Err(DataError::Invalid(format!(
+                        "{}: no image `{name}`",
+                        root.display()
+                    )))
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if samples.is_empty() {
+            return Err(DataError::Invalid("no images listed".into()));
+        }
+        Ok(ImageFolder {
+            classes: Vec::new(),
+            samples,
+        })
+    }
+
     pub fn classes(&self) -> &[String] {
         &self.classes
     }

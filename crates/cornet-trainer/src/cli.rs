@@ -154,33 +154,96 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
     /// Model features, float32/64 .npy [stimuli, units] (e.g. from `cornet-trainer test`).
-    #[arg(long, value_name = "F.npy")]
-    pub features: PathBuf,
+    #[arg(
+        long,
+        value_name = "F.npy",
+        required_unless_present = "model",
+        conflicts_with = "model"
+    )]
+    pub features: Option<PathBuf>,
 
     /// Neural responses, .npy [repetitions, stimuli, neuroids] (or [stimuli, neuroids]: no
-    /// ceiling), stimuli in the features' order.
+    /// ceiling), stimuli in the order of the features' rows (or of the images, with --model).
     #[arg(long, value_name = "R.npy")]
     pub recordings: PathBuf,
 
     /// Cross-validation fold per stimulus (int64 .npy); drawn from --seed and written beside
-    /// the features when not given.
+    /// the features (or into --output-path) when not given.
     #[arg(long, value_name = "folds.npy")]
     pub folds: Option<PathBuf>,
 
     /// Split halves (int64 .npy [splits, repetitions], each row a permutation); drawn from
-    /// --seed and written beside the features when not given.
+    /// --seed and written beside the features (or into --output-path) when not given.
     #[arg(long, value_name = "halves.npy")]
     pub split_halves: Option<PathBuf>,
 
+    /// Which scores: RSA, linear CKA, PLS predictivity (with the ceiling), or all of them.
     #[arg(long, value_enum, default_value = "all")]
     pub metric: crate::score::command::Metric,
 
+    /// Seed of the folds and split halves drawn when not given.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 
-    /// Print one JSON object instead of a table.
-    #[arg(long)]
+    /// Print one JSON object instead of a table (with --features).
+    #[arg(long, conflicts_with = "model")]
     pub json: bool,
+
+    #[command(flatten)]
+    pub scan: ScoreModelArgs,
+}
+
+/// Scoring a model: its features are extracted from images instead of read from --features.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Scoring a model (instead of --features)")]
+pub struct ScoreModelArgs {
+    /// Extract and score every area's output at every time step (V1, V2, V4, IT) and the
+    /// decoder's avgpool of this CORnet (Z, R, RT or S); writes scores.csv (area, time_step,
+    /// metric, value) and scores.svg (score against time step per area) into --output-path.
+    #[arg(long, requires_all = ["weights", "data_path", "output_path"])]
+    pub model: Option<cornet_model::Arch>,
+
+    /// Weights: a PyTorch .pth or a safetensors file.
+    #[arg(long, requires = "model")]
+    pub weights: Option<PathBuf>,
+
+    /// Time steps that R and RT unroll (default 5, as the original).
+    #[arg(long, requires = "model")]
+    pub times: Option<usize>,
+
+    /// The stimuli: a folder of images (JPEG or PNG), preprocessed as `test --data-path`.
+    #[arg(long, alias = "data_path", value_name = "DIR", requires = "model")]
+    pub data_path: Option<PathBuf>,
+
+    /// The images in the recordings' stimulus order: one file name (relative to --data-path)
+    /// per line. Without it, the folder's images in sorted file-name order, as `test`.
+    #[arg(long, value_name = "order.txt", requires = "model")]
+    pub stimuli: Option<PathBuf>,
+
+    /// Image side.
+    #[arg(long, default_value_t = 224)]
+    pub imsize: usize,
+
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+
+    /// Decoding threads.
+    #[arg(short = 'j', long, default_value_t = 4)]
+    pub workers: usize,
+
+    /// Where to run the model: cpu, or cuda[:N] in a build with the `cuda` feature.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+
+    /// Folder for scores.csv, scores.svg, file_list.txt and drawn folds (created if missing).
+    #[arg(
+        short = 'o',
+        long = "output-path",
+        alias = "output_path",
+        requires = "model"
+    )]
+    pub output_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -161,13 +161,15 @@ fn run_bench_allreduce(args: &BenchAllreduceArgs) -> anyhow::Result<()> {
 
 fn run_score(args: &ScoreArgs) -> anyhow::Result<()> {
     use cornet_trainer::score::command::{score, ScoreRequest};
-    let out_dir = args
-        .features
+    let Some(features) = &args.features else {
+        return run_score_model(args);
+    };
+    let out_dir = features
         .parent()
         .unwrap_or(std::path::Path::new("."))
         .to_owned();
     let scores = score(&ScoreRequest {
-        features: args.features.clone(),
+        features: features.clone(),
         recordings: args.recordings.clone(),
         folds: args.folds.clone(),
         split_halves: args.split_halves.clone(),
@@ -179,18 +181,47 @@ fn run_score(args: &ScoreArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&scores)?);
         return Ok(());
     }
-    let rows = [
-        ("RSA (Spearman)", scores.rsa_spearman),
-        ("RSA (Pearson)", scores.rsa_pearson),
-        ("linear CKA", scores.cka_linear),
-        ("PLS predictivity (raw, median r)", scores.predictivity_raw),
-        ("noise ceiling (split-half)", scores.ceiling),
-        ("PLS predictivity / ceiling", scores.predictivity_ceiled),
-    ];
-    for (name, value) in rows {
+    for (_, label, value) in scores.scalars() {
         if let Some(value) = value {
-            println!("{name:<34} {value:.4}");
+            println!("{label:<34} {value:.4}");
         }
     }
+    Ok(())
+}
+
+/// `score --model`: clap has made sure that the model's flags come together.
+fn run_score_model(args: &ScoreArgs) -> anyhow::Result<()> {
+    use cornet_trainer::score::{plot, scan};
+    let model = &args.scan;
+    let (Some(arch), Some(weights), Some(images), Some(out_dir)) = (
+        model.model,
+        &model.weights,
+        &model.data_path,
+        &model.output_path,
+    ) else {
+        anyhow::bail!("give --features, or --model with --weights, --data-path and -o");
+    };
+    let result = scan::scan(&scan::ScanRequest {
+        arch,
+        weights: weights.clone(),
+        times: model.times,
+        device: parse_device(&model.device)?,
+        images: images.clone(),
+        stimuli: model.stimuli.clone(),
+        imsize: model.imsize,
+        batch_size: model.batch_size as usize,
+        workers: model.workers,
+        recordings: args.recordings.clone(),
+        folds: args.folds.clone(),
+        split_halves: args.split_halves.clone(),
+        metric: args.metric,
+        seed: args.seed,
+        out_dir: out_dir.clone(),
+    })?;
+    let (csv, svg) = (out_dir.join("scores.csv"), out_dir.join("scores.svg"));
+    result.write_csv(&csv)?;
+    plot::write_svg(&result, &svg)?;
+    print!("{}", result.table());
+    println!("{}\n{}", csv.display(), svg.display());
     Ok(())
 }

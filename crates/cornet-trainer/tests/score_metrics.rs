@@ -1,10 +1,15 @@
 //! Neural-similarity metrics against scikit-learn / scipy / numpy (`metrics_expected.npz`).
 
+mod common;
+
+use common::{score_cli, write_npy};
 use cornet_model::testing::fixtures;
 use cornet_trainer::score::{
-    cka_linear, cross_validated_predictivity, mean_over_repetitions, rdm, rsa, split_half_ceiling,
+    centred_gram, cka_from_grams, cka_linear, cross_validated_predictivity, mean_over_repetitions,
+    rdm, rsa, split_half_ceiling, LayerFeatures,
 };
 use nalgebra::DMatrix;
+use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 
 struct Array {
@@ -149,27 +154,59 @@ fn every_metric_matches_the_reference() {
     );
 }
 
-/// Writes a row-major f64 array as .npy.
-fn write_npy(path: &std::path::Path, shape: &[u64], values: &[f64]) {
-    use npyz::WriterBuilder;
-    let mut bytes = Vec::new();
-    let mut w = npyz::WriteOptions::<f64>::new()
-        .default_dtype()
-        .shape(shape)
-        .writer(&mut bytes)
-        .begin_nd()
-        .unwrap();
-    w.extend(values.iter().copied()).unwrap();
-    w.finish().unwrap();
-    std::fs::write(path, bytes).unwrap();
+/// Random [rows x cols] values in [-1, 1) with a different offset per column, as units of a
+/// layer have.
+fn random_matrix(rng: &mut impl Rng, rows: usize, cols: usize) -> DMatrix<f64> {
+    let offsets: Vec<f64> = (0..cols).map(|_| rng.random_range(0.0..5.0)).collect();
+    DMatrix::from_fn(rows, cols, |_, j| offsets[j] + rng.random_range(-1.0..1.0))
 }
 
-fn score_cli(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_cornet-trainer"))
-        .arg("score")
-        .args(args)
-        .output()
+fn max_difference(a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
+    assert_eq!(a.shape(), b.shape());
+    (a - b).amax()
+}
+
+/// Wider layers than stimuli are scored through the stimulus Gram (PLS on Z = U S with
+/// G = U S² U'), which must give what the features themselves give, not an approximation
+/// (the gaps are ~1e-14).
+#[test]
+fn wide_features_score_exactly_through_the_stimulus_gram() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+    let (stimuli, units, neuroids) = (40, 300, 6);
+    let x = random_matrix(&mut rng, stimuli, units);
+    let y = random_matrix(&mut rng, stimuli, neuroids);
+    let folds: Vec<usize> = (0..stimuli).map(|i| i % 10).collect();
+    let row_major: Vec<f64> = x.transpose().iter().copied().collect();
+    let tensor =
+        candle_core::Tensor::from_vec(row_major, (stimuli, units), &candle_core::Device::Cpu)
+            .unwrap();
+    let reduced = LayerFeatures::new(&tensor)
         .unwrap()
+        .expect("features that vary");
+    assert!(
+        reduced.pls_input.ncols() < stimuli,
+        "Z has rank(Xc) <= n - 1 columns, got {}",
+        reduced.pls_input.ncols()
+    );
+
+    let direct = cross_validated_predictivity(&x, &y, &folds, 25);
+    let through_z = cross_validated_predictivity(&reduced.pls_input, &y, &folds, 25);
+    let prediction_gap = max_difference(&direct.fold0_prediction, &through_z.fold0_prediction);
+    assert!(
+        prediction_gap < 1e-9,
+        "fold-0 predictions differ by {prediction_gap}"
+    );
+    for (f, (a, b)) in direct.r_fold.iter().zip(&through_z.r_fold).enumerate() {
+        for (n, (a, b)) in a.iter().zip(b).enumerate() {
+            assert!((a - b).abs() < 1e-9, "r_fold[{f}, {n}]: {a} vs {b}");
+        }
+    }
+    assert!((direct.raw - through_z.raw).abs() < 1e-9);
+
+    let rdm_gap = max_difference(&reduced.rdm, &rdm(&x));
+    assert!(rdm_gap < 1e-12, "RDMs differ by {rdm_gap}");
+    let cka = cka_from_grams(&reduced.centred_gram, &centred_gram(&y));
+    assert!((cka - cka_linear(&x, &y)).abs() < 1e-12);
 }
 
 #[test]

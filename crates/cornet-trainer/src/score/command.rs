@@ -1,9 +1,11 @@
 //! `cornet-trainer score`: features and recordings from .npy files to a table or JSON.
 
 use super::{
-    cka_linear, cross_validated_predictivity, mean_over_repetitions, rdm, rsa, split_half_ceiling,
+    centred_gram, cka_from_grams, cross_validated_predictivity, mean_over_repetitions, rdm, rsa,
+    split_half_ceiling, LayerFeatures,
 };
 use anyhow::{bail, Context, Result};
+use candle_core::Tensor;
 use nalgebra::DMatrix;
 use npyz::WriterBuilder;
 use rand::seq::SliceRandom;
@@ -42,6 +44,28 @@ pub struct Scores {
     pub r_neuroid: Option<Vec<f64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ceiling_neuroid: Option<Vec<f64>>,
+}
+
+impl Scores {
+    /// The scalar scores as (JSON name, label, value), in the order a table shows them.
+    pub fn scalars(&self) -> [(&'static str, &'static str, Option<f64>); 6] {
+        [
+            ("rsa_spearman", "RSA (Spearman)", self.rsa_spearman),
+            ("rsa_pearson", "RSA (Pearson)", self.rsa_pearson),
+            ("cka_linear", "linear CKA", self.cka_linear),
+            (
+                "predictivity_raw",
+                "PLS predictivity (raw, median r)",
+                self.predictivity_raw,
+            ),
+            ("ceiling", "noise ceiling (split-half)", self.ceiling),
+            (
+                "predictivity_ceiled",
+                "PLS predictivity / ceiling",
+                self.predictivity_ceiled,
+            ),
+        ]
+    }
 }
 
 pub struct ScoreRequest {
@@ -94,9 +118,35 @@ pub struct Protocol {
 }
 
 impl Protocol {
+    /// What `metric` needs: folds and split halves for PLS, nothing for RSA and CKA alone.
+    pub fn for_metric(
+        metric: Metric,
+        folds: Option<&Path>,
+        split_halves: Option<&Path>,
+        recordings: &Recordings,
+        recordings_path: &Path,
+        seed: u64,
+        out_dir: &Path,
+    ) -> Result<Protocol> {
+        match metric {
+            Metric::Rsa | Metric::Cka => Ok(Protocol {
+                folds: Vec::new(),
+                splits: None,
+            }),
+            Metric::Pls | Metric::All => Protocol::resolve(
+                folds,
+                split_halves,
+                recordings,
+                recordings_path,
+                seed,
+                out_dir,
+            ),
+        }
+    }
+
     /// Reads the given folds and split halves, or draws them from `seed` and writes them to
     /// `out_dir` so that the score can be reproduced.
-    pub fn resolve(
+    fn resolve(
         folds: Option<&Path>,
         split_halves: Option<&Path>,
         recordings: &Recordings,
@@ -148,31 +198,64 @@ impl Protocol {
     }
 }
 
-/// `features` [stimuli x units] against `recordings` under `protocol`.
-pub fn score_arrays(
-    features: &DMatrix<f64>,
-    recordings: &Recordings,
+/// The recordings' side of a score, the same for every layer scored against them.
+pub struct NeuralTarget {
+    /// Mean over repetitions [stimuli x neuroids].
+    responses: DMatrix<f64>,
+    rdm: DMatrix<f64>,
+    centred_gram: DMatrix<f64>,
+    /// Per-neuroid split-half ceiling and its median, when the protocol has split halves.
+    ceiling: Option<(Vec<f64>, f64)>,
+}
+
+impl NeuralTarget {
+    pub fn new(recordings: &Recordings, protocol: &Protocol) -> NeuralTarget {
+        let responses = mean_over_repetitions(&recordings.trials);
+        NeuralTarget {
+            rdm: rdm(&responses),
+            centred_gram: centred_gram(&responses),
+            ceiling: protocol
+                .splits
+                .as_ref()
+                .map(|splits| split_half_ceiling(&recordings.trials, splits)),
+            responses,
+        }
+    }
+
+    /// The split-half ceiling's median, when there is one.
+    pub fn ceiling(&self) -> Option<f64> {
+        self.ceiling.as_ref().map(|(_, median)| *median)
+    }
+}
+
+/// One layer's `features` against `target` under `protocol`.
+pub fn score_layer(
+    features: &LayerFeatures,
+    target: &NeuralTarget,
     protocol: &Protocol,
     metric: Metric,
 ) -> Scores {
-    let neural = mean_over_repetitions(&recordings.trials);
     let wants = |m: Metric| metric == m || metric == Metric::All;
     let mut scores = Scores::default();
     if wants(Metric::Rsa) {
-        let (spearman, pearson) = rsa(&rdm(features), &rdm(&neural));
+        let (spearman, pearson) = rsa(&features.rdm, &target.rdm);
         scores.rsa_spearman = Some(spearman);
         scores.rsa_pearson = Some(pearson);
     }
     if wants(Metric::Cka) {
-        scores.cka_linear = Some(cka_linear(features, &neural));
+        scores.cka_linear = Some(cka_from_grams(&features.centred_gram, &target.centred_gram));
     }
     if wants(Metric::Pls) {
-        let p = cross_validated_predictivity(features, &neural, &protocol.folds, COMPONENTS);
-        if let Some(splits) = &protocol.splits {
-            let (per_neuroid, ceiling) = split_half_ceiling(&recordings.trials, splits);
-            scores.ceiling = Some(ceiling);
+        let p = cross_validated_predictivity(
+            &features.pls_input,
+            &target.responses,
+            &protocol.folds,
+            COMPONENTS,
+        );
+        if let Some((per_neuroid, ceiling)) = &target.ceiling {
+            scores.ceiling = Some(*ceiling);
             scores.predictivity_ceiled = Some(p.raw / ceiling);
-            scores.ceiling_neuroid = Some(per_neuroid);
+            scores.ceiling_neuroid = Some(per_neuroid.clone());
         }
         scores.predictivity_raw = Some(p.raw);
         scores.r_neuroid = Some(p.r_neuroid);
@@ -188,7 +271,6 @@ pub fn score(request: &ScoreRequest) -> Result<Scores> {
             request.features.display()
         );
     };
-    let features = DMatrix::from_row_slice(stimuli, units, &features);
     let recordings = Recordings::load(&request.recordings)?;
     if recordings.stimuli() != stimuli {
         bail!(
@@ -198,26 +280,26 @@ pub fn score(request: &ScoreRequest) -> Result<Scores> {
             recordings.stimuli()
         );
     }
-    let protocol = match request.metric {
-        Metric::Rsa | Metric::Cka => Protocol {
-            folds: Vec::new(),
-            splits: None,
-        },
-        Metric::Pls | Metric::All => Protocol::resolve(
-            request.folds.as_deref(),
-            request.split_halves.as_deref(),
-            &recordings,
-            &request.recordings,
-            request.seed,
-            &request.out_dir,
-        )?,
-    };
-    Ok(score_arrays(
-        &features,
-        &recordings,
-        &protocol,
+    let protocol = Protocol::for_metric(
         request.metric,
-    ))
+        request.folds.as_deref(),
+        request.split_halves.as_deref(),
+        &recordings,
+        &request.recordings,
+        request.seed,
+        &request.out_dir,
+    )?;
+    let features = Tensor::from_vec(features, (stimuli, units), &candle_core::Device::Cpu)?;
+    let Some(features) =
+        LayerFeatures::new(&features).with_context(|| format!("{}", request.features.display()))?
+    else {
+        bail!(
+            "{}: the features are the same for every stimulus; nothing to score",
+            request.features.display()
+        );
+    };
+    let target = NeuralTarget::new(&recordings, &protocol);
+    Ok(score_layer(&features, &target, &protocol, request.metric))
 }
 
 /// The .npy bytes of `path`: a `.npy` file, or `archive.npz:name` for one array of an

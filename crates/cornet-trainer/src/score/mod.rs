@@ -3,13 +3,17 @@
 
 mod ceiling;
 pub mod command;
+mod layer;
+pub mod plot;
 mod pls;
+pub mod scan;
 mod similarity;
 mod stats;
 
 pub use ceiling::split_half_ceiling;
+pub use layer::LayerFeatures;
 pub use pls::{cross_validated_predictivity, Pls, Predictivity};
-pub use similarity::{cka_linear, rdm, rsa};
+pub use similarity::{centred_gram, cka_from_grams, cka_linear, rdm, rdm_from_gram, rsa};
 pub use stats::{median, pearson, spearman};
 
 use nalgebra::DMatrix;

@@ -1,4 +1,5 @@
-//! Representational similarity: RDMs, RSA and linear CKA.
+//! Representational similarity: RDMs, RSA and linear CKA, through stimulus-by-stimulus Gram
+//! matrices, which stay small when a layer has many units.
 
 use super::stats::{pearson, spearman};
 use nalgebra::DMatrix;
@@ -6,14 +7,20 @@ use nalgebra::DMatrix;
 /// The representational dissimilarity matrix: 1 - Pearson correlation between the rows
 /// (stimuli) of `x` [stimuli x units].
 pub fn rdm(x: &DMatrix<f64>) -> DMatrix<f64> {
-    let mut z = x.clone();
-    for mut row in z.row_iter_mut() {
+    let mut centred = x.clone();
+    for mut row in centred.row_iter_mut() {
         let mean = row.mean();
         row.add_scalar_mut(-mean);
-        let norm = row.norm();
-        row /= norm;
     }
-    DMatrix::from_element(x.nrows(), x.nrows(), 1.0) - &z * z.transpose()
+    rdm_from_gram(&(&centred * centred.transpose()))
+}
+
+/// The RDM from the Gram of the row-centred features: 1 - R_ij / sqrt(R_ii R_jj).
+pub fn rdm_from_gram(gram: &DMatrix<f64>) -> DMatrix<f64> {
+    let norms = gram.diagonal().map(f64::sqrt);
+    DMatrix::from_fn(gram.nrows(), gram.ncols(), |i, j| {
+        1.0 - gram[(i, j)] / (norms[i] * norms[j])
+    })
 }
 
 /// Spearman and Pearson correlation of two RDMs' upper triangles, diagonal excluded.
@@ -30,19 +37,23 @@ pub fn rsa(a: &DMatrix<f64>, b: &DMatrix<f64>) -> (f64, f64) {
 }
 
 /// Linear CKA of `x` [stimuli x units] and `y` [stimuli x neuroids], columns centred:
-/// ||y'x||² / (||x'x|| ||y'y||) in Frobenius norms. Computed with the stimulus-by-stimulus
-/// Gram matrices (||y'x||² = <xx', yy'>, ||x'x|| = ||xx'||), which stay small when a layer
-/// has many units.
+/// ||y'x||² / (||x'x|| ||y'y||) in Frobenius norms.
 pub fn cka_linear(x: &DMatrix<f64>, y: &DMatrix<f64>) -> f64 {
-    let center = |m: &DMatrix<f64>| {
-        let mut c = m.clone();
-        for mut col in c.column_iter_mut() {
-            let mean = col.mean();
-            col.add_scalar_mut(-mean);
-        }
-        c
-    };
-    let (x, y) = (center(x), center(y));
-    let (k, l) = (&x * x.transpose(), &y * y.transpose());
-    k.dot(&l) / (k.norm() * l.norm())
+    cka_from_grams(&centred_gram(x), &centred_gram(y))
+}
+
+/// Linear CKA from the two Grams of column-centred matrices, K = xx' and L = yy':
+/// ||y'x||² = <K, L> and ||x'x|| = ||K||.
+pub fn cka_from_grams(k: &DMatrix<f64>, l: &DMatrix<f64>) -> f64 {
+    k.dot(l) / (k.norm() * l.norm())
+}
+
+/// The stimulus-by-stimulus Gram of `m` [stimuli x columns] with its columns centred.
+pub fn centred_gram(m: &DMatrix<f64>) -> DMatrix<f64> {
+    let mut c = m.clone();
+    for mut col in c.column_iter_mut() {
+        let mean = col.mean();
+        col.add_scalar_mut(-mean);
+    }
+    &c * c.transpose()
 }

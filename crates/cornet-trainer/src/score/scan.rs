@@ -1,0 +1,253 @@
+//! `cornet-trainer score --model`: every area's output at every time step of a model, and the
+//! decoder's pooled features, scored against recordings of the same images.
+
+use super::command::{score_layer, Metric, NeuralTarget, Protocol, Recordings, Scores};
+use super::LayerFeatures;
+use crate::extract::{collect_taps, image_batches, write_file_list};
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use cornet_data::{Dataset, ImageFolder};
+use cornet_model::{Arch, Model, TapFilter};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+pub struct ScanRequest {
+    pub arch: Arch,
+    pub weights: PathBuf,
+    pub times: Option<usize>,
+    pub device: Device,
+    /// The folder of stimulus images.
+    pub images: PathBuf,
+    /// File names in the recordings' order; `None` for the folder's sorted order.
+    pub stimuli: Option<PathBuf>,
+    pub imsize: usize,
+    pub batch_size: usize,
+    pub workers: usize,
+    pub recordings: PathBuf,
+    pub folds: Option<PathBuf>,
+    pub split_halves: Option<PathBuf>,
+    pub metric: Metric,
+    pub seed: u64,
+    pub out_dir: PathBuf,
+}
+
+/// The scores of one tap: `V4.output.3` is area `V4` at time step 3, `decoder.avgpool.0` area
+/// `decoder.avgpool` at step 0.
+pub struct TapScore {
+    pub area: String,
+    pub time_step: usize,
+    pub scores: Scores,
+}
+
+impl TapScore {
+    /// The per-layer scalar scores as (name, label, value); the ceiling belongs to the
+    /// recordings and is reported once, in [`Scan::ceiling`].
+    pub fn values(&self) -> impl Iterator<Item = (&'static str, &'static str, f64)> {
+        self.scores
+            .scalars()
+            .into_iter()
+            .filter(|(name, _, _)| *name != "ceiling")
+            .filter_map(|(name, label, value)| value.map(|v| (name, label, v)))
+    }
+}
+
+pub struct Scan {
+    /// Areas bottom-up, each area's time steps in order.
+    pub taps: Vec<TapScore>,
+    /// Taps whose features are the same for every stimulus, so that no score is defined: in
+    /// R and RT an area sees the image only from the time step of its depth on.
+    pub constant: Vec<String>,
+    pub ceiling: Option<f64>,
+}
+
+impl Scan {
+    /// The areas scored, bottom-up.
+    pub fn areas(&self) -> Vec<&str> {
+        first_called(&self.taps)
+    }
+
+    /// A plain-text table: one row per tap, one column per metric, the ceiling below.
+    pub fn table(&self) -> String {
+        let names: Vec<&str> = self
+            .taps
+            .first()
+            .map(|t| t.values().map(|(name, _, _)| name).collect())
+            .unwrap_or_default();
+        let mut text = format!("{:<16} {:>4}", "area", "step");
+        for name in &names {
+            write!(text, " {name:>19}").expect("writing to a String");
+        }
+        text.push('\n');
+        for tap in &self.taps {
+            write!(text, "{:<16} {:>4}", tap.area, tap.time_step).expect("writing to a String");
+            for (_, _, value) in tap.values() {
+                write!(text, " {value:>19.4}").expect("writing to a String");
+            }
+            text.push('\n');
+        }
+        if !self.constant.is_empty() {
+            writeln!(
+                text,
+                "not scored, the same for every stimulus: {}",
+                self.constant.join(", ")
+            )
+            .expect("writing to a String");
+        }
+        if let Some(ceiling) = self.ceiling {
+            writeln!(text, "noise ceiling (split-half): {ceiling:.4}")
+                .expect("writing to a String");
+        }
+        text
+    }
+
+    /// `path` as CSV with the columns area, time_step, metric, value.
+    pub fn write_csv(&self, path: &Path) -> Result<()> {
+        #[derive(serde::Serialize)]
+        struct Row<'a> {
+            area: &'a str,
+            time_step: usize,
+            metric: &'a str,
+            value: f64,
+        }
+        let mut writer =
+            csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
+        for tap in &self.taps {
+            for (metric, _, value) in tap.values() {
+                writer.serialize(Row {
+                    area: &tap.area,
+                    time_step: tap.time_step,
+                    metric,
+                    value,
+                })?;
+            }
+        }
+        writer
+            .flush()
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// Extracts every tap of the model for the stimuli in one forward pass per batch and scores
+/// each against the recordings. Inputs are checked before the model runs.
+pub fn scan(request: &ScanRequest) -> Result<Scan> {
+    let recordings = Recordings::load(&request.recordings)?;
+    let images = stimulus_images(&request.images, request.stimuli.as_deref())?;
+    if images.len() != recordings.stimuli() {
+        let source = match &request.stimuli {
+            Some(list) => format!("{} lists", list.display()),
+            None => format!("{} holds", request.images.display()),
+        };
+        bail!(
+            "{source} {} images but {} has {} stimuli",
+            images.len(),
+            request.recordings.display(),
+            recordings.stimuli()
+        );
+    }
+    std::fs::create_dir_all(&request.out_dir)
+        .with_context(|| format!("creating {}", request.out_dir.display()))?;
+    let protocol = Protocol::for_metric(
+        request.metric,
+        request.folds.as_deref(),
+        request.split_halves.as_deref(),
+        &recordings,
+        &request.recordings,
+        request.seed,
+        &request.out_dir,
+    )?;
+    let target = NeuralTarget::new(&recordings, &protocol);
+    let model = Model::from_checkpoint(
+        &request.weights,
+        Some(request.arch),
+        request.times,
+        &request.device,
+    )?;
+    write_file_list(&images, &request.out_dir)?;
+    let batches = image_batches(images, request.imsize, request.workers, request.batch_size);
+    let taps = collect_taps(&model, batches.images, batches.total, scored_taps(), false)?;
+    let progress = ProgressBar::new(taps.len() as u64).with_style(
+        ProgressStyle::with_template("scoring {bar:30} {pos}/{len} taps ({msg}, eta {eta})")
+            .expect("static template"),
+    );
+    let mut scored = Vec::with_capacity(taps.len());
+    let mut constant = Vec::new();
+    // Each tap's features are dropped once reduced: a wide layer is held once, not twice.
+    for (name, features) in taps {
+        progress.set_message(name.clone());
+        let (area, time_step) = area_and_step(&name)?;
+        let features = LayerFeatures::new(&features.flatten_from(1)?)
+            .with_context(|| format!("tap {name} of {}", request.weights.display()))?;
+        match features {
+            Some(features) => scored.push(TapScore {
+                area,
+                time_step,
+                scores: score_layer(&features, &target, &protocol, request.metric),
+            }),
+            None => constant.push(name),
+        }
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    // Areas in the order they are first called (bottom-up), each area's steps together.
+    let areas: Vec<String> = first_called(&scored)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    scored.sort_by_key(|tap| (areas.iter().position(|a| *a == tap.area), tap.time_step));
+    Ok(Scan {
+        taps: scored,
+        constant,
+        ceiling: target.ceiling(),
+    })
+}
+
+/// The images of `folder` in the order of `list` (one name per line, blank lines ignored), or
+/// in sorted file-name order without one.
+fn stimulus_images(folder: &Path, list: Option<&Path>) -> Result<ImageFolder> {
+    let Some(list) = list else {
+        return Ok(ImageFolder::flat(folder)?);
+    };
+    let text =
+        std::fs::read_to_string(list).with_context(|| format!("reading {}", list.display()))?;
+    let names: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect();
+    ImageFolder::listed(folder, &names).with_context(|| format!("--stimuli {}", list.display()))
+}
+
+/// The areas of `taps` in the order of their first tap.
+fn first_called(taps: &[TapScore]) -> Vec<&str> {
+    let mut areas: Vec<&str> = Vec::new();
+    for tap in taps {
+        if !areas.contains(&tap.area.as_str()) {
+            areas.push(&tap.area);
+        }
+    }
+    areas
+}
+
+/// Every call of each area's output and the decoder's pooled features (not the decoder's
+/// output, which is the logits).
+fn scored_taps() -> TapFilter {
+    let modules = [
+        "V1.output",
+        "V2.output",
+        "V4.output",
+        "IT.output",
+        "decoder.avgpool",
+    ];
+    TapFilter::Only(modules.map(str::to_owned).to_vec())
+}
+
+/// `V4.output.3` as (`V4`, 3); `decoder.avgpool.0` as (`decoder.avgpool`, 0).
+fn area_and_step(tap: &str) -> Result<(String, usize)> {
+    let parsed = tap.rsplit_once('.').and_then(|(module, call)| {
+        let area = module.strip_suffix(".output").unwrap_or(module);
+        Some((area.to_owned(), call.parse().ok()?))
+    });
+    parsed.with_context(|| format!("tap `{tap}` is not <module>.<call>"))
+}
