@@ -148,7 +148,7 @@ pub fn resize_shorter_side(width: u32, height: u32, short: u32) -> (u32, u32) {
 }
 
 /// Resamples `crop` of `image` to `width x height` as Pillow's antialiased bilinear filter.
-fn resize(
+pub(crate) fn resize(
     image: &RgbImage,
     crop: Crop,
     width: u32,
