@@ -17,11 +17,41 @@ pub trait Dataset: Send + Sync {
 
     fn label(&self, index: usize) -> usize;
 
+    /// Labels run from 0 to `num_classes() - 1` (0 classes for unlabelled images).
+    fn num_classes(&self) -> usize;
+
     /// Where sample `index` comes from, for errors and listings.
     fn path(&self, index: usize) -> &Path;
 
     /// Identifies the samples and their labels (not their bytes), for checkpoint provenance.
     fn fingerprint(&self) -> String;
+}
+
+/// A dataset chosen at run time (an ImageFolder or shards) drives the same loader.
+impl<T: Dataset + ?Sized> Dataset for Box<T> {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+
+    fn read(&self, index: usize) -> Result<Vec<u8>> {
+        (**self).read(index)
+    }
+
+    fn label(&self, index: usize) -> usize {
+        (**self).label(index)
+    }
+
+    fn num_classes(&self) -> usize {
+        (**self).num_classes()
+    }
+
+    fn path(&self, index: usize) -> &Path {
+        (**self).path(index)
+    }
+
+    fn fingerprint(&self) -> String {
+        (**self).fingerprint()
+    }
 }
 
 /// The extensions torchvision's ImageFolder accepts, compared without case.
@@ -33,6 +63,7 @@ const IMAGE_EXTENSIONS: [&str; 9] = [
 /// class's images found recursively in sorted path order.
 #[derive(Debug, Clone)]
 pub struct ImageFolder {
+    root: PathBuf,
     classes: Vec<String>,
     samples: Vec<(PathBuf, usize)>,
 }
@@ -63,7 +94,11 @@ impl ImageFolder {
                 root.display()
             )));
         }
-        Ok(ImageFolder { classes, samples })
+        Ok(ImageFolder {
+            root: root.to_owned(),
+            classes,
+            samples,
+        })
     }
 
     /// The images directly in `root` (and below), unlabelled, in sorted path order: the input
@@ -74,6 +109,7 @@ impl ImageFolder {
             return Err(DataError::Invalid(format!("{}: no images", root.display())));
         }
         Ok(ImageFolder {
+            root: root.to_owned(),
             classes: Vec::new(),
             samples,
         })
@@ -100,6 +136,7 @@ impl ImageFolder {
             return Err(DataError::Invalid("no images listed".into()));
         }
         Ok(ImageFolder {
+            root: root.to_owned(),
             classes: Vec::new(),
             samples,
         })
@@ -107,6 +144,11 @@ impl ImageFolder {
 
     pub fn classes(&self) -> &[String] {
         &self.classes
+    }
+
+    /// The folder the images were found in.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 }
 
@@ -122,6 +164,10 @@ impl Dataset for ImageFolder {
 
     fn label(&self, index: usize) -> usize {
         self.samples[index].1
+    }
+
+    fn num_classes(&self) -> usize {
+        self.classes.len()
     }
 
     fn path(&self, index: usize) -> &Path {

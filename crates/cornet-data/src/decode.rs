@@ -15,5 +15,6 @@ pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage> {
     let format = image::guess_format(bytes).map_err(|_| bad("neither JPEG nor PNG".into()))?;
     let image =
         image::load_from_memory_with_format(bytes, format).map_err(|e| bad(e.to_string()))?;
-    Ok(image.to_rgb8())
+    // `into_rgb8` moves an RGB image out (most JPEGs); `to_rgb8` would copy it.
+    Ok(image.into_rgb8())
 }

@@ -15,6 +15,9 @@ pub enum DataError {
     #[error("{path}: not a readable image: {reason}")]
     BadImage { path: PathBuf, reason: String },
 
+    #[error("{shard}: {reason}")]
+    BadShard { shard: PathBuf, reason: String },
+
     #[error("{0}")]
     Invalid(String),
 }

@@ -1,14 +1,18 @@
 //! Image files to batches of normalized tensors, with torchvision's algorithms.
 //!
-//! A [`Dataset`] gives encoded images and labels by index; a [`Sampler`] orders an epoch and
-//! cuts it per rank; a [`Loader`] decodes and augments on worker threads and hands out
-//! [`Batch`]es in sampler order. Nothing here knows about models.
+//! A [`Dataset`] gives encoded images and labels by index, from an [`ImageFolder`] or from
+//! WebDataset [`Shards`]; a [`Sampler`] orders an epoch and cuts it per rank; a [`Loader`]
+//! decodes and augments on worker threads and hands out [`Batch`]es in sampler order. Nothing
+//! here knows about models.
 
+pub mod bench;
 pub mod dataset;
 pub mod decode;
 pub mod error;
 pub mod loader;
+pub mod pack;
 pub mod sampler;
+pub mod shards;
 pub mod synthetic;
 pub mod transform;
 
@@ -16,4 +20,5 @@ pub use dataset::{Dataset, ImageFolder};
 pub use error::{DataError, Result};
 pub use loader::{Batch, Loader, LoaderOptions};
 pub use sampler::Sampler;
+pub use shards::Shards;
 pub use transform::Transform;

@@ -2,11 +2,12 @@
 //! and std) as CHW float32.
 
 use crate::error::{DataError, Result};
-use fast_image_resize::images::Image;
+use fast_image_resize::images::{CroppedImage, Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::sync::LazyLock;
 
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
@@ -54,38 +55,32 @@ impl Transform {
     ) -> Result<()> {
         let (w, h) = image.dimensions();
         let size = self.size() as u32;
-        let pixels = match *self {
+        let whole = Crop {
+            top: 0,
+            left: 0,
+            height: h,
+            width: w,
+        };
+        // The resized pixels, and the size x size window of them that becomes the tensor.
+        let (pixels, window) = match *self {
             Transform::Train { .. } => {
                 let crop = random_resized_crop(w, h, rng);
-                let mut pixels = resize(image, crop, size, size, resizer)?;
-                if rng.random::<f64>() < 0.5 {
-                    flip_horizontally(&mut pixels, size as usize);
-                }
-                pixels
+                let pixels = resize(image, crop, size, size, resizer)?;
+                let flip = rng.random::<f64>() < 0.5;
+                (pixels, Window::whole(size, flip))
             }
             Transform::Val { .. } => {
                 let short = (size as f64 * 256.0 / 224.0).round_ties_even() as u32;
                 let (rw, rh) = resize_shorter_side(w, h, short);
-                let whole = Crop {
-                    top: 0,
-                    left: 0,
-                    height: h,
-                    width: w,
-                };
-                let resized = resize(image, whole, rw, rh, resizer)?;
-                center_crop(&resized, rw, rh, size)
+                let pixels = resize(image, whole, rw, rh, resizer)?;
+                (pixels, Window::center(rw, rh, size))
             }
             Transform::Test { .. } => {
-                let whole = Crop {
-                    top: 0,
-                    left: 0,
-                    height: h,
-                    width: w,
-                };
-                resize(image, whole, size, size, resizer)?
+                let pixels = resize(image, whole, size, size, resizer)?;
+                (pixels, Window::whole(size, false))
             }
         };
-        normalize_into(&pixels, out);
+        normalize_into(&pixels, &window, out);
         Ok(())
     }
 }
@@ -148,66 +143,97 @@ pub fn resize_shorter_side(width: u32, height: u32, short: u32) -> (u32, u32) {
 }
 
 /// Resamples `crop` of `image` to `width x height` as Pillow's antialiased bilinear filter.
-fn resize(
+/// The filter reads a view of the crop (no copy) and never outside it, as torchvision's
+/// crop-then-resize does.
+pub(crate) fn resize(
     image: &RgbImage,
     crop: Crop,
     width: u32,
     height: u32,
     resizer: &mut Resizer,
 ) -> Result<Vec<u8>> {
-    let (iw, _) = image.dimensions();
-    // Cropped first, as torchvision does, so the filter never reads outside the crop.
-    let mut cropped = Vec::with_capacity((crop.width * crop.height * 3) as usize);
-    for y in crop.top..crop.top + crop.height {
-        let start = ((y * iw + crop.left) * 3) as usize;
-        cropped.extend_from_slice(&image.as_raw()[start..start + crop.width as usize * 3]);
-    }
     let invalid = |e: String| {
         DataError::Invalid(format!(
             "resizing a {}x{} crop: {e}",
             crop.width, crop.height
         ))
     };
-    let src = Image::from_vec_u8(crop.width, crop.height, cropped, PixelType::U8x3)
+    let (iw, ih) = image.dimensions();
+    let src = ImageRef::new(iw, ih, image.as_raw(), PixelType::U8x3)
+        .map_err(|e| invalid(e.to_string()))?;
+    let view = CroppedImage::new(&src, crop.left, crop.top, crop.width, crop.height)
         .map_err(|e| invalid(e.to_string()))?;
     let mut dst = Image::new(width, height, PixelType::U8x3);
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
     resizer
-        .resize(&src, &mut dst, &options)
+        .resize(&view, &mut dst, &options)
         .map_err(|e| invalid(e.to_string()))?;
     Ok(dst.into_vec())
 }
 
-/// `CenterCrop(size)` of a `width x height` RGB8 buffer: the top-left corner at
-/// `int(round((h - size) / 2))`, `int(round((w - size) / 2))`.
-fn center_crop(pixels: &[u8], width: u32, height: u32, size: u32) -> Vec<u8> {
-    let offset = |len: u32| ((len.saturating_sub(size)) as f64 / 2.0).round_ties_even() as u32;
-    let (top, left) = (offset(height), offset(width));
-    let mut out = Vec::with_capacity((size * size * 3) as usize);
-    for y in top..top + size {
-        let start = ((y * width + left) * 3) as usize;
-        out.extend_from_slice(&pixels[start..start + size as usize * 3]);
-    }
-    out
+/// The square of resized pixels that becomes the tensor, possibly mirrored: `CenterCrop` and
+/// `RandomHorizontalFlip` done while normalizing, with no pass or copy of their own.
+struct Window {
+    /// Width of the resized buffer.
+    stride: u32,
+    top: u32,
+    left: u32,
+    size: u32,
+    flip: bool,
 }
 
-fn flip_horizontally(pixels: &mut [u8], width: usize) {
-    for row in pixels.chunks_mut(width * 3) {
-        for x in 0..width / 2 {
-            for c in 0..3 {
-                row.swap(x * 3 + c, (width - 1 - x) * 3 + c);
-            }
+impl Window {
+    fn whole(size: u32, flip: bool) -> Self {
+        Window {
+            stride: size,
+            top: 0,
+            left: 0,
+            size,
+            flip,
+        }
+    }
+
+    /// `CenterCrop(size)` of a `width x height` buffer: the top-left corner at
+    /// `int(round((h - size) / 2))`, `int(round((w - size) / 2))`.
+    fn center(width: u32, height: u32, size: u32) -> Self {
+        let offset = |len: u32| ((len.saturating_sub(size)) as f64 / 2.0).round_ties_even() as u32;
+        Window {
+            stride: width,
+            top: offset(height),
+            left: offset(width),
+            size,
+            flip: false,
         }
     }
 }
 
-/// `ToTensor` + `Normalize`: HWC bytes to CHW `(v / 255 - mean) / std`, in float32 as
-/// torchvision computes it.
-fn normalize_into(pixels: &[u8], out: &mut [f32]) {
-    let plane = pixels.len() / 3;
-    for (i, px) in pixels.chunks_exact(3).enumerate() {
-        for c in 0..3 {
-            out[c * plane + i] = (px[c] as f32 / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+/// `(v / 255 - mean) / std` for every byte value and channel, in float32 as torchvision
+/// computes it: a table lookup gives the same floats as the arithmetic.
+static NORMALIZED: LazyLock<[[f32; 256]; 3]> = LazyLock::new(|| {
+    std::array::from_fn(|c| {
+        std::array::from_fn(|v| (v as f32 / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c])
+    })
+});
+
+/// `ToTensor` + `Normalize` of `window` of the HWC bytes `pixels`, written CHW into `out`.
+fn normalize_into(pixels: &[u8], window: &Window, out: &mut [f32]) {
+    let size = window.size as usize;
+    let plane = size * size;
+    for y in 0..size {
+        let start = ((window.top as usize + y) * window.stride as usize + window.left as usize) * 3;
+        let row = &pixels[start..start + size * 3];
+        for (c, table) in NORMALIZED.iter().enumerate() {
+            let dst = &mut out[c * plane + y * size..][..size];
+            let channel = row[c..].iter().step_by(3);
+            if window.flip {
+                for (d, &v) in dst.iter_mut().rev().zip(channel) {
+                    *d = table[v as usize];
+                }
+            } else {
+                for (d, &v) in dst.iter_mut().zip(channel) {
+                    *d = table[v as usize];
+                }
+            }
         }
     }
 }
@@ -242,6 +268,30 @@ mod tests {
     fn shorter_side_resize_truncates_the_longer_side() {
         assert_eq!(resize_shorter_side(500, 375, 256), (341, 256));
         assert_eq!(resize_shorter_side(375, 500, 256), (256, 341));
+    }
+
+    #[test]
+    fn the_window_is_cropped_mirrored_and_normalized_as_computed() {
+        // A 4 x 3 RGB buffer whose bytes count up; the 2 x 2 window at (1, 1), mirrored.
+        let pixels: Vec<u8> = (0..4 * 3 * 3).map(|v| v as u8 * 7).collect();
+        let window = Window {
+            stride: 4,
+            top: 1,
+            left: 1,
+            size: 2,
+            flip: true,
+        };
+        let mut out = vec![0f32; 3 * 2 * 2];
+        normalize_into(&pixels, &window, &mut out);
+        for c in 0..3 {
+            for y in 0..2 {
+                for x in 0..2 {
+                    let v = pixels[((1 + y) * 4 + 1 + (1 - x)) * 3 + c];
+                    let expected = (v as f32 / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+                    assert_eq!(out[c * 4 + y * 2 + x], expected, "c {c}, y {y}, x {x}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::dist::{self, env::RankEnv, Transport};
 use crate::optim::StepLr;
 use crate::train::{BatchSource, ImageSource, RunSettings, Trainer};
 use anyhow::{bail, Context, Result};
-use cornet_data::{ImageFolder, Loader, LoaderOptions, Sampler, Transform};
+use cornet_data::{Dataset, ImageFolder, Loader, LoaderOptions, Sampler, Shards, Transform};
 use cornet_model::Model;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,8 +65,8 @@ pub fn train(launch: &Launch) -> Result<()> {
             )?;
         }
     }
-    if config.data.format == DataFormat::Shards {
-        bail!("data.format: shards is not supported by the trainer yet; use an ImageFolder");
+    if config.data.format == DataFormat::Shards && config.data.synthetic.is_some() {
+        bail!("data.synthetic generates an ImageFolder: use it with data.format: imagefolder");
     }
     let loader_options = |transform| LoaderOptions {
         transform,
@@ -76,25 +76,19 @@ pub fn train(launch: &Launch) -> Result<()> {
         seed: config.train.seed,
     };
     let size = config.data.image_size;
-    let train_set = ImageFolder::open(&config.data.train).context("data.train")?;
-    check_classes(&config, train_set.classes().len(), "data.train")?;
-    let train_sampler = Sampler::training(
-        cornet_data::Dataset::len(&train_set),
-        batch_size,
-        rank,
-        world,
-        config.train.seed,
-    );
+    let train_set = open_images(&config.data.train, config.data.format, "data.train")?;
+    check_classes(&config, train_set.num_classes(), "data.train")?;
+    let train_sampler =
+        Sampler::training(train_set.len(), batch_size, rank, world, config.train.seed);
     let train = ImageSource::new(
         Loader::new(train_set, loader_options(Transform::Train { size })),
         train_sampler,
     );
     let val = match &config.data.val {
         Some(path) => {
-            let set = ImageFolder::open(path).context("data.val")?;
-            check_classes(&config, set.classes().len(), "data.val")?;
-            let sampler =
-                Sampler::validation(cornet_data::Dataset::len(&set), batch_size, rank, world);
+            let set = open_images(path, config.data.format, "data.val")?;
+            check_classes(&config, set.num_classes(), "data.val")?;
+            let sampler = Sampler::validation(set.len(), batch_size, rank, world);
             Some(ImageSource::new(
                 Loader::new(set, loader_options(Transform::Val { size })),
                 sampler,
@@ -211,6 +205,15 @@ pub fn train(launch: &Launch) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The labelled images at `path`, an ImageFolder or a folder of shards as `format` says.
+fn open_images(path: &Path, format: DataFormat, key: &str) -> Result<Box<dyn Dataset>> {
+    let set: Box<dyn Dataset> = match format {
+        DataFormat::Imagefolder => Box::new(ImageFolder::open(path).context(key.to_owned())?),
+        DataFormat::Shards => Box::new(Shards::open(path).context(key.to_owned())?),
+    };
+    Ok(set)
 }
 
 fn check_classes(config: &Config, found: usize, key: &str) -> Result<()> {

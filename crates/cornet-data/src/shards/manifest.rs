@@ -1,0 +1,54 @@
+//! `manifest.json` beside the shards: what was packed from where, class names and counts,
+//! and each shard's size and checksum.
+
+use super::writer::ShardRecord;
+use crate::error::{DataError, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The ImageFolder the shards were packed from.
+    pub source: String,
+    pub samples: usize,
+    /// Class names in label order (label = position) and their sample counts.
+    pub classes: Vec<ClassCount>,
+    /// The re-encoding applied, if any (else the images are the source files' bytes).
+    pub reencode: Option<Reencode>,
+    pub shards: Vec<ShardRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassCount {
+    pub name: String,
+    pub count: usize,
+}
+
+/// Re-encoding as JPEG, the longer side at most `max_side` pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reencode {
+    pub max_side: u32,
+    pub quality: u8,
+}
+
+impl Manifest {
+    /// The manifest in `dir`, or `None` for shards written by other tools.
+    pub fn load(dir: &Path) -> Result<Option<Self>> {
+        let path = dir.join(MANIFEST_FILE);
+        match std::fs::read(&path) {
+            Ok(text) => serde_json::from_slice(&text).map(Some).map_err(|e| {
+                DataError::Invalid(format!("{}: unreadable manifest: {e}", path.display()))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(DataError::io(&path, e)),
+        }
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = serde_json::to_vec_pretty(self).expect("a manifest serializes");
+        std::fs::write(&path, text).map_err(|e| DataError::io(&path, e))
+    }
+}
