@@ -18,18 +18,18 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `mi_option_purge_delay` in mimalloc.h's option enum (libmimalloc-sys 0.1 names only the
-/// older options); its documented default is 10 (ms), which is checked before setting it.
+/// `mi_option_purge_delay` in mimalloc.h's option enum, the same in its v2 and v3
+/// (libmimalloc-sys 0.1 names only the older options).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// By default mimalloc gives freed memory back to the kernel after 10 ms, and the kernel zeroes
-/// each page again when the next step's buffers touch it: ~10% of a CPU training step. The
-/// step's peak memory is needed again at every step anyway, so keep it.
+/// By default mimalloc gives freed memory back to the kernel after a delay (10 ms in v2, 1 s in
+/// v3), and the kernel zeroes each page again when the next step's buffers touch it. The step's
+/// peak memory is needed again at every step anyway, so keep it (-1: never purge).
 fn keep_freed_memory() {
     // SAFETY: mimalloc's option calls take and return plain integers and may be called at any
-    // time.
+    // time. A delay is positive; anything else means the enum moved, and nothing is changed.
     unsafe {
-        if libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) == 10 {
+        if libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) > 0 {
             libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
         }
     }

@@ -302,21 +302,9 @@ impl CustomOp3 for BatchNormBackward {
 
 #[cfg(test)]
 mod tests {
+    use super::super::max_abs_diff;
     use super::*;
     use candle_core::{Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
 
     /// The op against the same normalization built from candle's ops in f64, output,
     /// statistics and all three gradients, on an odd shape with an offset and scale far from 0
@@ -346,7 +334,7 @@ mod tests {
         let names = ["output", "mean", "variance", "dx", "dweight", "dbias"];
         for ((name, a), b) in names.iter().zip(&ours).zip(&reference) {
             let scale = b.abs()?.max_all()?.to_scalar::<f32>()?.max(1.0);
-            let diff = max_diff(a, b) / scale;
+            let diff = max_abs_diff(a, b) / scale;
             assert!(diff <= 1e-6, "{name}: {diff:.2e}");
         }
         Ok(())

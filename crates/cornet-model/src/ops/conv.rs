@@ -539,21 +539,9 @@ impl CustomOp3 for ConvBackward {
 
 #[cfg(test)]
 mod tests {
+    use super::super::max_abs_diff;
     use super::*;
     use candle_core::{Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
 
     fn scale(t: &Tensor) -> f32 {
         t.abs()
@@ -605,7 +593,7 @@ mod tests {
                 .broadcast_add(&bias.reshape((1, o, 1, 1))?)?;
             assert_eq!(ours.dims(), reference.dims(), "{what}");
             assert!(
-                max_diff(&ours, &reference) <= 1e-4 * scale(&reference),
+                max_abs_diff(&ours, &reference) <= 1e-4 * scale(&reference),
                 "{what} forward"
             );
 
@@ -616,7 +604,7 @@ mod tests {
             let db = grads.get(bias.as_tensor()).unwrap();
             let y_sums = y.sum((0, 2, 3))?;
             assert!(
-                max_diff(db, &y_sums) <= 1e-4 * scale(&y_sums),
+                max_abs_diff(db, &y_sums) <= 1e-4 * scale(&y_sums),
                 "{what} bias gradient"
             );
             for _ in 0..3 {

@@ -20,3 +20,11 @@ fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> R
         _ => candle_core::bail!("{what} must be a contiguous f32 tensor"),
     }
 }
+
+/// The largest absolute elementwise difference of two tensors of one shape.
+#[cfg(test)]
+fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>())
+        .expect("tensors of one shape")
+}
