@@ -134,7 +134,7 @@ impl CustomOp1 for AllReduceSum<'_> {
             candle_core::bail!("NCCL all-reduce needs a contiguous tensor")
         };
         let src = storage.as_cuda_slice::<f32>()?.slice(start..end);
-        let device = storage.device();
+        let device = &storage.device;
         // SAFETY: every element is written by the all-reduce before anything reads it.
         let mut dst = unsafe { device.alloc::<f32>(end - start)? };
         self.0
