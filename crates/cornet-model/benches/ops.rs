@@ -81,18 +81,34 @@ fn bench_elementwise(
     group.finish();
 }
 
+/// Ours, and candle's own ReLU (the before of the CPU speed work) beside it.
 fn relu(c: &mut Criterion) {
     let shapes = [("Z.V1.nonlin", 16, 64, 112), ("S.V1.nonlin", 4, 64, 112)];
     bench_elementwise(c, "relu", &shapes, |x| ops::relu(x).unwrap());
+    bench_elementwise(c, "relu_candle", &shapes, |x| x.relu().unwrap());
 }
 
+/// Ours, and candle-nn's BatchNorm in train mode (the before) beside it.
 fn batch_norm(c: &mut Criterion) {
+    let shapes = [("S.V1.norm1", 4, 64, 112)];
     let weight = Var::ones(64, DType::F32, &Device::Cpu).unwrap();
     let bias = Var::zeros(64, DType::F32, &Device::Cpu).unwrap();
-    bench_elementwise(c, "batch_norm_train", &[("S.V1.norm1", 4, 64, 112)], |x| {
+    bench_elementwise(c, "batch_norm_train", &shapes, |x| {
         ops::batch_norm_train(x, &weight, &bias, 1e-5)
             .unwrap()
             .output
+    });
+    let candle = candle_nn::BatchNorm::new(
+        64,
+        Tensor::zeros(64, DType::F32, &Device::Cpu).unwrap(),
+        Tensor::ones(64, DType::F32, &Device::Cpu).unwrap(),
+        weight.as_tensor().clone(),
+        bias.as_tensor().clone(),
+        1e-5,
+    )
+    .unwrap();
+    bench_elementwise(c, "batch_norm_train_candle", &shapes, |x| {
+        candle.forward_train(x).unwrap()
     });
 }
 
