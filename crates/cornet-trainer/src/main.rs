@@ -159,6 +159,21 @@ fn run_bench_allreduce(args: &BenchAllreduceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The recordings and protocol flags that both forms of `score` take.
+fn neural_request(
+    args: &ScoreArgs,
+    out_dir: std::path::PathBuf,
+) -> cornet_trainer::score::command::NeuralRequest {
+    cornet_trainer::score::command::NeuralRequest {
+        recordings: args.recordings.clone(),
+        folds: args.folds.clone(),
+        split_halves: args.split_halves.clone(),
+        metric: args.metric,
+        seed: args.seed,
+        out_dir,
+    }
+}
+
 fn run_score(args: &ScoreArgs) -> anyhow::Result<()> {
     use cornet_trainer::score::command::{score, ScoreRequest};
     let Some(features) = &args.features else {
@@ -170,12 +185,7 @@ fn run_score(args: &ScoreArgs) -> anyhow::Result<()> {
         .to_owned();
     let scores = score(&ScoreRequest {
         features: features.clone(),
-        recordings: args.recordings.clone(),
-        folds: args.folds.clone(),
-        split_halves: args.split_halves.clone(),
-        metric: args.metric,
-        seed: args.seed,
-        out_dir,
+        neural: neural_request(args, out_dir),
     })?;
     if args.json {
         println!("{}", serde_json::to_string(&scores)?);
@@ -211,12 +221,7 @@ fn run_score_model(args: &ScoreArgs) -> anyhow::Result<()> {
         imsize: model.imsize,
         batch_size: model.batch_size as usize,
         workers: model.workers,
-        recordings: args.recordings.clone(),
-        folds: args.folds.clone(),
-        split_halves: args.split_halves.clone(),
-        metric: args.metric,
-        seed: args.seed,
-        out_dir: out_dir.clone(),
+        neural: neural_request(args, out_dir.clone()),
     })?;
     let (csv, svg) = (out_dir.join("scores.csv"), out_dir.join("scores.svg"));
     result.write_csv(&csv)?;

@@ -68,8 +68,9 @@ impl Scores {
     }
 }
 
-pub struct ScoreRequest {
-    pub features: PathBuf,
+/// What a score compares against and how: the part shared by `score --features` and
+/// `score --model`.
+pub struct NeuralRequest {
     pub recordings: PathBuf,
     pub folds: Option<PathBuf>,
     pub split_halves: Option<PathBuf>,
@@ -77,6 +78,31 @@ pub struct ScoreRequest {
     pub seed: u64,
     /// Where generated folds and split halves are written.
     pub out_dir: PathBuf,
+}
+
+impl NeuralRequest {
+    /// What the metric needs: folds and split halves for PLS, nothing for RSA and CKA alone.
+    pub fn protocol(&self, recordings: &Recordings) -> Result<Protocol> {
+        match self.metric {
+            Metric::Rsa | Metric::Cka => Ok(Protocol {
+                folds: Vec::new(),
+                splits: None,
+            }),
+            Metric::Pls | Metric::All => Protocol::resolve(
+                self.folds.as_deref(),
+                self.split_halves.as_deref(),
+                recordings,
+                &self.recordings,
+                self.seed,
+                &self.out_dir,
+            ),
+        }
+    }
+}
+
+pub struct ScoreRequest {
+    pub features: PathBuf,
+    pub neural: NeuralRequest,
 }
 
 /// Neural responses: one [stimuli x neuroids] matrix per repetition.
@@ -118,32 +144,6 @@ pub struct Protocol {
 }
 
 impl Protocol {
-    /// What `metric` needs: folds and split halves for PLS, nothing for RSA and CKA alone.
-    pub fn for_metric(
-        metric: Metric,
-        folds: Option<&Path>,
-        split_halves: Option<&Path>,
-        recordings: &Recordings,
-        recordings_path: &Path,
-        seed: u64,
-        out_dir: &Path,
-    ) -> Result<Protocol> {
-        match metric {
-            Metric::Rsa | Metric::Cka => Ok(Protocol {
-                folds: Vec::new(),
-                splits: None,
-            }),
-            Metric::Pls | Metric::All => Protocol::resolve(
-                folds,
-                split_halves,
-                recordings,
-                recordings_path,
-                seed,
-                out_dir,
-            ),
-        }
-    }
-
     /// Reads the given folds and split halves, or draws them from `seed` and writes them to
     /// `out_dir` so that the score can be reproduced.
     fn resolve(
@@ -271,24 +271,17 @@ pub fn score(request: &ScoreRequest) -> Result<Scores> {
             request.features.display()
         );
     };
-    let recordings = Recordings::load(&request.recordings)?;
+    let neural = &request.neural;
+    let recordings = Recordings::load(&neural.recordings)?;
     if recordings.stimuli() != stimuli {
         bail!(
             "{} has {stimuli} stimuli but {} has {}",
             request.features.display(),
-            request.recordings.display(),
+            neural.recordings.display(),
             recordings.stimuli()
         );
     }
-    let protocol = Protocol::for_metric(
-        request.metric,
-        request.folds.as_deref(),
-        request.split_halves.as_deref(),
-        &recordings,
-        &request.recordings,
-        request.seed,
-        &request.out_dir,
-    )?;
+    let protocol = neural.protocol(&recordings)?;
     let features = Tensor::from_vec(features, (stimuli, units), &candle_core::Device::Cpu)?;
     let Some(features) =
         LayerFeatures::new(&features).with_context(|| format!("{}", request.features.display()))?
@@ -299,7 +292,7 @@ pub fn score(request: &ScoreRequest) -> Result<Scores> {
         );
     };
     let target = NeuralTarget::new(&recordings, &protocol);
-    Ok(score_layer(&features, &target, &protocol, request.metric))
+    Ok(score_layer(&features, &target, &protocol, neural.metric))
 }
 
 /// The .npy bytes of `path`: a `.npy` file, or `archive.npz:name` for one array of an

@@ -1,7 +1,7 @@
 //! `cornet-trainer score --model`: every area's output at every time step of a model, and the
 //! decoder's pooled features, scored against recordings of the same images.
 
-use super::command::{score_layer, Metric, NeuralTarget, Protocol, Recordings, Scores};
+use super::command::{score_layer, NeuralRequest, NeuralTarget, Recordings, Scores};
 use super::LayerFeatures;
 use crate::extract::{collect_taps, image_batches, write_file_list};
 use anyhow::{bail, Context, Result};
@@ -24,12 +24,8 @@ pub struct ScanRequest {
     pub imsize: usize,
     pub batch_size: usize,
     pub workers: usize,
-    pub recordings: PathBuf,
-    pub folds: Option<PathBuf>,
-    pub split_halves: Option<PathBuf>,
-    pub metric: Metric,
-    pub seed: u64,
-    pub out_dir: PathBuf,
+    /// The recordings, folds, metric, and the output folder (scores, file list, folds).
+    pub neural: NeuralRequest,
 }
 
 /// The scores of one tap: `V4.output.3` is area `V4` at time step 3, `decoder.avgpool.0` area
@@ -131,7 +127,8 @@ impl Scan {
 /// Extracts every tap of the model for the stimuli in one forward pass per batch and scores
 /// each against the recordings. Inputs are checked before the model runs.
 pub fn scan(request: &ScanRequest) -> Result<Scan> {
-    let recordings = Recordings::load(&request.recordings)?;
+    let neural = &request.neural;
+    let recordings = Recordings::load(&neural.recordings)?;
     let images = stimulus_images(&request.images, request.stimuli.as_deref())?;
     if images.len() != recordings.stimuli() {
         let source = match &request.stimuli {
@@ -141,21 +138,13 @@ pub fn scan(request: &ScanRequest) -> Result<Scan> {
         bail!(
             "{source} {} images but {} has {} stimuli",
             images.len(),
-            request.recordings.display(),
+            neural.recordings.display(),
             recordings.stimuli()
         );
     }
-    std::fs::create_dir_all(&request.out_dir)
-        .with_context(|| format!("creating {}", request.out_dir.display()))?;
-    let protocol = Protocol::for_metric(
-        request.metric,
-        request.folds.as_deref(),
-        request.split_halves.as_deref(),
-        &recordings,
-        &request.recordings,
-        request.seed,
-        &request.out_dir,
-    )?;
+    std::fs::create_dir_all(&neural.out_dir)
+        .with_context(|| format!("creating {}", neural.out_dir.display()))?;
+    let protocol = neural.protocol(&recordings)?;
     let target = NeuralTarget::new(&recordings, &protocol);
     let model = Model::from_checkpoint(
         &request.weights,
@@ -163,7 +152,7 @@ pub fn scan(request: &ScanRequest) -> Result<Scan> {
         request.times,
         &request.device,
     )?;
-    write_file_list(&images, &request.out_dir)?;
+    write_file_list(&images, &neural.out_dir)?;
     let batches = image_batches(images, request.imsize, request.workers, request.batch_size);
     let taps = collect_taps(&model, batches.images, batches.total, scored_taps(), false)?;
     let progress = ProgressBar::new(taps.len() as u64).with_style(
@@ -182,7 +171,7 @@ pub fn scan(request: &ScanRequest) -> Result<Scan> {
             Some(features) => scored.push(TapScore {
                 area,
                 time_step,
-                scores: score_layer(&features, &target, &protocol, request.metric),
+                scores: score_layer(&features, &target, &protocol, neural.metric),
             }),
             None => constant.push(name),
         }
