@@ -88,14 +88,7 @@ impl NeuralRequest {
                 folds: Vec::new(),
                 splits: None,
             }),
-            Metric::Pls | Metric::All => Protocol::resolve(
-                self.folds.as_deref(),
-                self.split_halves.as_deref(),
-                recordings,
-                &self.recordings,
-                self.seed,
-                &self.out_dir,
-            ),
+            Metric::Pls | Metric::All => Protocol::resolve(self, recordings),
         }
     }
 }
@@ -144,18 +137,13 @@ pub struct Protocol {
 }
 
 impl Protocol {
-    /// Reads the given folds and split halves, or draws them from `seed` and writes them to
-    /// `out_dir` so that the score can be reproduced.
-    fn resolve(
-        folds: Option<&Path>,
-        split_halves: Option<&Path>,
-        recordings: &Recordings,
-        recordings_path: &Path,
-        seed: u64,
-        out_dir: &Path,
-    ) -> Result<Protocol> {
+    /// Reads the request's folds and split halves, or draws them from its seed and writes
+    /// them to its output folder so that the score can be reproduced.
+    fn resolve(request: &NeuralRequest, recordings: &Recordings) -> Result<Protocol> {
+        let (seed, out_dir) = (request.seed, &request.out_dir);
+        let split_halves = request.split_halves.as_deref();
         let stimuli = recordings.stimuli();
-        let folds = match folds {
+        let folds = match request.folds.as_deref() {
             Some(path) => read_indices(path, stimuli)?,
             None => {
                 let folds = random_folds(stimuli, seed);
@@ -176,7 +164,7 @@ impl Protocol {
             if reps < 2 {
                 bail!(
                     "{}: a ceiling needs at least 2 repetitions, got {reps}",
-                    recordings_path.display()
+                    request.recordings.display()
                 );
             }
             Some(match split_halves {
