@@ -288,7 +288,6 @@ impl BatchNorm2d {
     /// Normalizes by the batch's statistics and folds them into the running ones (the store
     /// shares these variables, so the state dict sees the update).
     fn forward_train(&self, x: &Tensor) -> Result<Tensor> {
-        let bn = ops::batch_norm_train(x, &self.weight, &self.bias, NORM_EPS)?;
         let (n, _, h, w) = x.dims4()?;
         let count = (n * h * w) as f64;
         if count < 2.0 {
@@ -298,6 +297,7 @@ impl BatchNorm2d {
                 x.dims()
             )));
         }
+        let bn = ops::batch_norm_train(x, &self.weight, &self.bias, NORM_EPS)?;
         let unbiased = (bn.variance * (count / (count - 1.0)))?;
         let blend = |running: &Var, batch: &Tensor| -> Result<()> {
             let updated = ((running.as_detached_tensor() * (1.0 - BATCH_NORM_MOMENTUM))?

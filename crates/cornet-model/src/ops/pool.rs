@@ -45,9 +45,10 @@ fn max_pool2d_composite(x: &Tensor, window: Window) -> Result<Tensor> {
         padding: p,
     } = window;
     let (oh, ow) = (window.output_len(h)?, window.output_len(w)?);
-    // Blocks needed along each axis: enough for the last window, and the whole padded input.
+    // Blocks needed along each axis: the last window reaches block `out - 1 + (k - 1) / s`,
+    // and the whole padded input must fit.
     let blocks =
-        |out: usize, input: usize| (out + (k - 1) / s + 1).max((input + 2 * p).div_ceil(s));
+        |out: usize, input: usize| (out + k.saturating_sub(1) / s).max((input + 2 * p).div_ceil(s));
     let (bh, bw) = (blocks(oh, h), blocks(ow, w));
     let neg_inf = |dims: (usize, usize, usize, usize)| {
         Tensor::full(f32::NEG_INFINITY, dims, x.device())?.to_dtype(x.dtype())
