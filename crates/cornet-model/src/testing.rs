@@ -41,10 +41,12 @@ pub fn norm(t: &Tensor) -> f64 {
         .sqrt()
 }
 
-/// ||actual - expected|| / ||expected||, in f64.
+/// ||actual - expected|| / ||expected||, in f64, on `expected`'s device (a GPU result is
+/// compared with a fixture on the CPU).
 pub fn relative_error(actual: &Tensor, expected: &Tensor) -> f64 {
     assert_eq!(actual.dims(), expected.dims(), "shape mismatch");
-    let a = actual.to_dtype(DType::F64).unwrap();
+    let a = actual.to_device(expected.device()).unwrap();
+    let a = a.to_dtype(DType::F64).unwrap();
     let e = expected.to_dtype(DType::F64).unwrap();
     norm(&(&a - &e).unwrap()) / norm(&e).max(f64::MIN_POSITIVE)
 }

@@ -18,7 +18,8 @@ use rayon::prelude::*;
 /// the product accumulates onto it and its gradient summed in the same backward pass (a
 /// separate broadcast add costs two extra passes over the activation forward and three
 /// backward). Other dtypes on the CPU go through it in f32 (rounded inputs, f32 accumulation
-/// and a rounded output, as tensor cores compute bf16). On other devices it is candle's conv2d.
+/// and a rounded output, as tensor cores compute bf16). On CUDA it is cuDNN's forward and
+/// backward with the `cudnn` feature (see `conv_cudnn`), else candle's conv2d.
 pub fn conv2d(
     x: &Tensor,
     weight: &Tensor,
@@ -33,7 +34,7 @@ pub fn conv2d(
         return y.to_dtype(x.dtype());
     }
     if !x.device().is_cpu() {
-        let y = x.conv2d(weight, padding, stride, 1, 1)?;
+        let y = device_conv2d(x, weight, stride, padding)?;
         return match bias {
             Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
             None => Ok(y),
@@ -45,6 +46,16 @@ pub fn conv2d(
         Some(b) => x.apply_op3(&weight, &b.contiguous()?, op),
         None => x.apply_op2(&weight, op),
     }
+}
+
+/// The convolution without bias on a GPU: cuDNN forward and backward where built with it,
+/// else candle's.
+fn device_conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    #[cfg(feature = "cudnn")]
+    if x.device().is_cuda() {
+        return super::conv_cudnn::conv2d(x, weight, stride, padding);
+    }
+    x.conv2d(weight, padding, stride, 1, 1)
 }
 
 #[derive(Debug, Clone, Copy)]

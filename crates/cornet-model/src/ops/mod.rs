@@ -3,6 +3,8 @@
 
 mod batch_norm;
 mod conv;
+#[cfg(feature = "cudnn")]
+mod conv_cudnn;
 mod pool;
 mod relu;
 

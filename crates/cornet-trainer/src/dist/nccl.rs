@@ -144,3 +144,42 @@ impl CustomOp1 for AllReduceSum<'_> {
         Ok((out, layout.shape().clone()))
     }
 }
+
+/// One rank on the first GPU (a single GPU cannot host two NCCL ranks): every collective must
+/// leave the data as it is. Where no CUDA device is present it checks nothing, and says so.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn one_rank_collectives_leave_the_data_unchanged() -> Result<()> {
+        let Ok(device) = Device::new_cuda(0) else {
+            eprintln!("no CUDA device: NCCL not checked");
+            return Ok(());
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let env = RankEnv {
+            rank: 0,
+            local_rank: 0,
+            world_size: 1,
+            master_addr: "127.0.0.1".into(),
+            master_port: port,
+            timeout: Duration::from_secs(10),
+        };
+        let mut nccl = Nccl::connect(&env, &device)?;
+        let values: Vec<f32> = (0..1000).map(|i| i as f32 * 0.5 - 7.0).collect();
+
+        let reduced = nccl.all_reduce_sum_tensor(&Tensor::new(values.as_slice(), &device)?)?;
+        assert_eq!(reduced.to_vec1::<f32>()?, values);
+        let mut data = values.clone();
+        nccl.all_reduce_sum(&mut data)?;
+        assert_eq!(data, values);
+        nccl.broadcast(&mut data, 0)?;
+        assert_eq!(data, values);
+        nccl.barrier()?;
+        Ok(())
+    }
+}
