@@ -6,14 +6,14 @@
 #
 #   scripts/bench_gpu.sh [BINARY] [PYTHON]
 #
-# BINARY: built here by scripts/build_gpu.sh and carried over (default
-# target/release/cornet-trainer). PYTHON: an interpreter with a CUDA build of torch (default
+# BINARY: built here by scripts/build_gpu.sh and carried over (default its stripped copy,
+# target/gpu/cornet-trainer). PYTHON: an interpreter with a CUDA build of torch (default
 # python3). The binary loads CUDA 13's libraries (cudart, cuBLAS, cuRAND, NVRTC, NCCL, cuDNN)
 # through LD_LIBRARY_PATH; every `nvidia/*/lib` folder of PYTHON's site-packages is added to
 # it, so a torch built for CUDA 13 provides them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-binary=${1:-target/release/cornet-trainer}
+binary=${1:-target/gpu/cornet-trainer}
 python=${2:-python3}
 
 libs=$("$python" -c 'import glob, nvidia, os

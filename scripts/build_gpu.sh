@@ -2,7 +2,7 @@
 # Builds the GPU binary (features cuda,cudnn,nccl) on a machine without a GPU or a CUDA
 # install, to carry to one that has them:
 #
-#   scripts/build_gpu.sh                       # -> target/release/cornet-trainer
+#   scripts/build_gpu.sh                       # -> target/release/cornet-trainer (+ stripped target/gpu/)
 #   CORNET_GPU_FEATURES=cuda,nccl scripts/build_gpu.sh --profile dev
 #
 # The compiler and headers come from the CUDA 13.0 wheels of scripts/cuda_toolchain.sh; the
@@ -40,17 +40,20 @@ for lib in "$site"/cu13/lib/lib*.so.* "$site"/nccl/lib/lib*.so.* "$site"/cudnn/l
 done
 
 stub="$link_dir/libcuda.so"
-if [ ! -f "$stub" ]; then
+if [ ! -f "$link_dir/libcuda.so.1" ]; then
     # Every driver entry point the headers declare, under the names the driver exports:
     # cuda.h maps cuMemAlloc to cuMemAlloc_v2 and so on, so the names are read after
     # preprocessing, once as applications see them and once with the older versions too
-    # (__CUDA_API_VERSION_INTERNAL), as the driver exports both.
+    # (__CUDA_API_VERSION_INTERNAL), as the driver exports both. Each returns
+    # CUDA_ERROR_NO_DEVICE (100), so that binaries linked here also run here, as on a machine
+    # without a GPU (scripts/check_gpu_build.sh).
     stub_c=$(mktemp --suffix .c)
     for internal in "" -D__CUDA_API_VERSION_INTERNAL; do
         gcc -E -P $internal "$CUDA_ROOT/include/cuda.h"
     done | grep -oE '\bcu[A-Z][A-Za-z0-9_]*[[:space:]]*\(' | tr -d '( \t' | sort -u |
-        sed 's/.*/void &(void) {}/' >"$stub_c"
+        sed 's/.*/int &(void) { return 100; }/' >"$stub_c"
     gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$stub" "$stub_c"
+    ln -sf libcuda.so "$link_dir/libcuda.so.1"
     rm -f "$stub_c"
 fi
 
@@ -63,3 +66,17 @@ binary=target/release/cornet-trainer
 case " $* " in *" --profile dev "* | *" --profile=dev "*) binary=target/debug/cornet-trainer ;; esac
 echo "built $binary; it needs at run time:" >&2
 readelf -d "$binary" | grep NEEDED | sed 's/.*\[\(.*\)\]/  \1/' >&2
+
+# Resolve every symbol now against the wheels' libraries (and the stub for the driver), so
+# that a missing library or a symbol the 13.0 libraries lack shows here, not on the GPU.
+unresolved=$(LD_LIBRARY_PATH="$link_dir:$site/cu13/lib:$site/nccl/lib:$site/cudnn/lib" \
+    ldd -r "$binary" 2>&1 | grep -E 'not found|undefined symbol' || true)
+if [ -n "$unresolved" ]; then
+    echo "$binary does not resolve against the CUDA 13.0 wheels:" >&2
+    echo "$unresolved" >&2
+    exit 1
+fi
+# Without its line tables the binary is about a third the size, for carrying.
+mkdir -p target/gpu
+strip -o target/gpu/cornet-trainer "$binary"
+echo "every symbol resolves; stripped copy for carrying: target/gpu/cornet-trainer" >&2

@@ -20,7 +20,17 @@ fn cuda_device(name: &str) -> Result<Device> {
             .map_err(|_| anyhow::anyhow!("bad device ordinal in `{name}`"))?,
         None => 0,
     };
-    Ok(Device::new_cuda(ordinal)?)
+    Device::new_cuda(ordinal).map_err(|e| {
+        // The driver's verdict alone (CUDA_ERROR_NO_DEVICE, ...), without candle's backtrace.
+        let cause = match e {
+            candle_core::Error::WithBacktrace { inner, .. } => *inner,
+            e => e,
+        };
+        anyhow::anyhow!(
+            "cannot open CUDA device {ordinal}: {cause} (`nvidia-smi` lists the GPUs this \
+             machine sees; CUDA_VISIBLE_DEVICES narrows them)"
+        )
+    })
 }
 
 #[cfg(not(feature = "cuda"))]
