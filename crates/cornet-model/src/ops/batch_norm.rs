@@ -14,9 +14,9 @@ use std::sync::{Arc, OnceLock};
 /// the caller updates the running statistics.
 pub struct BatchNormTrain {
     pub output: Tensor,
-    /// Per-channel mean over batch and positions, [C].
+    /// Per-channel mean over batch and positions, `[C]`.
     pub mean: Tensor,
-    /// Per-channel biased variance, [C].
+    /// Per-channel biased variance, `[C]`.
     pub variance: Tensor,
 }
 

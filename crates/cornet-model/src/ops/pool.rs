@@ -8,9 +8,9 @@ use std::sync::{Arc, OnceLock};
 /// `nn.MaxPool2d(kernel, stride, padding)` with PyTorch's semantics: padding never wins, the
 /// first maximum of a window wins ties, NaN propagates; `ceil_mode=False`.
 ///
-/// On the CPU this is one pass that keeps each window's argmax for the backward (other dtypes
-/// are pooled in f32, which is exact). Elsewhere it is [`max_pool2d_composite`]: candle's own
-/// pooling has no backward for overlapping windows.
+/// On the CPU this is a separable pass (see [`RowMaxima`]) that keeps each window's argmax for
+/// the backward (other dtypes are pooled in f32, which is exact). Elsewhere it is
+/// [`max_pool2d_composite`]: candle's own pooling has no backward for overlapping windows.
 pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
     let window = Window {
         kernel,
@@ -106,6 +106,16 @@ struct Window {
 
 impl Window {
     fn output_len(&self, input: usize) -> Result<usize> {
+        // PyTorch's limits, which also keep every window over at least one input element.
+        if self.kernel == 0 || self.stride == 0 || 2 * self.padding > self.kernel {
+            candle_core::bail!(
+                "max_pool2d: kernel {} stride {} padding {}: kernel and stride must be positive \
+                 and padding at most half the kernel",
+                self.kernel,
+                self.stride,
+                self.padding
+            )
+        }
         let padded = input + 2 * self.padding;
         if padded < self.kernel {
             candle_core::bail!(
@@ -143,32 +153,37 @@ impl CustomOp1 for MaxPool2d {
         let (oh, ow) = (self.window.output_len(h)?, self.window.output_len(w)?);
         let mut output = vec![0f32; n * c * oh * ow];
         let mut argmax = vec![0u32; n * c * oh * ow];
+        let columns = ColumnTaps::new(self.window, w, ow);
         output
             .par_chunks_mut(oh * ow)
             .zip(argmax.par_chunks_mut(oh * ow))
             .zip(input.par_chunks(h * w))
-            .for_each(|((out, arg), plane)| {
-                for oy in 0..oh {
-                    let rows = self.window.span(oy, h);
-                    for ox in 0..ow {
-                        let cols = self.window.span(ox, w);
-                        let mut best = f32::NEG_INFINITY;
-                        let mut best_at = rows.start * w + cols.start;
-                        for y in rows.clone() {
-                            for x in cols.clone() {
-                                let v = plane[y * w + x];
-                                // PyTorch's comparison, so NaN propagates as it does there.
-                                if v > best || v.is_nan() {
-                                    best = v;
-                                    best_at = y * w + x;
-                                }
+            .for_each_init(
+                || RowMaxima::new(h * ow),
+                |row_max, ((out, arg), plane)| {
+                    row_max.fill(plane, w, &columns);
+                    for oy in 0..oh {
+                        let out = &mut out[oy * ow..(oy + 1) * ow];
+                        let arg = &mut arg[oy * ow..(oy + 1) * ow];
+                        let mut rows = self.window.span(oy, h);
+                        let first = rows.next().expect("output_len keeps windows non-empty");
+                        out.copy_from_slice(row_max.values(first, ow));
+                        arg.copy_from_slice(row_max.indices(first, ow));
+                        for y in rows {
+                            let candidates = row_max.values(y, ow).iter();
+                            let at = row_max.indices(y, ow);
+                            for (((best, best_at), &v), &i) in
+                                out.iter_mut().zip(arg.iter_mut()).zip(candidates).zip(at)
+                            {
+                                // Written as selects so that the loop vectorizes.
+                                let wins = v > *best || v.is_nan();
+                                *best = if wins { v } else { *best };
+                                *best_at = if wins { i } else { *best_at };
                             }
                         }
-                        out[oy * ow + ox] = best;
-                        arg[oy * ow + ox] = best_at as u32;
                     }
-                }
-            });
+                },
+            );
         // A fresh op is made for every call, so the slot is always empty here.
         let _ = self.argmax.set(Arc::new(argmax));
         Ok((CpuStorage::F32(output), Shape::from((n, c, oh, ow))))
@@ -184,6 +199,107 @@ impl CustomOp1 for MaxPool2d {
             input_hw: (h, w),
         })?;
         Ok(Some(grad))
+    }
+}
+
+/// The first pass of the separable max-pool forward: for every input row, the maximum over
+/// each output column's window and its flat index in the plane.
+///
+/// Taking the first strict maximum along each row and then the first strict maximum down the
+/// rows finds the first maximum of the window in row-major order, PyTorch's winner of ties;
+/// NaN replaces the best in both passes (PyTorch's `val > max || isnan(val)`), so the last NaN
+/// wins in both. Per output, `kernel` comparisons of each row plus `kernel` down the rows
+/// replace `kernel²` comparisons, and all of them are selects, not branches (a branch on
+/// `v > best` mispredicts about every other time on real activations).
+struct RowMaxima {
+    values: Vec<f32>,
+    indices: Vec<u32>,
+}
+
+impl RowMaxima {
+    fn new(len: usize) -> Self {
+        RowMaxima {
+            values: vec![0.0; len],
+            indices: vec![0; len],
+        }
+    }
+
+    /// Fills every row's window maxima, tap by tap along the window (so each comparison runs
+    /// over a strided row without branches) rather than window by window.
+    fn fill(&mut self, plane: &[f32], width: usize, columns: &ColumnTaps) {
+        let ow = columns.first_in_bounds.len();
+        let rows = plane.chunks(width).enumerate();
+        let out = self.values.chunks_mut(ow).zip(self.indices.chunks_mut(ow));
+        for ((y, row), (values, indices)) in rows.zip(out) {
+            let row_start = y * width;
+            values.fill(f32::NEG_INFINITY);
+            for (index, &x) in indices.iter_mut().zip(&columns.first_in_bounds) {
+                *index = (row_start + x) as u32;
+            }
+            for tap in &columns.taps {
+                let reads = row[tap.first_column..].iter().step_by(columns.stride);
+                let at = (row_start + tap.first_column..).step_by(columns.stride);
+                let outputs = values[tap.outputs.clone()]
+                    .iter_mut()
+                    .zip(&mut indices[tap.outputs.clone()]);
+                for (((best, best_at), &v), i) in outputs.zip(reads).zip(at) {
+                    let wins = v > *best || v.is_nan();
+                    *best = if wins { v } else { *best };
+                    *best_at = if wins { i as u32 } else { *best_at };
+                }
+            }
+        }
+    }
+
+    fn values(&self, row: usize, ow: usize) -> &[f32] {
+        &self.values[row * ow..(row + 1) * ow]
+    }
+
+    fn indices(&self, row: usize, ow: usize) -> &[u32] {
+        &self.indices[row * ow..(row + 1) * ow]
+    }
+}
+
+/// Where the windows of one row fall: per output column the first input column inside the
+/// input (PyTorch's index when nothing beats -inf), and per kernel column the outputs whose
+/// window reads inside the input at that tap and the input column the first of them reads.
+struct ColumnTaps {
+    first_in_bounds: Vec<usize>,
+    taps: Vec<ColumnTap>,
+    stride: usize,
+}
+
+struct ColumnTap {
+    outputs: std::ops::Range<usize>,
+    first_column: usize,
+}
+
+impl ColumnTaps {
+    fn new(window: Window, width: usize, out_width: usize) -> Self {
+        let first_in_bounds = (0..out_width)
+            .map(|o| window.span(o, width).start)
+            .collect();
+        let taps = (0..window.kernel)
+            .filter_map(|tap| {
+                // Output o reads column o * stride + tap - padding.
+                let inside = |o: &usize| {
+                    (o * window.stride + tap)
+                        .checked_sub(window.padding)
+                        .is_some_and(|x| x < width)
+                };
+                let first = (0..out_width).find(inside)?;
+                let end = (first..out_width).find(|o| !inside(o)).unwrap_or(out_width);
+                Some(ColumnTap {
+                    outputs: first..end,
+                    first_column: first * window.stride + tap - window.padding,
+                })
+            })
+            .collect();
+        ColumnTaps {
+            first_in_bounds,
+            taps,
+            stride: window.stride,
+        }
     }
 }
 
@@ -258,6 +374,88 @@ mod tests {
         // (0,0), (0,1), (1,0), (1,1).
         assert_eq!(g, [1., 1., 0., 1., 1., 0., 0., 0., 0.]);
         Ok(())
+    }
+
+    /// PyTorch's loop, window by window: the first maximum in row-major order, the last NaN,
+    /// and the first in-bounds index where nothing beats -inf.
+    fn direct_max_pool(plane: &[f32], (h, w): (usize, usize), window: Window) -> Vec<(f32, u32)> {
+        let (oh, ow) = (window.output_len(h).unwrap(), window.output_len(w).unwrap());
+        let mut out = Vec::new();
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let (rows, cols) = (window.span(oy, h), window.span(ox, w));
+                let (mut best, mut at) = (f32::NEG_INFINITY, rows.start * w + cols.start);
+                for y in rows {
+                    for x in cols.clone() {
+                        let v = plane[y * w + x];
+                        if v > best || v.is_nan() {
+                            (best, at) = (v, y * w + x);
+                        }
+                    }
+                }
+                out.push((best, at as u32));
+            }
+        }
+        out
+    }
+
+    /// The separable forward picks the same value and the same index as the direct loop, on
+    /// planes full of ties (a few small integers), NaNs and -inf (windows where nothing beats
+    /// the starting -inf keep their first in-bounds index).
+    #[test]
+    fn separable_forward_picks_pytorchs_winner_among_ties_and_nans() -> Result<()> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for (kernel, stride, padding, h, w) in [
+            (3, 2, 1, 9, 7),
+            (3, 2, 1, 8, 8),
+            (2, 3, 0, 10, 11),
+            (3, 1, 1, 5, 6),
+            (1, 1, 0, 3, 4),
+        ] {
+            let window = Window {
+                kernel,
+                stride,
+                padding,
+            };
+            let values: Vec<f32> = (0..2 * h * w)
+                .map(|_| match rng.random_range(0..10) {
+                    0 => f32::NAN,
+                    1 | 2 => f32::NEG_INFINITY,
+                    v => (v % 3) as f32,
+                })
+                .collect();
+            let x = Tensor::from_vec(values.clone(), (2, 1, h, w), &Device::Cpu)?;
+            let op = MaxPool2d {
+                window,
+                argmax: OnceLock::new(),
+            };
+            let y = x.apply_op1_no_bwd(&op)?.flatten_all()?.to_vec1::<f32>()?;
+            let argmax = op.argmax.get().unwrap();
+            let expected: Vec<_> = values
+                .chunks(h * w)
+                .flat_map(|plane| direct_max_pool(plane, (h, w), window))
+                .collect();
+            let ours: Vec<_> = y.into_iter().zip(argmax.iter().copied()).collect();
+            let same = |(a, i): &(f32, u32), (b, j): &(f32, u32)| {
+                i == j && (a == b || (a.is_nan() && b.is_nan()))
+            };
+            assert_eq!(ours.len(), expected.len());
+            for (k, (o, e)) in ours.iter().zip(&expected).enumerate() {
+                assert!(
+                    same(o, e),
+                    "{kernel}/{stride}/{padding} output {k}: {o:?} vs {e:?}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn padding_over_half_the_kernel_is_refused() {
+        let x = Tensor::zeros((1, 1, 4, 4), DType::F32, &Device::Cpu).unwrap();
+        let err = max_pool2d(&x, 3, 2, 2).unwrap_err().to_string();
+        assert!(err.contains("padding at most half the kernel"), "{err}");
     }
 
     /// The CPU op and the composite used on other devices agree on random input (no ties),
