@@ -21,7 +21,7 @@ pub struct BatchNormTrain {
 }
 
 /// `x` [N, C, H, W] normalized per channel by its batch mean and biased variance, then scaled by
-/// `weight` [C] and shifted by `bias` [C].
+/// `weight` `[C]` and shifted by `bias` `[C]`.
 pub fn batch_norm_train(
     x: &Tensor,
     weight: &Tensor,

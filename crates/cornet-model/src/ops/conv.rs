@@ -12,7 +12,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 /// `x` [N, C, H, W] convolved with `weight` [O, C, k, k] at `stride` with zero `padding`,
-/// plus `bias` [O] when given.
+/// plus `bias` `[O]` when given.
 ///
 /// On the CPU in f32 this is the GEMM op below, with the bias written into the output before
 /// the product accumulates onto it and its gradient summed in the same backward pass (a

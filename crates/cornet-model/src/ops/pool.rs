@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 /// `nn.MaxPool2d(kernel, stride, padding)` with PyTorch's semantics: padding never wins, the
 /// first maximum of a window wins ties, NaN propagates; `ceil_mode=False`.
 ///
-/// On the CPU this is a separable pass (see [`RowMaxima`]) that keeps each window's argmax for
+/// On the CPU this is a separable pass (see `RowMaxima`) that keeps each window's argmax for
 /// the backward (other dtypes are pooled in f32, which is exact). Elsewhere it is
 /// [`max_pool2d_composite`]: candle's own pooling has no backward for overlapping windows.
 pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {

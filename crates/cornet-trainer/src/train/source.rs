@@ -3,7 +3,7 @@
 use anyhow::Result;
 use candle_core::Tensor;
 
-/// Images [N, 3, H, W] (f32, on the CPU) and their class indices [N] (u32).
+/// Images `[N, 3, H, W]` (f32, on the CPU) and their class indices `[N]` (u32).
 pub struct LabelledBatch {
     pub images: Tensor,
     pub labels: Tensor,
