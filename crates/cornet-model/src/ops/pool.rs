@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 ///
 /// On the CPU this is a separable pass (see `RowMaxima`) that keeps each window's argmax for
 /// the backward (other dtypes are pooled in f32, which is exact). Elsewhere it is
-/// [`max_pool2d_composite`]: candle's own pooling has no backward for overlapping windows.
+/// `max_pool2d_composite`: candle's own pooling has no backward for overlapping windows.
 pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
     let window = Window {
         kernel,
