@@ -11,16 +11,27 @@ use rayon::prelude::*;
 /// Elements per parallel task: large enough that scheduling costs nothing next to the pass.
 const CHUNK: usize = 1 << 15;
 
-/// `max(x, 0)`, NaN kept, as `torch.relu`.
+/// `max(x, 0)`, NaN kept, as `torch.relu`, with its gradient: on the CPU the one-pass op
+/// below, elsewhere [`relu_composite`].
 pub fn relu(x: &Tensor) -> Result<Tensor> {
     if !x.device().is_cpu() {
-        return x.relu();
+        return relu_composite(x);
     }
     if x.dtype() != DType::F32 {
         // Exact in f32, and keeps PyTorch's gradient at 0.
         return relu(&x.to_dtype(DType::F32)?)?.to_dtype(x.dtype());
     }
     x.contiguous()?.apply_op1(Relu)
+}
+
+/// ReLU from candle ops that have a backward on every device: zero where `x <= 0`, `x`
+/// elsewhere (NaN included), so that the gradient reaches only `x > 0` (and NaN), as in
+/// PyTorch. candle's own `relu` passes the gradient at exactly 0, and exact zeros are common
+/// where it matters: CORnet-R/RT's first time step feeds zeros through GroupNorms whose bias
+/// starts at zero, so the ReLU sees 0 across whole areas.
+fn relu_composite(x: &Tensor) -> Result<Tensor> {
+    let zeros = Tensor::zeros((), x.dtype(), x.device())?.broadcast_as(x.shape())?;
+    x.le(0.0)?.where_cond(&zeros, x)
 }
 
 struct Relu;
@@ -80,21 +91,27 @@ mod tests {
     use super::*;
     use candle_core::{Device, Var};
 
+    /// The CPU op and the composite used on other devices, both against PyTorch.
     #[test]
     fn forward_and_gradient_are_pytorchs() -> Result<()> {
-        let values = [-2.0, -0.0, 0.0, 0.5, 3.0, f32::NAN];
-        let x = Var::from_slice(&values, values.len(), &Device::Cpu)?;
-        let y = relu(x.as_tensor())?;
-        let got = y.to_vec1::<f32>()?;
-        assert_eq!(&got[..5], &[0.0, 0.0, 0.0, 0.5, 3.0]);
-        assert!(got[5].is_nan(), "NaN propagates");
+        let ops: [(&str, fn(&Tensor) -> Result<Tensor>); 2] =
+            [("cpu op", relu), ("composite", relu_composite)];
+        for (name, op) in ops {
+            let values = [-2.0, -0.0, 0.0, 0.5, 3.0, f32::NAN, f32::NEG_INFINITY];
+            let x = Var::from_slice(&values, values.len(), &Device::Cpu)?;
+            let y = op(x.as_tensor())?;
+            let got = y.to_vec1::<f32>()?;
+            assert_eq!(&got[..5], &[0.0, 0.0, 0.0, 0.5, 3.0], "{name}");
+            assert!(got[5].is_nan(), "{name}: NaN propagates");
+            assert_eq!(got[6], 0.0, "{name}");
 
-        let upstream = Tensor::new(&[1f32, 2., 3., 4., 5., 6.], &Device::Cpu)?;
-        let grads = (y * &upstream)?.sum_all()?.backward()?;
-        let dx = grads.get(x.as_tensor()).unwrap().to_vec1::<f32>()?;
-        // Zero at and below 0 (candle's own ReLU would pass 2 and 3 here); passed at NaN, as
-        // PyTorch's `threshold_backward` does.
-        assert_eq!(dx, [0.0, 0.0, 0.0, 4.0, 5.0, 6.0]);
+            let upstream = Tensor::new(&[1f32, 2., 3., 4., 5., 6., 7.], &Device::Cpu)?;
+            let grads = (y * &upstream)?.sum_all()?.backward()?;
+            let dx = grads.get(x.as_tensor()).unwrap().to_vec1::<f32>()?;
+            // Zero at and below 0 (candle's own ReLU would pass 2 and 3 here); passed at NaN,
+            // as PyTorch's `threshold_backward` does.
+            assert_eq!(dx, [0.0, 0.0, 0.0, 4.0, 5.0, 6.0, 0.0], "{name}");
+        }
         Ok(())
     }
 
