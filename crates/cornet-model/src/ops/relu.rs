@@ -94,9 +94,8 @@ mod tests {
     /// The CPU op and the composite used on other devices, both against PyTorch.
     #[test]
     fn forward_and_gradient_are_pytorchs() -> Result<()> {
-        let ops: [(&str, fn(&Tensor) -> Result<Tensor>); 2] =
-            [("cpu op", relu), ("composite", relu_composite)];
-        for (name, op) in ops {
+        type Op = fn(&Tensor) -> Result<Tensor>;
+        for (name, op) in [("cpu op", relu as Op), ("composite", relu_composite)] {
             let values = [-2.0, -0.0, 0.0, 0.5, 3.0, f32::NAN, f32::NEG_INFINITY];
             let x = Var::from_slice(&values, values.len(), &Device::Cpu)?;
             let y = op(x.as_tensor())?;
