@@ -28,7 +28,7 @@ pub fn batch_norm_train(
     bias: &Tensor,
     eps: f64,
 ) -> Result<BatchNormTrain> {
-    if !(x.device().is_cpu() && x.dtype() == DType::F32) {
+    if !(super::on_cpu_kernels(x) && x.dtype() == DType::F32) {
         return batch_norm_train_composite(x, weight, bias, eps);
     }
     let op = BatchNorm {

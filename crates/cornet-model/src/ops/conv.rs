@@ -27,13 +27,13 @@ pub fn conv2d(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() != DType::F32 {
+    if super::on_cpu_kernels(x) && x.dtype() != DType::F32 {
         let f32 = |t: &Tensor| t.to_dtype(DType::F32);
         let bias = bias.map(f32).transpose()?;
         let y = conv2d(&f32(x)?, &f32(weight)?, bias.as_ref(), stride, padding)?;
         return y.to_dtype(x.dtype());
     }
-    if !x.device().is_cpu() {
+    if !super::on_cpu_kernels(x) {
         let y = device_conv2d(x, weight, stride, padding)?;
         return match bias {
             Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),

@@ -13,7 +13,34 @@ pub use conv::conv2d;
 pub use pool::{global_avg_pool, max_pool2d};
 pub use relu::relu;
 
-use candle_core::{CpuStorage, Layout, Result};
+use candle_core::{CpuStorage, Layout, Result, Tensor};
+use std::cell::Cell;
+
+thread_local! {
+    /// Set only inside [`with_portable_ops`]: the CPU takes the other devices' code paths.
+    static PORTABLE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether `x` goes through this module's CPU kernels: on the CPU, except inside
+/// [`with_portable_ops`].
+fn on_cpu_kernels(x: &Tensor) -> bool {
+    x.device().is_cpu() && !PORTABLE.with(Cell::get)
+}
+
+/// Runs `f` (forward and backward) with every op on the code path that devices other than
+/// the CPU take: candle's convolution and the composites of max-pool, ReLU and BatchNorm. On
+/// the CPU this checks the GPU's formulas against the fixtures without a GPU.
+#[cfg(feature = "testing")]
+pub fn with_portable_ops<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            PORTABLE.with(|p| p.set(self.0));
+        }
+    }
+    let _restore = Restore(PORTABLE.with(|p| p.replace(true)));
+    f()
+}
 
 /// The f32 elements of a contiguous CPU tensor; `what` names it in the error otherwise.
 fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {

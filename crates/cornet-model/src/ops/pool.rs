@@ -17,7 +17,7 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> R
         stride,
         padding,
     };
-    if !x.device().is_cpu() {
+    if !super::on_cpu_kernels(x) {
         return max_pool2d_composite(x, window);
     }
     if x.dtype() != DType::F32 {

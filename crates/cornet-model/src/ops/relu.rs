@@ -14,7 +14,7 @@ const CHUNK: usize = 1 << 15;
 /// `max(x, 0)`, NaN kept, as `torch.relu`, with its gradient: on the CPU the one-pass op
 /// below, elsewhere [`relu_composite`].
 pub fn relu(x: &Tensor) -> Result<Tensor> {
-    if !x.device().is_cpu() {
+    if !super::on_cpu_kernels(x) {
         return relu_composite(x);
     }
     if x.dtype() != DType::F32 {
