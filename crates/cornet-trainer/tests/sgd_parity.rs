@@ -214,7 +214,7 @@ fn first_step_f32(tag: &str, device: &Device) {
 }
 
 /// The GPU's code path (candle's convolution, the composite max-pool, ReLU and BatchNorm) run
-/// on the CPU, so that its formulas are held to the fixtures where no GPU is.
+/// on the CPU, in f32 and bf16, so that its formulas are held to the fixtures where no GPU is.
 mod portable_ops {
     use super::*;
     use cornet_model::ops::with_portable_ops;
@@ -232,6 +232,16 @@ mod portable_ops {
     #[test]
     fn cornet_s_first_step() {
         with_portable_ops(|| first_step_f32("s_mini", &Device::Cpu));
+    }
+
+    #[test]
+    fn cornet_z_bf16_first_step() {
+        with_portable_ops(|| replay_bf16("z_mini", &Device::Cpu));
+    }
+
+    #[test]
+    fn cornet_rt_bf16_first_step() {
+        with_portable_ops(|| replay_bf16("rt_mini", &Device::Cpu));
     }
 
     /// A freshly initialised CORnet-RT (GroupNorm biases at zero, as in PyTorch) puts whole

@@ -29,7 +29,8 @@ fn on_cpu_kernels(x: &Tensor) -> bool {
 
 /// Runs `f` (forward and backward) with every op on the code path that devices other than
 /// the CPU take: candle's convolution and the composites of max-pool, ReLU and BatchNorm. On
-/// the CPU this checks the GPU's formulas against the fixtures without a GPU.
+/// the CPU this checks the GPU's formulas against the fixtures without a GPU. (bf16
+/// convolutions still run in f32 on the CPU, rounded as cuDNN's bf16 kernels round.)
 #[cfg(feature = "testing")]
 pub fn with_portable_ops<R>(f: impl FnOnce() -> R) -> R {
     struct Restore(bool);
