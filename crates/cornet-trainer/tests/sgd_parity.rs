@@ -214,21 +214,25 @@ fn first_step_f32(tag: &str, device: &Device) {
 }
 
 /// The GPU's code path (candle's convolution, the composite max-pool, ReLU and BatchNorm) run
-/// on the CPU, in f32 and bf16, so that its formulas are held to the fixtures where no GPU is.
+/// on the CPU, in f32 (two steps: weights, buffers, SGD) and bf16, so that its formulas are
+/// held to the fixtures where no GPU is.
 mod portable_ops {
     use super::*;
     use cornet_model::ops::with_portable_ops;
 
     #[test]
-    fn cornet_z_first_step() {
-        with_portable_ops(|| first_step_f32("z_mini", &Device::Cpu));
+    fn cornet_z_two_steps() {
+        with_portable_ops(|| replay("z_mini"));
     }
 
     #[test]
-    fn cornet_rt_first_step() {
-        with_portable_ops(|| first_step_f32("rt_mini", &Device::Cpu));
+    fn cornet_rt_two_steps() {
+        with_portable_ops(|| replay("rt_mini"));
     }
 
+    /// The first step only: CORnet-S's step 2 sits at the noise floor its BatchNorms put on
+    /// any change of summation order (docs/performance.md), and candle's convolution sums in
+    /// another order than ours; its loss lands 1.3e-5 from PyTorch's against the 1e-5 asked.
     #[test]
     fn cornet_s_first_step() {
         with_portable_ops(|| first_step_f32("s_mini", &Device::Cpu));
