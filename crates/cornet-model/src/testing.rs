@@ -1,6 +1,6 @@
 //! Helpers for tests that compare against the PyTorch parity fixtures (feature `testing`).
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -39,6 +39,17 @@ pub fn norm(t: &Tensor) -> f64 {
         .to_scalar::<f64>()
         .unwrap()
         .sqrt()
+}
+
+/// The first CUDA device for a GPU-only test, or `None` where none opens (no GPU, or a build
+/// without `cuda`), after a note that `what` went unchecked: such tests pass without checking
+/// anything rather than fail on machines without a GPU.
+pub fn cuda_device(what: &str) -> Option<Device> {
+    let device = Device::new_cuda(0).ok();
+    if device.is_none() {
+        eprintln!("no CUDA device: {what} not checked");
+    }
+    device
 }
 
 /// ||actual - expected|| / ||expected||, in f64, on `expected`'s device (a GPU result is

@@ -1,9 +1,9 @@
 //! Two SGD steps in train mode against the PyTorch original (`*_train.npz`): loss, logits,
 //! step-1 gradients, and every parameter and buffer after step 2; and the first step in bf16
 //! mixed precision (on the CPU: bf16 activations, f32 arithmetic) against the same reference.
-//! The first step also runs through the GPU's code path on the CPU (`with_portable_ops`), and,
-//! built with `--features cuda` (or `cudnn`) and run where a GPU is present, on the GPU, in
-//! f32 and bf16.
+//! The same replays also run through the GPU's code path on the CPU (`with_portable_ops`), and
+//! the first step, built with `--features cuda` (or `cudnn`) and run where a GPU is present, on
+//! the GPU, in f32 and bf16.
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
@@ -273,14 +273,10 @@ mod portable_ops {
 #[cfg(feature = "cuda")]
 mod on_cuda {
     use super::*;
+    use cornet_model::testing::cuda_device;
 
-    /// The first CUDA device, or `None` (and a note) where there is none.
     fn gpu() -> Option<Device> {
-        let device = Device::new_cuda(0).ok();
-        if device.is_none() {
-            eprintln!("no CUDA device: GPU parity not checked");
-        }
-        device
+        cuda_device("GPU parity")
     }
 
     #[test]

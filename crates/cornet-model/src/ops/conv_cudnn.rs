@@ -22,7 +22,7 @@ use candle_core::{
 };
 use half::bf16;
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::sync::Arc;
 
 /// `x` [N, C, H, W] convolved with `weight` [O, C, k, k] at `stride` with zero `padding`, both
@@ -126,8 +126,8 @@ impl Pass {
         ENGINES.with(|engines| {
             let mut engines = engines.borrow_mut();
             let engine = match engines.entry(device.id()) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => e.insert(Engine::new(device)?),
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert(Engine::new(device)?),
             };
             engine.launch(self, &a, &b, &mut out)
         })?;
@@ -354,15 +354,8 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::super::{conv::conv2d as cpu_conv2d, max_abs_diff};
+    use crate::testing::cuda_device;
     use candle_core::{DType, Device, Result, Tensor, Var};
-
-    fn cuda() -> Option<Device> {
-        let device = Device::new_cuda(0).ok();
-        if device.is_none() {
-            eprintln!("no CUDA device: cuDNN convolution not checked");
-        }
-        device
-    }
 
     /// The output and both gradients of `sum(conv(x, w) * y)` on `device` in `dtype`, in f32.
     fn conv_and_grads(
@@ -388,7 +381,9 @@ mod tests {
     /// cuDNN against the CPU GEMM op on the same (for bf16: the same rounded) operands.
     #[test]
     fn cudnn_matches_the_cpu_op_forward_and_backward() -> Result<()> {
-        let Some(gpu) = cuda() else { return Ok(()) };
+        let Some(gpu) = cuda_device("cuDNN convolution") else {
+            return Ok(());
+        };
         let cases = [
             // (batch, in, out, h, w, kernel, stride, padding)
             (2, 3, 8, 17, 13, 7, 2, 3),
