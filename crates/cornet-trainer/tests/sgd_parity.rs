@@ -252,10 +252,21 @@ mod portable_ops {
     /// areas at exactly 0 at its first time step, where PyTorch's ReLU stops the gradient
     /// (candle's passes it); the fixtures' random biases never reach 0, so this is checked
     /// against the CPU kernels instead.
+    ///
+    /// The image is fixed: on about one random image in twenty, some ReLU input lies within
+    /// the two convolutions' rounding (1e-6) of 0, so the two paths take opposite sides of
+    /// the kink and V1's and V2's gradients legitimately differ by ~2% (scaling such an image
+    /// by 1 +- 1e-4 makes the difference vanish). The exact zeros this test is about do not
+    /// depend on the image.
     #[test]
     fn fresh_cornet_rt_gradients_match_the_cpu_kernels() {
+        use rand::{Rng, SeedableRng};
         let model = Model::new(&ModelConfig::full(Arch::RT), &Device::Cpu, 3).unwrap();
-        let images = Tensor::randn(0f32, 1., (2, 3, 64, 64), &Device::Cpu).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let pixels = (0..2 * 3 * 64 * 64)
+            .map(|_| rng.random_range(-2f32..2.))
+            .collect();
+        let images = Tensor::from_vec(pixels, (2, 3, 64, 64), &Device::Cpu).unwrap();
         let targets = Tensor::new(&[3u32, 917], &Device::Cpu).unwrap();
         let step = || forward_backward(&model, &images, &targets, Precision::F32).unwrap();
         let (reference, portable) = (step(), with_portable_ops(step));
