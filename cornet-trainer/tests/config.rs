@@ -4,7 +4,7 @@ use cornet_trainer::config::Config;
 use std::path::{Path, PathBuf};
 
 fn configs_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs")
 }
 
 fn parse(text: &str, overrides: &[&str]) -> Result<Config, String> {
