@@ -12,7 +12,7 @@ import numpy as np
 
 from PIL import Image, ImageEnhance
 
-FIXTURES = pathlib.Path(__file__).resolve().parents[2] / "shared/fixtures/parity/images"
+FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "tests/fixtures/images"
 
 
 def main():

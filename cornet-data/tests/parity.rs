@@ -10,11 +10,9 @@ use std::path::PathBuf;
 fn fixtures() -> PathBuf {
     let dir = std::env::var_os("CORNET_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/parity")
-        });
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures"));
     assert!(
-        dir.join("README.md").is_file(),
+        dir.join("SHA256SUMS").is_file(),
         "parity fixtures not found at {}",
         dir.display()
     );

@@ -4,16 +4,16 @@ use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-/// `../shared/fixtures/parity` beside the repository, or `$CORNET_FIXTURES`. Panics with the
-/// place it looked when they are missing: the tests are meaningless without them.
+/// The repository's `tests/fixtures` (written by `tools/fixtures/generate.py`), or
+/// `$CORNET_FIXTURES` where a test executable runs away from the source tree (on a GPU
+/// machine). Panics with the place it looked when they are missing: the tests are meaningless
+/// without them.
 pub fn fixtures() -> PathBuf {
     let dir = std::env::var_os("CORNET_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/parity")
-        });
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures"));
     assert!(
-        dir.join("README.md").is_file(),
+        dir.join("SHA256SUMS").is_file(),
         "parity fixtures not found at {} (set CORNET_FIXTURES)",
         dir.display()
     );

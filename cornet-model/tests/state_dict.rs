@@ -53,7 +53,7 @@ fn config_is_inferred_from_shapes() {
     let s = weights::read(&fixtures().join("s_mini.pth")).unwrap();
     let config = weights::infer_config(&s, None).unwrap();
     assert_eq!(config.arch, Arch::S);
-    assert_eq!(config.widths, [8, 16, 32, 64]);
+    assert_eq!(config.widths, [8, 12, 16, 32]);
     assert_eq!(config.num_classes, 10);
     assert_eq!(config.s_times, [2, 4, 2]);
 
@@ -121,12 +121,21 @@ fn safetensors_round_trip_keeps_every_entry() {
     }
 }
 
+/// The fixtures' CORnet-Z (`z.pth`): widths (16, 32, 48, 64), 10 classes.
+fn z_mini_config() -> ModelConfig {
+    ModelConfig {
+        widths: [16, 32, 48, 64],
+        num_classes: 10,
+        ..ModelConfig::full(Arch::Z)
+    }
+}
+
 fn z_state() -> HashMap<String, Tensor> {
     weights::read(&fixtures().join("z.pth")).unwrap().tensors
 }
 
 fn load_error(tensors: HashMap<String, Tensor>) -> String {
-    let model = Model::new(&ModelConfig::full(Arch::Z), &Device::Cpu, 0).unwrap();
+    let model = Model::new(&z_mini_config(), &Device::Cpu, 0).unwrap();
     model.store().load(&tensors).unwrap_err().to_string()
 }
 
@@ -136,7 +145,7 @@ fn load_errors_name_the_key_and_both_shapes() {
     missing.remove("V4.conv.bias");
     assert_eq!(
         load_error(missing),
-        "missing key `V4.conv.bias` (the model expects shape [256])"
+        "missing key `V4.conv.bias` (the model expects shape [48])"
     );
 
     let mut extra = z_state();
@@ -152,11 +161,11 @@ fn load_errors_name_the_key_and_both_shapes() {
     let mut wrong = z_state();
     wrong.insert(
         "V2.conv.weight".into(),
-        Tensor::zeros((128, 64, 5, 5), DType::F32, &Device::Cpu).unwrap(),
+        Tensor::zeros((32, 16, 5, 5), DType::F32, &Device::Cpu).unwrap(),
     );
     assert_eq!(
         load_error(wrong),
-        "key `V2.conv.weight`: the model expects shape [128, 64, 3, 3], the weights have [128, 64, 5, 5]"
+        "key `V2.conv.weight`: the model expects shape [32, 16, 3, 3], the weights have [32, 16, 5, 5]"
     );
 }
 
@@ -206,5 +215,5 @@ fn module_prefix_is_stripped_from_any_format() {
     let path = dir.path().join("prefixed.safetensors");
     weights::write_safetensors(&path, &prefixed).unwrap();
     let model = Model::from_checkpoint(&path, None, None, &Device::Cpu).unwrap();
-    assert_eq!(model.config(), &ModelConfig::full(Arch::Z));
+    assert_eq!(model.config(), &z_mini_config());
 }
