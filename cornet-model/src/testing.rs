@@ -4,13 +4,14 @@ use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-/// `../shared/fixtures/parity` beside the repository, or `$CORNET_FIXTURES`. Panics with the
-/// place it looked when they are missing: the tests are meaningless without them.
+/// The folder of the parity fixtures: `shared/fixtures/parity` beside the repository, or
+/// `$CORNET_FIXTURES`. Every test of every crate finds its fixtures through here. Panics with
+/// the place it looked when they are missing: the tests are meaningless without them.
 pub fn fixtures() -> PathBuf {
     let dir = std::env::var_os("CORNET_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/parity")
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/parity")
         });
     assert!(
         dir.join("README.md").is_file(),
@@ -20,9 +21,15 @@ pub fn fixtures() -> PathBuf {
     dir
 }
 
-/// Every array of a fixture `.npz`, by name.
+/// The path of the fixture file `name` (which may be in a subfolder: `images/china.jpg`).
+pub fn fixture(name: &str) -> PathBuf {
+    fixtures().join(name)
+}
+
+/// Every array of the fixture `.npz` `name`, by array name, on the CPU in its stored dtype.
+/// Panics naming the file when it cannot be read.
 pub fn read_npz(name: &str) -> HashMap<String, Tensor> {
-    let path = fixtures().join(name);
+    let path = fixture(name);
     Tensor::read_npz(&path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .into_iter()
@@ -62,6 +69,8 @@ pub fn relative_error(actual: &Tensor, expected: &Tensor) -> f64 {
     norm(&(&a - &e).unwrap()) / norm(&e).max(f64::MIN_POSITIVE)
 }
 
+/// Panics, naming `what`, unless `actual` is within `tolerance` of `expected` in
+/// [`relative_error`].
 pub fn assert_close(what: &str, actual: &Tensor, expected: &Tensor, tolerance: f64) {
     let err = relative_error(actual, expected);
     assert!(
