@@ -51,7 +51,10 @@ pub fn wait_for_success(process: Child) -> String {
 /// A run's stderr, after asserting that it failed.
 pub fn stderr_of_failure(run: &Output) -> String {
     let stderr = text(&run.stderr);
-    assert!(!run.status.success(), "succeeded where it should fail:\n{stderr}");
+    assert!(
+        !run.status.success(),
+        "succeeded where it should fail:\n{stderr}"
+    );
     stderr
 }
 
