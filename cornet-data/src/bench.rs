@@ -7,14 +7,18 @@ use crate::sampler::Sampler;
 use crate::transform::Transform;
 use std::time::Instant;
 
+/// What [`bench()`] times.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
+    /// Decoding threads.
     pub workers: usize,
+    /// Images per batch.
     pub batch_size: usize,
     /// The validation pipeline (resize, center crop) instead of the training one.
     pub val: bool,
     /// Timed passes over the whole dataset, after the warm-up.
     pub epochs: u64,
+    /// The side of the output images, in pixels.
     pub image_size: usize,
     /// Batches decoded before timing starts (threads started, caches and page cache warm).
     pub warmup_batches: usize,
@@ -23,11 +27,14 @@ pub struct BenchOptions {
 /// One timed epoch.
 #[derive(Debug, Clone, Copy)]
 pub struct EpochTiming {
+    /// Images decoded and transformed.
     pub images: usize,
+    /// Wall-clock time, in seconds.
     pub seconds: f64,
 }
 
 impl EpochTiming {
+    /// Throughput, in images per second.
     pub fn images_per_sec(&self) -> f64 {
         self.images as f64 / self.seconds
     }

@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 
 /// A labelled collection of encoded images.
 pub trait Dataset: Send + Sync {
+    /// How many samples; their indices run from 0 to `len() - 1`.
     fn len(&self) -> usize;
 
+    /// Whether it has no sample.
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -15,6 +17,7 @@ pub trait Dataset: Send + Sync {
     /// The encoded bytes of sample `index`.
     fn read(&self, index: usize) -> Result<Vec<u8>>;
 
+    /// The class of sample `index` (0 for unlabelled images).
     fn label(&self, index: usize) -> usize;
 
     /// Labels run from 0 to `num_classes() - 1` (0 classes for unlabelled images).
@@ -69,6 +72,8 @@ pub struct ImageFolder {
 }
 
 impl ImageFolder {
+    /// The ImageFolder in `root`, labelled by class folder. A missing `root`, one without class
+    /// folders or one whose class folders hold no images is an error naming it.
     pub fn open(root: &Path) -> Result<Self> {
         let mut classes: Vec<String> = read_dir_sorted(root)?
             .into_iter()
@@ -142,6 +147,7 @@ impl ImageFolder {
         })
     }
 
+    /// The class names in label order (empty where unlabelled).
     pub fn classes(&self) -> &[String] {
         &self.classes
     }

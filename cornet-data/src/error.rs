@@ -2,22 +2,40 @@
 
 use std::path::PathBuf;
 
+/// This crate's results.
 pub type Result<T> = std::result::Result<T, DataError>;
 
+/// Why data could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    /// A file or folder could not be opened, read or written.
     #[error("{path}: {cause}")]
     Io {
+        /// The file or folder.
         path: PathBuf,
+        /// What the system said.
         cause: std::io::Error,
     },
 
+    /// An image that does not decode.
     #[error("{path}: not a readable image: {reason}")]
-    BadImage { path: PathBuf, reason: String },
+    BadImage {
+        /// The image's file, or `<shard>.tar/<member>` within a shard.
+        path: PathBuf,
+        /// What the decoder said.
+        reason: String,
+    },
 
+    /// A shard that is cut, inconsistent with its index or manifest, or no tar at all.
     #[error("{shard}: {reason}")]
-    BadShard { shard: PathBuf, reason: String },
+    BadShard {
+        /// The shard (or its index).
+        shard: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 
+    /// Anything else: a folder without classes, a batch of unreadable images, ...
     #[error("{0}")]
     Invalid(String),
 }

@@ -4,6 +4,11 @@
 //! WebDataset [`Shards`]; a [`Sampler`] orders an epoch and cuts it per rank; a [`Loader`]
 //! decodes and augments on worker threads and hands out [`Batch`]es in sampler order. Nothing
 //! here knows about models.
+//!
+//! [`Loader`] is the front door (its documentation has an example); errors are
+//! [`DataError`]s, each naming the file or shard at fault.
+
+#![warn(missing_docs)]
 
 pub mod bench;
 pub mod dataset;

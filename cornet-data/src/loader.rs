@@ -14,15 +14,21 @@ use std::thread::JoinHandle;
 /// Images [N, 3, size, size] (CHW, normalized) and their labels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
+    /// The images' floats, row-major in `shape`: image by image, channel by channel (RGB).
     pub images: Vec<f32>,
+    /// `[N, 3, size, size]`; N is less than the sampler's batch where unreadable images were
+    /// skipped.
     pub shape: [usize; 4],
+    /// The class of each image, in order.
     pub labels: Vec<u32>,
     /// The dataset indices of the images, in order.
     pub indices: Vec<usize>,
 }
 
+/// How a [`Loader`] decodes and augments.
 #[derive(Debug, Clone)]
 pub struct LoaderOptions {
+    /// The preprocessing of each image, which also fixes the batches' image size.
     pub transform: Transform,
     /// Decoding threads.
     pub workers: usize,
@@ -37,12 +43,45 @@ pub struct LoaderOptions {
 /// Unreadable images met so far.
 #[derive(Debug, Default)]
 pub struct BadImages {
+    /// How many.
     pub count: AtomicU64,
     /// The first few messages, for the report.
     pub examples: Mutex<Vec<String>>,
 }
 
 /// A dataset, a transform and a pool of decoding threads.
+///
+/// A [`Sampler`](crate::Sampler) says which samples each step reads; [`Loader::epoch`] decodes
+/// those batches ahead on the workers and hands them out in order. The batches are the same
+/// for any number of workers: each sample's augmentation depends only on (seed, epoch, index).
+///
+/// # Example
+///
+/// One batch of four from a small generated ImageFolder:
+///
+/// ```
+/// use cornet_data::synthetic::write_image_folder;
+/// use cornet_data::{Dataset, ImageFolder, Loader, LoaderOptions, Sampler, Transform};
+///
+/// let dir = tempfile::tempdir()?;
+/// // Two classes of four 40x40 images.
+/// write_image_folder(dir.path(), 2, 4, 40, 0)?;
+/// let options = LoaderOptions {
+///     transform: Transform::Train { size: 32 },
+///     workers: 2,
+///     prefetch: 2,
+///     skip_bad_images: false,
+///     seed: 0,
+/// };
+/// let loader = Loader::new(ImageFolder::open(dir.path())?, options);
+/// // Batches of 4 for rank 0 of 1, shuffled with seed 0.
+/// let sampler = Sampler::training(loader.dataset().len(), 4, 0, 1, 0);
+/// let batch = loader.epoch(0, sampler.batches(0, 0)).next().unwrap()?;
+/// assert_eq!(batch.shape, [4, 3, 32, 32]);
+/// assert_eq!(batch.images.len(), 4 * 3 * 32 * 32);
+/// assert!(batch.labels.iter().all(|&label| label < 2));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Loader<D: Dataset + 'static> {
     dataset: Arc<D>,
     options: LoaderOptions,
@@ -50,6 +89,7 @@ pub struct Loader<D: Dataset + 'static> {
 }
 
 impl<D: Dataset + 'static> Loader<D> {
+    /// A loader of `dataset`; no thread starts before [`Loader::epoch`].
     pub fn new(dataset: D, options: LoaderOptions) -> Self {
         Loader {
             dataset: Arc::new(dataset),
@@ -58,6 +98,7 @@ impl<D: Dataset + 'static> Loader<D> {
         }
     }
 
+    /// The dataset it reads.
     pub fn dataset(&self) -> &D {
         &self.dataset
     }
@@ -69,7 +110,8 @@ impl<D: Dataset + 'static> Loader<D> {
     }
 
     /// The batches of `epoch` whose indices `batches` lists, decoded ahead on the workers and
-    /// yielded in this order.
+    /// yielded in this order. A batch is an error where an image is unreadable (and
+    /// `skip_bad_images` is off) or every image of it is.
     pub fn epoch(&self, epoch: u64, batches: Vec<Vec<usize>>) -> EpochBatches {
         let (jobs, job_rx) = crossbeam_channel::unbounded::<(usize, Vec<usize>)>();
         let (result_tx, results) = crossbeam_channel::unbounded();

@@ -15,13 +15,16 @@ use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+/// Where and how [`pack`] writes.
 #[derive(Debug, Clone)]
 pub struct PackOptions {
+    /// The folder of the shards and their manifest.
     pub out: PathBuf,
     /// Shards are named `<prefix>-000000.tar`, ...
     pub prefix: String,
     /// A shard is closed before a sample would take it past this size.
     pub shard_bytes: u64,
+    /// Re-encoding as smaller JPEGs, or `None` to keep the files' bytes.
     pub reencode: Option<Reencode>,
 }
 

@@ -22,6 +22,8 @@ pub struct Sampler {
 }
 
 impl Sampler {
+    /// The training order of `len` samples for rank `rank` of `world_size`, `batch_size`
+    /// samples per rank and step, shuffled anew each epoch from `seed`.
     pub fn training(
         len: usize,
         batch_size: usize,
@@ -39,6 +41,8 @@ impl Sampler {
         }
     }
 
+    /// The validation order of `len` samples for rank `rank` of `world_size`, in batches of
+    /// `batch_size` (the last may be smaller).
     pub fn validation(len: usize, batch_size: usize, rank: usize, world_size: usize) -> Self {
         Sampler {
             len,

@@ -9,7 +9,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::LazyLock;
 
+/// ImageNet's per-channel (RGB) mean of pixel values scaled to [0, 1], which `Normalize`
+/// subtracts.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet's per-channel (RGB) standard deviation, by which `Normalize` divides.
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// The three pipelines of the original `run.py`.
@@ -17,23 +20,37 @@ pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 pub enum Transform {
     /// Training: `RandomResizedCrop(size)` (scale 0.08-1, ratio 3/4-4/3) and
     /// `RandomHorizontalFlip()`.
-    Train { size: usize },
+    Train {
+        /// The output's side, in pixels.
+        size: usize,
+    },
     /// Validation: `Resize(round(size * 256 / 224))` on the shorter side, `CenterCrop(size)`.
-    Val { size: usize },
+    Val {
+        /// The output's side, in pixels.
+        size: usize,
+    },
     /// Feature extraction: `Resize((size, size))`.
-    Test { size: usize },
+    Test {
+        /// The output's side, in pixels.
+        size: usize,
+    },
 }
 
 /// A pixel rectangle of the source image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Crop {
+    /// The first row, in pixels from the top.
     pub top: u32,
+    /// The first column, in pixels from the left.
     pub left: u32,
+    /// Rows.
     pub height: u32,
+    /// Columns.
     pub width: u32,
 }
 
 impl Transform {
+    /// The side of the square output, in pixels.
     pub fn size(&self) -> usize {
         match *self {
             Transform::Train { size } | Transform::Val { size } | Transform::Test { size } => size,

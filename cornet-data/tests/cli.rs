@@ -1,19 +1,8 @@
 //! The `cornet-data` command: pack writes shards and a manifest, bench ends with its figure,
 //! and bad input is a named error with no backtrace.
 
+use crate::util::{cornet_data, stdout_of_success, text};
 use cornet_data::synthetic::write_image_folder;
-use std::process::{Command, Output};
-
-fn cornet_data(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cornet-data"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 #[test]
 fn pack_then_bench_the_shards() {
@@ -24,8 +13,7 @@ fn pack_then_bench_the_shards() {
     let (src, out) = (src.to_str().unwrap(), out.to_str().unwrap());
 
     let packed = cornet_data(&["pack", "--src", src, "--out", out, "--shard-size", "16KiB"]);
-    assert!(packed.status.success(), "{}", text(&packed.stderr));
-    assert!(text(&packed.stdout).contains("12 images of 2 classes"));
+    assert!(stdout_of_success(&packed).contains("12 images of 2 classes"));
     assert!(dir.path().join("shards/train-000000.tar").is_file());
     assert!(dir.path().join("shards/manifest.json").is_file());
 
@@ -41,8 +29,7 @@ fn pack_then_bench_the_shards() {
             "--image-size",
             "32",
         ]);
-        assert!(bench.status.success(), "{}", text(&bench.stderr));
-        let stdout = text(&bench.stdout);
+        let stdout = stdout_of_success(&bench);
         let last = stdout.lines().last().unwrap();
         let rate: f64 = last
             .strip_prefix("images_per_sec ")

@@ -1,34 +1,17 @@
 //! Preprocessing against torchvision + Pillow (`images_expected.npz`): the feature-extraction
 //! and validation transforms of five real photographs in ImageNet's odd forms.
 
+use crate::util::{fixture, read_npz};
 use cornet_data::decode::decode_rgb;
 use cornet_data::transform::{sample_rng, Transform};
 use fast_image_resize::Resizer;
 use std::collections::HashMap;
-use std::path::PathBuf;
 
-fn fixtures() -> PathBuf {
-    let dir = std::env::var_os("CORNET_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures"));
-    assert!(
-        dir.join("SHA256SUMS").is_file(),
-        "parity fixtures not found at {}",
-        dir.display()
-    );
-    dir
-}
-
+/// torchvision's outputs, by `<transform>/<image>`, flattened (f32, as stored).
 fn expected() -> HashMap<String, Vec<f32>> {
-    let file = std::fs::File::open(fixtures().join("images_expected.npz")).unwrap();
-    let mut npz = npyz::npz::NpzArchive::new(std::io::BufReader::new(file)).unwrap();
-    let names: Vec<String> = npz.array_names().map(str::to_owned).collect();
-    names
+    read_npz("images_expected.npz")
         .into_iter()
-        .map(|name| {
-            let array = npz.by_name(&name).unwrap().unwrap();
-            (name, array.into_vec::<f32>().unwrap())
-        })
+        .map(|(name, array)| (name, array.flatten_all().unwrap().to_vec1().unwrap()))
         .collect()
 }
 
@@ -49,7 +32,7 @@ fn test_and_val_transforms_match_torchvision() {
         ("val", Transform::Val { size: 224 }),
     ] {
         for name in IMAGES {
-            let path = fixtures().join("images").join(name);
+            let path = fixture("images").join(name);
             let image = decode_rgb(&std::fs::read(&path).unwrap(), &path).unwrap();
             let mut ours = vec![0f32; transform.output_len()];
             transform
@@ -74,7 +57,7 @@ fn test_and_val_transforms_match_torchvision() {
 #[test]
 fn unreadable_files_are_named() {
     for name in ["truncated.jpg", "not_an_image.jpg"] {
-        let path = fixtures().join(name);
+        let path = fixture(name);
         let err = decode_rgb(&std::fs::read(&path).unwrap(), &path)
             .unwrap_err()
             .to_string();

@@ -1,6 +1,7 @@
 //! Shards: ImageFolder -> pack -> shards -> loader gives the same samples and labels; shards
 //! of Python's webdataset are read; cut or inconsistent shards are named.
 
+use crate::util::webdataset_shard;
 use cornet_data::pack::{pack, PackOptions};
 use cornet_data::shards::index::sidecar_path;
 use cornet_data::shards::manifest::{Manifest, Reencode};
@@ -101,13 +102,11 @@ fn reencoding_shrinks_to_the_largest_side_as_jpeg() {
     assert_eq!(manifest.reencode, Some(reencode));
 }
 
-fn webdataset_fixture(dir: &Path) -> PathBuf {
+/// A copy of the webdataset shard in `dir` (made), where its index may be written.
+fn webdataset_copy(dir: &Path) -> PathBuf {
     let name = "webdataset-000000.tar";
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
     std::fs::create_dir_all(dir).unwrap();
-    std::fs::copy(fixture, dir.join(name)).unwrap();
+    std::fs::copy(webdataset_shard(), dir.join(name)).unwrap();
     dir.join(name)
 }
 
@@ -130,13 +129,13 @@ fn assert_reads_the_webdataset_samples(shards: &Shards) {
 #[test]
 fn shards_of_python_webdataset_are_indexed_on_first_open() {
     let dir = tempfile::tempdir().unwrap();
-    let shard = webdataset_fixture(&dir.path().join("writable"));
+    let shard = webdataset_copy(&dir.path().join("writable"));
     assert_reads_the_webdataset_samples(&Shards::open(shard.parent().unwrap()).unwrap());
     assert!(sidecar_path(&shard).is_file(), "the index is kept");
     // The second open reads the index.
     assert_reads_the_webdataset_samples(&Shards::open(shard.parent().unwrap()).unwrap());
 
-    let shard = webdataset_fixture(&dir.path().join("read-only"));
+    let shard = webdataset_copy(&dir.path().join("read-only"));
     let folder = shard.parent().unwrap();
     // (Root ignores the mode; the reading must work either way.)
     std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o555)).unwrap();
@@ -185,11 +184,7 @@ fn cut_or_inconsistent_shards_are_named() {
     assert!(err.contains("train-000000.tar"), "{err}");
 
     std::fs::remove_file(&shard).unwrap();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/webdataset-000000.tar"),
-        out.join("other-000000.tar"),
-    )
-    .unwrap();
+    std::fs::copy(webdataset_shard(), out.join("other-000000.tar")).unwrap();
     let err = open_error(&out);
     assert!(
         err.contains("train-000000.tar") && err.contains("missing"),

@@ -18,6 +18,7 @@ pub enum Arch {
 }
 
 impl Arch {
+    /// Every variant, in the order Z, R, RT, S.
     pub const ALL: [Arch; 4] = [Arch::Z, Arch::R, Arch::RT, Arch::S];
 
     /// The short name used on the command line and in file names (`CORnet-<name>`).
@@ -65,9 +66,11 @@ pub const AREAS: [&str; 4] = ["V1", "V2", "V4", "IT"];
 /// Everything that fixes the shapes of a CORnet's parameters and how it unrolls in time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelConfig {
+    /// Which of the four graphs.
     pub arch: Arch,
     /// Output channels of V1, V2, V4 and IT.
     pub widths: [usize; 4],
+    /// Outputs of the decoder's linear layer: the length of a logits row (1000 for ImageNet).
     pub num_classes: usize,
     /// Time steps that R and RT unroll (the original's `--times`, default 5).
     pub times: usize,
@@ -87,7 +90,9 @@ impl ModelConfig {
         }
     }
 
-    /// Checks what the constructors rely on.
+    /// Checks what the constructors rely on: positive sizes, widths that R's and RT's
+    /// GroupNorm can split into [`GROUP_NORM_GROUPS`] groups. Fails with
+    /// [`Error::InvalidConfig`] saying which.
     pub fn validate(&self) -> Result<()> {
         let fail = |msg: String| Err(Error::InvalidConfig(msg));
         if self.widths.contains(&0) {

@@ -3,6 +3,13 @@
 //! Parameters carry the PyTorch state-dict names, so the published weights load by name;
 //! every module call can be tapped by (module, call index), which for an area's `output` is
 //! the time step.
+//!
+//! [`Model`] is the front door: build one from a [`ModelConfig`] or load one from a checkpoint
+//! (see [`weights`]), then run [`Model::forward`] or [`Model::forward_with_taps`]. Every
+//! fallible call returns this crate's [`Error`], whose message names the file or state-dict
+//! key at fault.
+
+#![warn(missing_docs)]
 
 pub mod arch;
 pub mod error;

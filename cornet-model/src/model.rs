@@ -11,6 +11,29 @@ use candle_core::{Device, Tensor};
 use std::path::Path;
 
 /// One CORnet: its graph and its named parameters and buffers.
+///
+/// It takes RGB images as an f32 tensor `[N, 3, H, W]` (normalized as torchvision's ImageNet
+/// transforms do) and gives logits `[N, num_classes]`.
+///
+/// # Example
+///
+/// A small CORnet-Z on the CPU, run on a batch of two black 64x64 images:
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use cornet_model::{Arch, Mode, Model, ModelConfig};
+///
+/// let config = ModelConfig {
+///     widths: [8, 16, 32, 64],
+///     num_classes: 10,
+///     ..ModelConfig::full(Arch::Z)
+/// };
+/// let model = Model::new(&config, &Device::Cpu, 0)?;
+/// let images = Tensor::zeros((2, 3, 64, 64), DType::F32, &Device::Cpu)?;
+/// let logits = model.forward(&images, Mode::Eval)?;
+/// assert_eq!(logits.dims(), [2, 10]);
+/// # Ok::<(), cornet_model::Error>(())
+/// ```
 pub struct Model {
     config: ModelConfig,
     store: ParamStore,
@@ -18,8 +41,9 @@ pub struct Model {
 }
 
 impl Model {
-    /// A freshly initialised model, as the original's constructors initialise it, with the
-    /// random draws fixed by `seed`.
+    /// A freshly initialised model on `device`, as the original's constructors initialise it,
+    /// with the random draws fixed by `seed`. Fails with [`Error::InvalidConfig`] where
+    /// [`ModelConfig::validate`] does.
     pub fn new(config: &ModelConfig, device: &Device, seed: u64) -> Result<Self> {
         config.validate()?;
         let mut b = Builder::new(device, seed);
@@ -53,7 +77,8 @@ impl Model {
         Ok(model)
     }
 
-    /// [`Model::from_state_dict`] on a `.pth` (zip or legacy) or safetensors file.
+    /// [`Model::from_state_dict`] on a `.pth` (zip or legacy) or safetensors file. Errors name
+    /// the file: unreadable, not a checkpoint, damaged, or weights of another model.
     pub fn from_checkpoint(
         path: &Path,
         arch: Option<Arch>,
@@ -67,6 +92,7 @@ impl Model {
         })
     }
 
+    /// The sizes this model was built with.
     pub fn config(&self) -> &ModelConfig {
         &self.config
     }
@@ -76,16 +102,20 @@ impl Model {
         &self.store
     }
 
+    /// Where its parameters live, and so where its inputs must be.
     pub fn device(&self) -> &Device {
         self.store.entries()[0].var.device()
     }
 
-    /// Logits for an NCHW float32 batch.
+    /// Logits `[N, num_classes]` for an f32 batch `[N, 3, H, W]` on the model's device. In
+    /// [`Mode::Train`] BatchNorm (CORnet-S) uses and updates batch statistics.
     pub fn forward(&self, images: &Tensor, mode: Mode) -> Result<Tensor> {
         self.run(images, mode, &mut Taps::none())
     }
 
-    /// Logits and the selected taps, from one pass.
+    /// Logits and the taps `filter` selects, from one pass: `(name, value)` in call order,
+    /// named `<module>.<call>` (see [`crate::taps`]). Asking for a tap the model does not have
+    /// is an [`Error::InvalidConfig`] listing those it has.
     pub fn forward_with_taps(
         &self,
         images: &Tensor,

@@ -8,14 +8,20 @@ use std::collections::HashMap;
 /// BatchNorm's running statistics and `num_batches_tracked`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// Trained by the optimizer.
     Parameter,
+    /// Updated by the forward pass, or constant.
     Buffer,
 }
 
+/// One tensor of the state dict.
 #[derive(Debug, Clone)]
 pub struct Entry {
+    /// Its PyTorch state-dict name, e.g. `V1.conv.weight`.
     pub name: String,
+    /// The tensor, shared with the layer that uses it.
     pub var: Var,
+    /// Whether the optimizer or the forward pass updates it.
     pub role: Role,
 }
 
@@ -54,6 +60,7 @@ impl ParamStore {
         self.entries.iter().filter(|e| e.role == Role::Parameter)
     }
 
+    /// The tensor of state-dict name `name`, if the model has one.
     pub fn get(&self, name: &str) -> Option<&Var> {
         self.index.get(name).map(|&i| &self.entries[i].var)
     }

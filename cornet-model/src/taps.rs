@@ -58,6 +58,7 @@ impl Taps {
         Taps::default()
     }
 
+    /// Records the calls `filter` selects.
     pub fn new(filter: TapFilter) -> Self {
         Taps {
             filter: Some(filter),

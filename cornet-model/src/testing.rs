@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 /// The repository's `tests/fixtures` (written by `tools/fixtures/generate.py`), or
 /// `$CORNET_FIXTURES` where a test executable runs away from the source tree (on a GPU
-/// machine). Panics with the place it looked when they are missing: the tests are meaningless
-/// without them.
+/// machine). Every test of every crate finds its fixtures through here. Panics with the place
+/// it looked when they are missing: the tests are meaningless without them.
 pub fn fixtures() -> PathBuf {
     let dir = std::env::var_os("CORNET_FIXTURES")
         .map(PathBuf::from)
@@ -20,9 +20,15 @@ pub fn fixtures() -> PathBuf {
     dir
 }
 
-/// Every array of a fixture `.npz`, by name.
+/// The path of the fixture file `name` (which may be in a subfolder: `images/china.jpg`).
+pub fn fixture(name: &str) -> PathBuf {
+    fixtures().join(name)
+}
+
+/// Every array of the fixture `.npz` `name`, by array name, on the CPU in its stored dtype.
+/// Panics naming the file when it cannot be read.
 pub fn read_npz(name: &str) -> HashMap<String, Tensor> {
-    let path = fixtures().join(name);
+    let path = fixture(name);
     Tensor::read_npz(&path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .into_iter()
@@ -62,6 +68,8 @@ pub fn relative_error(actual: &Tensor, expected: &Tensor) -> f64 {
     norm(&(&a - &e).unwrap()) / norm(&e).max(f64::MIN_POSITIVE)
 }
 
+/// Panics, naming `what`, unless `actual` is within `tolerance` of `expected` in
+/// [`relative_error`].
 pub fn assert_close(what: &str, actual: &Tensor, expected: &Tensor, tolerance: f64) {
     let err = relative_error(actual, expected);
     assert!(

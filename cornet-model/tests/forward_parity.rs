@@ -1,15 +1,13 @@
 //! Eval-mode forward passes against the PyTorch original (`*_eval.npz`): every tap at every
 //! time step and the logits, within 1e-4 relative.
 
-use candle_core::Device;
-use cornet_model::testing::{assert_close, fixtures, read_npz};
-use cornet_model::{Arch, Mode, Model, TapFilter};
+use crate::util::{assert_close, checkpoint, read_npz};
+use cornet_model::{Arch, Mode, TapFilter};
 
 const TOLERANCE: f64 = 1e-4;
 
 fn check(weights: &str, arch: Arch, expected: &str) {
-    let model = Model::from_checkpoint(&fixtures().join(weights), Some(arch), None, &Device::Cpu)
-        .unwrap_or_else(|e| panic!("{weights}: {e}"));
+    let model = checkpoint(weights, Some(arch));
     let fixture = read_npz(expected);
     let (logits, taps) = model
         .forward_with_taps(&fixture["input"], Mode::Eval, TapFilter::AreaOutputs)

@@ -1,7 +1,7 @@
 //! Names, shapes and dtypes of the state dict, and weight I/O with its errors.
 
+use crate::util::{checkpoint, fixture, read_weights};
 use candle_core::{DType, Device, Tensor};
-use cornet_model::testing::fixtures;
 use cornet_model::{weights, Arch, Error, Model, ModelConfig};
 use std::collections::HashMap;
 
@@ -9,7 +9,7 @@ use std::collections::HashMap;
 /// written from the PyTorch original, in the same order.
 #[test]
 fn full_size_models_match_the_manifest() {
-    let manifest = std::fs::read_to_string(fixtures().join("state_dict_manifest.tsv")).unwrap();
+    let manifest = std::fs::read_to_string(fixture("state_dict_manifest.tsv")).unwrap();
     let mut expected: HashMap<&str, Vec<String>> = HashMap::new();
     for line in manifest.lines().skip(1) {
         let fields: Vec<_> = line.split('\t').collect();
@@ -50,18 +50,18 @@ fn full_size_models_match_the_manifest() {
 
 #[test]
 fn config_is_inferred_from_shapes() {
-    let s = weights::read(&fixtures().join("s_mini.pth")).unwrap();
+    let s = read_weights("s_mini.pth");
     let config = weights::infer_config(&s, None).unwrap();
     assert_eq!(config.arch, Arch::S);
     assert_eq!(config.widths, [8, 12, 16, 32]);
     assert_eq!(config.num_classes, 10);
     assert_eq!(config.s_times, [2, 4, 2]);
 
-    let z = weights::read(&fixtures().join("z_mini_train_init.pth")).unwrap();
+    let z = read_weights("z_mini_train_init.pth");
     let config = weights::infer_config(&z, None).unwrap();
     assert_eq!((config.arch, config.widths), (Arch::Z, [16, 32, 48, 64]));
 
-    let rt = weights::read(&fixtures().join("rt.pth")).unwrap();
+    let rt = read_weights("rt.pth");
     assert_eq!(weights::infer_config(&rt, None).unwrap().arch, Arch::RT);
     assert_eq!(
         weights::infer_config(&rt, Some(Arch::R)).unwrap().arch,
@@ -75,8 +75,8 @@ fn config_is_inferred_from_shapes() {
 
 #[test]
 fn legacy_and_zip_checkpoints_hold_the_same_tensors() {
-    let zip = weights::read(&fixtures().join("z.pth")).unwrap();
-    let legacy = weights::read(&fixtures().join("z_legacy.pth")).unwrap();
+    let zip = read_weights("z.pth");
+    let legacy = read_weights("z_legacy.pth");
     assert_eq!(zip.arch.as_deref(), Some("CORnet-Z"));
     assert_eq!(zip.tensors.len(), legacy.tensors.len());
     for (name, t) in &zip.tensors {
@@ -92,8 +92,7 @@ fn legacy_and_zip_checkpoints_hold_the_same_tensors() {
 
 #[test]
 fn safetensors_round_trip_keeps_every_entry() {
-    let model =
-        Model::from_checkpoint(&fixtures().join("s_mini.pth"), None, None, &Device::Cpu).unwrap();
+    let model = checkpoint("s_mini.pth", None);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.safetensors");
     weights::write_safetensors(&path, &model.store().state_dict().unwrap()).unwrap();
@@ -131,7 +130,7 @@ fn z_mini_config() -> ModelConfig {
 }
 
 fn z_state() -> HashMap<String, Tensor> {
-    weights::read(&fixtures().join("z.pth")).unwrap().tensors
+    read_weights("z.pth").tensors
 }
 
 fn load_error(tensors: HashMap<String, Tensor>) -> String {
@@ -171,7 +170,7 @@ fn load_errors_name_the_key_and_both_shapes() {
 
 #[test]
 fn files_that_are_not_checkpoints_give_clear_errors() {
-    let err = weights::read(&fixtures().join("not_an_image.jpg")).unwrap_err();
+    let err = weights::read(&fixture("not_an_image.jpg")).unwrap_err();
     assert!(matches!(err, Error::NotACheckpoint { .. }), "{err}");
     assert!(
         err.to_string()
@@ -179,7 +178,7 @@ fn files_that_are_not_checkpoints_give_clear_errors() {
         "{err}"
     );
 
-    let err = weights::read(&fixtures().join("missing.pth")).unwrap_err();
+    let err = weights::read(&fixture("missing.pth")).unwrap_err();
     assert!(err.to_string().contains("missing.pth"), "{err}");
 }
 
@@ -187,7 +186,7 @@ fn files_that_are_not_checkpoints_give_clear_errors() {
 fn truncated_checkpoints_are_refused_not_misread() {
     let dir = tempfile::tempdir().unwrap();
     for source in ["z.pth", "z_legacy.pth", "s_mini.pth"] {
-        let bytes = std::fs::read(fixtures().join(source)).unwrap();
+        let bytes = std::fs::read(fixture(source)).unwrap();
         for keep in [bytes.len() / 3, bytes.len() - 100] {
             let path = dir.path().join(format!("cut_{keep}_{source}"));
             std::fs::write(&path, &bytes[..keep]).unwrap();
@@ -205,7 +204,7 @@ fn truncated_checkpoints_are_refused_not_misread() {
 fn module_prefix_is_stripped_from_any_format() {
     // `nn.DataParallel` names every key `module.<name>`; a bare (unnested) safetensors file
     // written that way loads like the published nested `.pth`.
-    let state = weights::read(&fixtures().join("z.pth")).unwrap();
+    let state = read_weights("z.pth");
     let prefixed: Vec<_> = state
         .tensors
         .iter()

@@ -1,9 +1,9 @@
 //! Neural-similarity metrics against scikit-learn / scipy / numpy (`metrics_expected.npz`).
 
-mod common;
-
-use common::{score_cli, write_npy};
-use cornet_model::testing::fixtures;
+use crate::util::{
+    fixture, read_npz, run_score_command, stderr_of_failure, stdout_of_success, text, write_npy,
+};
+use candle_core::DType;
 use cornet_trainer::score::{
     centred_gram, cka_from_grams, cka_linear, cross_validated_predictivity, mean_over_repetitions,
     rdm, rsa, split_half_ceiling, LayerFeatures,
@@ -17,24 +17,18 @@ struct Array {
     values: Vec<f64>,
 }
 
-fn fixture() -> HashMap<String, Array> {
-    let file = std::fs::File::open(fixtures().join("metrics_expected.npz")).unwrap();
-    let mut npz = npyz::npz::NpzArchive::new(std::io::BufReader::new(file)).unwrap();
-    let names: Vec<String> = npz.array_names().map(str::to_owned).collect();
-    names
+/// The arrays of `metrics_expected.npz` by name, in f64 (its integer arrays, folds and
+/// split halves, too).
+fn expected() -> HashMap<String, Array> {
+    read_npz("metrics_expected.npz")
         .into_iter()
-        .map(|name| {
-            let array = npz.by_name(&name).unwrap().unwrap();
-            let shape: Vec<usize> = array.shape().iter().map(|&d| d as usize).collect();
-            let values = match array.dtype() {
-                npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Int => array
-                    .into_vec::<i64>()
-                    .unwrap()
-                    .into_iter()
-                    .map(|v| v as f64)
-                    .collect(),
-                _ => array.into_vec::<f64>().unwrap(),
-            };
+        .map(|(name, array)| {
+            let shape = array.dims().to_vec();
+            let values = array
+                .flatten_all()
+                .and_then(|a| a.to_dtype(DType::F64))
+                .and_then(|a| a.to_vec1())
+                .unwrap();
             (name, Array { shape, values })
         })
         .collect()
@@ -55,7 +49,7 @@ fn close(what: &str, ours: &[f64], theirs: &[f64], absolute: f64, relative: f64)
 
 #[test]
 fn every_metric_matches_the_reference() {
-    let f = fixture();
+    let f = expected();
     let (stimuli, units) = (f["features"].shape[0], f["features"].shape[1]);
     let (reps, neuroids) = (f["recordings"].shape[0], f["recordings"].shape[2]);
     let features = matrix(&f["features"].values, stimuli, units);
@@ -211,7 +205,7 @@ fn wide_features_score_exactly_through_the_stimulus_gram() {
 
 #[test]
 fn the_score_command_reports_json_and_writes_its_folds() {
-    let f = fixture();
+    let f = expected();
     let dir = tempfile::tempdir().unwrap();
     let (features, recordings) = (dir.path().join("feats.npy"), dir.path().join("rec.npy"));
     let shape = |a: &Array| a.shape.iter().map(|&d| d as u64).collect::<Vec<_>>();
@@ -221,18 +215,14 @@ fn the_score_command_reports_json_and_writes_its_folds() {
         &shape(&f["recordings"]),
         &f["recordings"].values,
     );
-    let out = score_cli(&[
+    let out = run_score_command(&[
         "--features",
         features.to_str().unwrap(),
         "--recordings",
         recordings.to_str().unwrap(),
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stdout_of_success(&out);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!((json["cka_linear"].as_f64().unwrap() - f["cka_linear"].values[0]).abs() < 1e-9);
     assert_eq!(json["r_neuroid"].as_array().unwrap().len(), 30);
@@ -242,7 +232,7 @@ fn the_score_command_reports_json_and_writes_its_folds() {
     );
 
     // The written folds reproduce the score.
-    let again = score_cli(&[
+    let again = run_score_command(&[
         "--features",
         features.to_str().unwrap(),
         "--recordings",
@@ -258,7 +248,7 @@ fn the_score_command_reports_json_and_writes_its_folds() {
 
 #[test]
 fn bad_inputs_are_named() {
-    let f = fixture();
+    let f = expected();
     let dir = tempfile::tempdir().unwrap();
     let features = dir.path().join("feats.npy");
     write_npy(&features, &[120, 64], &f["features"].values);
@@ -293,25 +283,22 @@ fn bad_inputs_are_named() {
         (&few, &few_rec, "fewer than the 25 PLS components"),
     ];
     for (feats, rec, expected) in cases {
-        let out = score_cli(&[
+        let out = run_score_command(&[
             "--features",
             feats.to_str().unwrap(),
             "--recordings",
             rec.to_str().unwrap(),
         ]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && stderr.contains(expected),
-            "{expected}: {stderr}"
-        );
+        let stderr = stderr_of_failure(&out);
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
     }
 }
 
 #[test]
 fn arrays_can_be_named_inside_an_npz() {
-    let archive = fixtures().join("metrics_expected.npz");
+    let archive = fixture("metrics_expected.npz");
     let entry = |name: &str| format!("{}:{name}", archive.display());
-    let out = score_cli(&[
+    let out = run_score_command(&[
         "--features",
         &entry("features"),
         "--recordings",
@@ -322,13 +309,9 @@ fn arrays_can_be_named_inside_an_npz() {
         &entry("split_halves"),
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stdout_of_success(&out);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let f = fixture();
+    let f = expected();
     for key in ["rsa_spearman", "rsa_pearson", "cka_linear", "ceiling"] {
         assert!(
             (json[key].as_f64().unwrap() - f[key].values[0]).abs() <= 1e-9,
@@ -339,11 +322,11 @@ fn arrays_can_be_named_inside_an_npz() {
         let (ours, theirs) = (json[key].as_f64().unwrap(), f[key].values[0]);
         assert!((ours - theirs).abs() <= 1e-4 * theirs.abs(), "{key}");
     }
-    let missing = score_cli(&[
+    let missing = run_score_command(&[
         "--features",
         &entry("nope"),
         "--recordings",
         &entry("recordings"),
     ]);
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("has no array `nope`"));
+    assert!(text(&missing.stderr).contains("has no array `nope`"));
 }

@@ -1,10 +1,9 @@
 //! `cornet-trainer score --model`: a model's every area and time step scored end to end on
 //! generated images and recordings.
 
-mod common;
-
-use common::{score_cli, write_npy};
-use cornet_model::testing::fixtures;
+use crate::util::{
+    fixture, run_score_command, stderr_of_failure, stdout_of_success, text, write_npy,
+};
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -74,7 +73,7 @@ fn score_arch(
     out: &Path,
     extra: &[&str],
 ) -> std::process::Output {
-    let weights = fixtures().join(weights);
+    let weights = fixture(weights);
     let mut args = vec![
         "--model",
         arch,
@@ -94,7 +93,7 @@ fn score_arch(
         out.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    score_cli(&args)
+    run_score_command(&args)
 }
 
 /// scores.csv as (area, time step, metric) -> value.
@@ -124,12 +123,7 @@ fn every_area_and_time_step_is_scored_with_every_metric() {
     let (images, recordings) = inputs(dir.path(), STIMULI, REPETITIONS);
     let out = dir.path().join("out");
     let run = score_model(&images, &recordings, &out, &[]);
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let stdout = stdout_of_success(&run);
 
     let scores = read_scores(&out);
     assert_eq!(scores.len(), S_TAPS.len() * METRICS.len());
@@ -172,12 +166,7 @@ fn taps_the_image_has_not_reached_are_named_not_scored() {
     let out = dir.path().join("out");
     let extra = ["--times", "2", "--metric", "cka"];
     let run = score_arch("RT", "rt.pth", &images, &recordings, &out, &extra);
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let stdout = stdout_of_success(&run);
     let mut scored: Vec<(String, usize)> = read_scores(&out)
         .into_keys()
         .map(|(area, step, _)| (area, step))
@@ -204,11 +193,7 @@ fn the_stimulus_list_sets_the_row_order() {
         &dir.path().join("sorted"),
         &["--metric", "rsa"],
     );
-    assert!(
-        sorted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sorted.stderr)
-    );
+    stdout_of_success(&sorted);
 
     let list = std::fs::read_to_string(dir.path().join("sorted/file_list.txt")).unwrap();
     let mut names: Vec<String> = list
@@ -231,11 +216,7 @@ fn the_stimulus_list_sets_the_row_order() {
         &dir.path().join("listed"),
         &["--metric", "rsa", "--stimuli", order.to_str().unwrap()],
     );
-    assert!(
-        listed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&listed.stderr)
-    );
+    stdout_of_success(&listed);
 
     let (a, b) = (
         read_scores(&dir.path().join("sorted")),
@@ -314,11 +295,8 @@ fn bad_inputs_are_named_before_the_model_runs() {
     ];
     for (images, recordings, extra, expected) in cases {
         let run = score_model(images, recordings, &out, extra);
-        let stderr = String::from_utf8_lossy(&run.stderr);
-        assert!(
-            !run.status.success() && stderr.contains(expected),
-            "{expected}: {stderr}"
-        );
+        let stderr = stderr_of_failure(&run);
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
     }
     assert!(
         !out.join("file_list.txt").exists(),
@@ -328,13 +306,10 @@ fn bad_inputs_are_named_before_the_model_runs() {
 
 #[test]
 fn the_model_flags_come_together() {
-    let run = score_cli(&["--model", "S", "--recordings", "r.npy"]);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        !run.status.success() && stderr.contains("--weights"),
-        "{stderr}"
-    );
-    let both = score_cli(&[
+    let run = run_score_command(&["--model", "S", "--recordings", "r.npy"]);
+    let stderr = stderr_of_failure(&run);
+    assert!(stderr.contains("--weights"), "{stderr}");
+    let both = run_score_command(&[
         "--features",
         "f.npy",
         "--model",
@@ -342,5 +317,5 @@ fn the_model_flags_come_together() {
         "--recordings",
         "r.npy",
     ]);
-    assert!(String::from_utf8_lossy(&both.stderr).contains("cannot be used with"));
+    assert!(text(&both.stderr).contains("cannot be used with"));
 }

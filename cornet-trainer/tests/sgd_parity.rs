@@ -5,9 +5,10 @@
 //! the first step, built with `--features cuda` (or `cudnn`) and run where a GPU is present, on
 //! the GPU, in f32 and bf16.
 
+use crate::util::{fixture, read_npz};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
-use cornet_model::testing::{fixtures, norm, relative_error};
+use cornet_model::testing::{norm, relative_error};
 use cornet_model::{Arch, Model, ModelConfig, Role};
 use cornet_trainer::config::Precision;
 use cornet_trainer::optim::Sgd;
@@ -53,13 +54,10 @@ fn check_gradients(tag: &str, model: &Model, grads: &GradStore, fixture: &HashMa
 
 /// The fixture (on the CPU) and the model at its initial weights on `device`.
 fn load(tag: &str, device: &Device) -> (HashMap<String, Tensor>, Model) {
-    let fixture = Tensor::read_npz(fixtures().join(format!("{tag}_train.npz")))
-        .unwrap()
-        .into_iter()
-        .collect();
-    let init = fixtures().join(format!("{tag}_train_init.pth"));
+    let expected = read_npz(&format!("{tag}_train.npz"));
+    let init = fixture(&format!("{tag}_train_init.pth"));
     let model = Model::from_checkpoint(&init, None, None, device).unwrap();
-    (fixture, model)
+    (expected, model)
 }
 
 /// Forward and backward of step 1's batch on the model's device.

@@ -1,14 +1,12 @@
 //! `data.format: shards`: a run on packed shards trains and validates exactly as the same run
 //! on the ImageFolder they were packed from.
 
-use candle_core::Device;
+use crate::util::{final_weights, stderr_of_failure, stdout_of_success, train, write_config};
 use cornet_data::pack::{pack, PackOptions};
 use cornet_data::synthetic::write_image_folder;
 use cornet_data::ImageFolder;
-use cornet_model::testing::tensor_bytes;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 fn pack_folder(src: &Path, out: &Path) {
     let options = PackOptions {
@@ -20,43 +18,27 @@ fn pack_folder(src: &Path, out: &Path) {
     pack(&ImageFolder::open(src).unwrap(), &options, |_| {}).unwrap();
 }
 
-/// Trains one epoch on `data/train{suffix}` with validation on `data/val{suffix}`.
-fn train(dir: &Path, format: &str, suffix: &str) -> HashMap<String, Vec<u8>> {
-    let data = dir.join("data");
-    let out = dir.join(format!("run-{format}"));
-    let config = dir.join(format!("{format}.yaml"));
-    std::fs::write(
-        &config,
-        format!(
-            "model: {{arch: Z, num_classes: 3, widths: [8, 16, 16, 16]}}
-data: {{train: {train}, val: {val}, format: {format}, workers: 2, image_size: 32, prefetch: 2}}
-optim: {{lr: 0.02, step_size: 2}}
-train: {{epochs: 1, batch_size: 6, seed: 5}}
-output: {{path: {out}, save_val_epochs: 1, save_model_epochs: 1, save_model_secs: 0, save_model_steps: 0, keep: 1}}
-",
-            train = data.join(format!("train{suffix}")).display(),
-            val = data.join(format!("val{suffix}")).display(),
-            out = out.display()
-        ),
-    )
-    .unwrap();
-    let run = Command::new(env!("CARGO_BIN_EXE_cornet-trainer"))
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+/// One epoch on `$DATA/train$SUFFIX` read as `$FORMAT`, validated on `$DATA/val$SUFFIX`.
+const ONE_EPOCH: &str = "\
+model: {arch: Z, num_classes: 3, widths: [8, 16, 16, 16]}
+data: {train: $DATA/train$SUFFIX, val: $DATA/val$SUFFIX, format: $FORMAT, workers: 2, image_size: 32, prefetch: 2}
+optim: {lr: 0.02, step_size: 2}
+train: {epochs: 1, batch_size: 6, seed: 5}
+output: {path: $OUT, save_val_epochs: 1, save_model_epochs: 1, save_model_secs: 0, save_model_steps: 0, keep: 1}
+";
+
+/// Trains one epoch on `data/train{suffix}` with validation on `data/val{suffix}`; returns
+/// the final weights.
+fn train_one_epoch(dir: &Path, format: &str, suffix: &str) -> BTreeMap<String, Vec<u8>> {
+    let name = format!("run-{format}");
+    let yaml = ONE_EPOCH
+        .replace("$FORMAT", format)
+        .replace("$SUFFIX", suffix);
+    stdout_of_success(&train(&write_config(dir, &name, &yaml), &[]));
+    let out = dir.join(name);
     let records = std::fs::read_to_string(out.join("records.jsonl")).unwrap();
     assert!(records.contains("\"phase\":\"val\""), "{records}");
-    candle_core::safetensors::load(out.join("final.safetensors"), &Device::Cpu)
-        .unwrap()
-        .into_iter()
-        .map(|(name, t)| (name, tensor_bytes(&t)))
-        .collect()
+    final_weights(&out)
 }
 
 #[test]
@@ -68,8 +50,8 @@ fn training_on_shards_equals_training_on_the_image_folder() {
     pack_folder(&data.join("train"), &data.join("train-shards"));
     pack_folder(&data.join("val"), &data.join("val-shards"));
 
-    let from_folder = train(dir.path(), "imagefolder", "");
-    let from_shards = train(dir.path(), "shards", "-shards");
+    let from_folder = train_one_epoch(dir.path(), "imagefolder", "");
+    let from_shards = train_one_epoch(dir.path(), "shards", "-shards");
     assert!(!from_folder.is_empty());
     assert_eq!(
         from_shards, from_folder,
@@ -83,28 +65,16 @@ fn an_image_folder_given_as_shards_is_a_clear_error() {
     let data = dir.path().join("data");
     write_image_folder(&data.join("train"), 3, 2, 40, 1).unwrap();
     write_image_folder(&data.join("val"), 3, 1, 40, 2).unwrap();
-    let config = dir.path().join("c.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "model: {{arch: Z, num_classes: 3}}
-data: {{train: {}, format: shards}}
-optim: {{lr: 0.1, step_size: 1}}
-train: {{epochs: 1, batch_size: 2}}
-output: {{path: {}}}
-",
-            data.join("train").display(),
-            dir.path().join("run").display()
-        ),
-    )
-    .unwrap();
-    let run = Command::new(env!("CARGO_BIN_EXE_cornet-trainer"))
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(!run.status.success());
+    const SHARDS_THAT_ARE_NOT: &str = "\
+model: {arch: Z, num_classes: 3}
+data: {train: $DATA/train, format: shards}
+optim: {lr: 0.1, step_size: 1}
+train: {epochs: 1, batch_size: 2}
+output: {path: $OUT}
+";
+    let config = write_config(dir.path(), "run", SHARDS_THAT_ARE_NOT);
+    let run = train(&config, &[]);
+    let stderr = stderr_of_failure(&run);
     assert!(
         stderr.contains("data.train") && stderr.contains("no .tar shards"),
         "{stderr}"

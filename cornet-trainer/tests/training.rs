@@ -1,9 +1,10 @@
 //! The training loop on in-memory data: it learns, it resumes exactly, and ranks agree with
 //! one big batch.
 
+use crate::util::{free_port, tensor_bytes_by_name};
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
-use cornet_model::testing::tensor_bytes;
+use cornet_model::testing::norm;
 use cornet_model::{Arch, Model, ModelConfig};
 use cornet_trainer::checkpoint::CheckpointDir;
 use cornet_trainer::dist::{env::RankEnv, tcp::TcpRing, Communicator, SingleRank};
@@ -11,6 +12,7 @@ use cornet_trainer::optim::StepLr;
 use cornet_trainer::train::{BatchSource, LabelledBatch, RunSettings, Trainer};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -144,14 +146,8 @@ fn small(arch: Arch) -> Model {
     Model::new(&config, &Device::Cpu, 42).unwrap()
 }
 
-fn weights_of(model: &Model) -> Vec<(String, Vec<u8>)> {
-    model
-        .store()
-        .state_dict()
-        .unwrap()
-        .into_iter()
-        .map(|(name, t)| (name, tensor_bytes(&t)))
-        .collect()
+fn weights_of(model: &Model) -> BTreeMap<String, Vec<u8>> {
+    tensor_bytes_by_name(model.store().state_dict().unwrap())
 }
 
 #[test]
@@ -233,28 +229,16 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
     }
 }
 
+/// ||a - b|| / ||b|| over all parameters together, in f64.
 fn relative_difference(a: &Model, b: &Model) -> f64 {
-    let (mut diff, mut norm) = (0f64, 0f64);
+    let (mut diff, mut total) = (0f64, 0f64);
     for (x, y) in a.store().parameters().zip(b.store().parameters()) {
         let x = x.var.as_tensor().to_dtype(DType::F64).unwrap();
         let y = y.var.as_tensor().to_dtype(DType::F64).unwrap();
-        diff += (&x - &y)
-            .unwrap()
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap();
-        norm += y
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap();
+        diff += norm(&(&x - &y).unwrap()).powi(2);
+        total += norm(&y).powi(2);
     }
-    (diff / norm).sqrt()
+    (diff / total).sqrt()
 }
 
 /// Two ranks with batch B over loopback end with the weights of one rank with batch 2B.
@@ -277,11 +261,7 @@ fn two_ranks_match_one(arch: Arch) {
         .unwrap();
         trainer.run(&train, None).unwrap();
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let ranks: Vec<Model> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..2)
             .map(|rank| {

@@ -13,14 +13,17 @@ const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "img"];
 /// The member holding the class index as decimal text, as WebDataset writes it.
 const LABEL_EXTENSION: &str = "cls";
 
+/// Where each sample of one shard lies, in the shard's order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardIndex {
     /// The shard's length when it was indexed: a shard that no longer has it was rewritten
     /// or cut, and its index cannot be trusted.
     pub shard_bytes: u64,
+    /// The samples, in the order of their members in the tar.
     pub samples: Vec<IndexedSample>,
 }
 
+/// One sample of a shard: where its image's bytes are and its label.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndexedSample {
     /// WebDataset's key: the member name up to the first dot of its base name.
@@ -29,7 +32,9 @@ pub struct IndexedSample {
     pub ext: String,
     /// Byte offset of the image's data in the shard.
     pub offset: u64,
+    /// Length of the image's data, in bytes.
     pub len: u64,
+    /// The class index of its `.cls` member.
     pub label: usize,
 }
 

@@ -13,12 +13,17 @@ use std::path::{Path, PathBuf};
 /// A finished shard, as the manifest lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardRecord {
+    /// Its file name in the shards' folder.
     pub file: String,
+    /// Samples in it.
     pub samples: usize,
+    /// Its length, in bytes.
     pub bytes: u64,
+    /// The SHA-256 of its bytes, in lowercase hex.
     pub sha256: String,
 }
 
+/// Writes samples into numbered shards of at most a given size, one open shard at a time.
 pub struct ShardWriter {
     dir: PathBuf,
     prefix: String,

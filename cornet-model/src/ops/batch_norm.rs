@@ -13,6 +13,7 @@ use std::sync::{Arc, OnceLock};
 /// The output of a training-mode batch normalization and the statistics it used, from which
 /// the caller updates the running statistics.
 pub struct BatchNormTrain {
+    /// The normalized, scaled and shifted `x`, `[N, C, H, W]`.
     pub output: Tensor,
     /// Per-channel mean over batch and positions, `[C]`.
     pub mean: Tensor,

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 const CHUNK: usize = 1 << 15;
 
 /// `max(x, 0)`, NaN kept, as `torch.relu`, with its gradient: on the CPU the one-pass op
-/// below, elsewhere [`relu_composite`].
+/// below, elsewhere `relu_composite` (candle's ops, which every device has).
 pub fn relu(x: &Tensor) -> Result<Tensor> {
     if !super::on_cpu_kernels(x) {
         return relu_composite(x);

@@ -13,12 +13,14 @@ use std::path::Path;
 /// Tensors by state-dict name, without the `module.` prefix that `nn.DataParallel` adds.
 #[derive(Debug, Clone)]
 pub struct StateDict {
+    /// Every tensor, by state-dict name.
     pub tensors: HashMap<String, Tensor>,
     /// The checkpoint's `arch` entry (e.g. `CORnet-RT`) where it has one.
     pub arch: Option<String>,
 }
 
 impl StateDict {
+    /// A state dict of `tensors`, with the `module.` prefix stripped from their names.
     pub fn new(tensors: HashMap<String, Tensor>, arch: Option<String>) -> Self {
         let tensors = tensors
             .into_iter()
@@ -35,7 +37,10 @@ impl StateDict {
     }
 }
 
-/// Reads a checkpoint, recognising its format from its first bytes, not its name.
+/// Reads a checkpoint, recognising its format from its first bytes, not its name: a `.pth`
+/// (PyTorch's zip format, or the legacy one) or safetensors. The tensors are on the CPU.
+/// Errors name the file: unreadable ([`Error::Io`]), [`Error::NotACheckpoint`] or
+/// [`Error::DamagedCheckpoint`].
 pub fn read(path: &Path) -> Result<StateDict> {
     let mut head = [0u8; 16];
     let n = std::fs::File::open(path)

@@ -1,0 +1,32 @@
+//! What the integration tests share: running the `cornet-data` command, and the fixtures (the
+//! parity fixtures through [`cornet_model::testing`], the crate's own webdataset shard).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+pub use cornet_model::testing::{fixture, read_npz};
+
+/// `cornet-data` with `args`, run to its end.
+pub fn cornet_data(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cornet-data"))
+        .args(args)
+        .output()
+        .expect("running cornet-data")
+}
+
+/// A run's stdout, after asserting that it succeeded (showing its stderr if not).
+pub fn stdout_of_success(run: &Output) -> String {
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    text(&run.stdout)
+}
+
+/// Process output as text (lossy: a test reads it for messages only).
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A shard written by Python's webdataset (`tests/fixtures/make_webdataset_shard.py`): three
+/// samples of sizes 16x12, 10x20 and 8x8 labelled 2, 0 and 1.
+pub fn webdataset_shard() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/webdataset-000000.tar")
+}
