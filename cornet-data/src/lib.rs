@@ -2,7 +2,7 @@
 //!
 //! A [`Dataset`] gives encoded images and labels by index, from an [`ImageFolder`] or from
 //! WebDataset [`Shards`]; a [`Sampler`] orders an epoch and cuts it per rank; a [`Loader`]
-//! decodes and augments on worker threads and hands out [`Batch`]es in sampler order. Nothing
+//! decodes and augments on worker threads and hands out [`Batch`]es in sampler order; a [`Pipeline`] builds the two together. Nothing
 //! here knows about models.
 
 pub mod bench;
@@ -11,6 +11,7 @@ pub mod decode;
 pub mod error;
 pub mod loader;
 pub mod pack;
+pub mod pipeline;
 pub mod sampler;
 pub mod shards;
 pub mod synthetic;
@@ -19,6 +20,7 @@ pub mod transform;
 pub use dataset::{Dataset, ImageFolder};
 pub use error::{DataError, Result};
 pub use loader::{Batch, Loader, LoaderOptions};
+pub use pipeline::{Pipeline, PipelineOptions};
 pub use sampler::Sampler;
 pub use shards::Shards;
 pub use transform::Transform;
