@@ -2,8 +2,8 @@
 //!
 //! A [`Dataset`] gives encoded images and labels by index, from an [`ImageFolder`] or from
 //! WebDataset [`Shards`]; a [`Sampler`] orders an epoch and cuts it per rank; a [`Loader`]
-//! decodes and augments on worker threads and hands out [`Batch`]es in sampler order; a [`Pipeline`] builds the two together. Nothing
-//! here knows about models.
+//! decodes and augments on worker threads and hands out [`Batch`]es in sampler order; a
+//! [`Pipeline`] builds a loader and its sampler together. Nothing here knows about models.
 
 pub mod bench;
 pub mod dataset;

@@ -1,10 +1,10 @@
 //! Data parallelism in one place: one process per device, torchrun's contract.
 //!
-//! The [`launch`]er starts the ranks with the rank [`env`]ironment; they meet through a small
-//! key-value [`store`] served by rank 0 at `MASTER_ADDR:MASTER_PORT`. [`Communicator`] is what
-//! the training loop sees; transports are a no-op for one rank, a TCP ring for CPU ranks
-//! ([`tcp`]), and NCCL for GPUs (feature `nccl`). [`grads`] keeps the ranks' models identical,
-//! and [`placement`] says what `dist.ngpus` asks of this process.
+//! The [`launch`]er starts the ranks with the rank environment ([`env`](mod@env)); they meet
+//! through a small key-value [`store`] served by rank 0 at `MASTER_ADDR:MASTER_PORT`.
+//! [`Communicator`] is what the training loop sees; transports are a no-op for one rank, a
+//! TCP ring for CPU ranks ([`tcp`]), and NCCL for GPUs (feature `nccl`). [`grads`] keeps the
+//! ranks' models identical, and [`placement`] says what `dist.ngpus` asks of this process.
 
 pub mod env;
 mod error;
