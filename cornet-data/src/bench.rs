@@ -2,8 +2,7 @@
 
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
-use crate::loader::{Loader, LoaderOptions};
-use crate::sampler::Sampler;
+use crate::pipeline::{Pipeline, PipelineOptions};
 use crate::transform::Transform;
 use std::time::Instant;
 
@@ -46,47 +45,37 @@ pub fn bench<D: Dataset + 'static>(
     options: &BenchOptions,
     mut on_epoch: impl FnMut(u64, &EpochTiming),
 ) -> Result<Vec<EpochTiming>> {
+    let pipeline_options = PipelineOptions {
+        skip_bad_images: true,
+        ..PipelineOptions::single_process(options.batch_size, options.workers)
+    };
+    let len = dataset.len();
     let size = options.image_size;
-    let transform = if options.val {
-        Transform::Val { size }
+    let pipeline = if options.val {
+        Pipeline::evaluation(dataset, Transform::Val { size }, &pipeline_options)
     } else {
-        Transform::Train { size }
+        Pipeline::training(dataset, size, &pipeline_options)
     };
-    let sampler = if options.val {
-        Sampler::validation(dataset.len(), options.batch_size, 0, 1)
-    } else {
-        Sampler::training(dataset.len(), options.batch_size, 0, 1, 0)
-    };
-    if sampler.steps_per_epoch() == 0 {
+    if pipeline.steps_per_epoch() == 0 {
         return Err(DataError::Invalid(format!(
-            "{} images make no batch of {}",
-            dataset.len(),
+            "{len} images make no batch of {}",
             options.batch_size
         )));
     }
-    let loader = Loader::new(
-        dataset,
-        LoaderOptions {
-            transform,
-            workers: options.workers,
-            prefetch: 2 * options.workers.max(1),
-            skip_bad_images: true,
-            seed: 0,
-        },
-    );
-    let warmup: Vec<_> = sampler
+    let warmup: Vec<_> = pipeline
+        .sampler()
         .batches(0, 0)
         .into_iter()
         .take(options.warmup_batches)
         .collect();
-    for batch in loader.epoch(0, warmup) {
+    for batch in pipeline.loader().epoch(0, warmup) {
         batch?;
     }
     let mut timings = Vec::new();
     for epoch in 1..=options.epochs {
         let start = Instant::now();
         let mut images = 0;
-        for batch in loader.epoch(epoch, sampler.batches(epoch, 0)) {
+        for batch in pipeline.epoch(epoch, 0) {
             images += batch?.labels.len();
         }
         let timing = EpochTiming {

@@ -2,8 +2,8 @@
 //!
 //! A [`Dataset`] gives encoded images and labels by index, from an [`ImageFolder`] or from
 //! WebDataset [`Shards`]; a [`Sampler`] orders an epoch and cuts it per rank; a [`Loader`]
-//! decodes and augments on worker threads and hands out [`Batch`]es in sampler order. Nothing
-//! here knows about models.
+//! decodes and augments on worker threads and hands out [`Batch`]es in sampler order; a
+//! [`Pipeline`] builds a loader and its sampler together. Nothing here knows about models.
 //!
 //! [`Loader`] is the front door (its documentation has an example); errors are
 //! [`DataError`]s, each naming the file or shard at fault.
@@ -16,6 +16,7 @@ pub mod decode;
 pub mod error;
 pub mod loader;
 pub mod pack;
+pub mod pipeline;
 pub mod sampler;
 pub mod shards;
 pub mod synthetic;
@@ -24,6 +25,7 @@ pub mod transform;
 pub use dataset::{Dataset, ImageFolder};
 pub use error::{DataError, Result};
 pub use loader::{Batch, Loader, LoaderOptions};
+pub use pipeline::{Pipeline, PipelineOptions};
 pub use sampler::Sampler;
 pub use shards::Shards;
 pub use transform::Transform;

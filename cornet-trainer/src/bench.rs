@@ -10,34 +10,51 @@ use cornet_model::{Arch, Mode, Model, ModelConfig};
 use serde::Serialize;
 use std::time::Instant;
 
+/// What to time.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
+    /// Which CORnet, at full size with 1000 classes.
     pub arch: Arch,
+    /// Images per step.
     pub batch_size: usize,
+    /// Image side.
     pub image_size: usize,
+    /// Timed steps; the median is reported.
     pub steps: usize,
+    /// Untimed steps first.
     pub warmup: usize,
+    /// The activation dtype.
     pub precision: Precision,
 }
 
+/// The timings, printed as one JSON line.
 #[derive(Debug, Serialize)]
 pub struct BenchReport {
+    /// `CORnet-<arch>`.
     pub model: String,
+    /// The device, as candle shows it.
     pub device: String,
+    /// Images per step.
     pub batch_size: usize,
+    /// Image side.
     pub image_size: usize,
+    /// Timed steps.
     pub steps: usize,
+    /// The activation dtype.
     pub precision: Precision,
     /// Median over the timed steps of forward + backward + SGD update.
     pub train_step_ms: f64,
+    /// Training throughput.
     pub train_images_per_sec: f64,
     /// Median over the timed steps of an eval-mode forward.
     pub infer_step_ms: f64,
+    /// Inference throughput.
     pub infer_images_per_sec: f64,
     /// Peak resident memory of the process (Linux), after training and inference.
     pub peak_rss_mib: Option<f64>,
 }
 
+/// Times the train step and inference of a freshly initialised model on random images.
 pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport> {
     let model = Model::new(&ModelConfig::full(options.arch), device, 0)?;
     let classes = model.config().num_classes;
@@ -108,7 +125,9 @@ fn peak_rss_mib() -> Option<f64> {
 /// buffer on this machine.
 #[derive(Debug, Serialize)]
 pub struct AllReduceReport {
+    /// Ranks taking part.
     pub ranks: usize,
+    /// Floats per all-reduce.
     pub floats: usize,
     /// Median seconds of one all-reduce.
     pub seconds: f64,
@@ -118,11 +137,13 @@ pub struct AllReduceReport {
     pub busbw_gb_per_sec: f64,
     /// One-thread copy of the same buffer, for scale.
     pub memcpy_gb_per_sec: f64,
+    /// How close the transport comes to a local copy.
     pub busbw_over_memcpy: f64,
 }
 
+/// Times `iters` all-reduces of `floats` floats (after a warm-up one) over `comm`'s ranks.
 pub fn all_reduce(
-    comm: &mut dyn crate::dist::Communicator,
+    comm: &mut dyn crate::distributed::Communicator,
     floats: usize,
     iters: usize,
 ) -> Result<AllReduceReport> {

@@ -1,6 +1,9 @@
-//! The command line: `cornet-trainer <command>`, with the original `run.py` flag names.
+//! The command line: `cornet-trainer <command>`, with the original `run.py` flag names. These
+//! types belong to the binary; `commands` translates them into the library's requests.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use cornet_trainer::config::Precision;
+use cornet_trainer::score::command::Metric;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -179,7 +182,7 @@ pub struct ScoreArgs {
 
     /// Which scores: RSA, linear CKA, PLS predictivity (with the ceiling), or all of them.
     #[arg(long, value_enum, default_value = "all")]
-    pub metric: crate::score::command::Metric,
+    pub metric: MetricArg,
 
     /// Seed of the folds and split halves drawn when not given.
     #[arg(long, default_value_t = 0)]
@@ -317,7 +320,7 @@ pub struct BenchArgs {
 
     /// Activation dtype: f32, or bf16 (mixed precision, f32 weights and gradients).
     #[arg(long, default_value = "f32")]
-    pub precision: crate::config::Precision,
+    pub precision: PrecisionArg,
 }
 
 #[derive(Debug, Args)]
@@ -385,4 +388,43 @@ pub struct TestArgs {
     /// Folder for the output files (created if missing).
     #[arg(short = 'o', long = "output-path", alias = "output_path")]
     pub output_path: PathBuf,
+}
+
+/// `--metric`: the library's [`Metric`] as a command-line value.
+// Variants carry no doc comments: clap would show them in `--help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetricArg {
+    Rsa,
+    Cka,
+    Pls,
+    All,
+}
+
+impl From<MetricArg> for Metric {
+    fn from(arg: MetricArg) -> Metric {
+        match arg {
+            MetricArg::Rsa => Metric::Rsa,
+            MetricArg::Cka => Metric::Cka,
+            MetricArg::Pls => Metric::Pls,
+            MetricArg::All => Metric::All,
+        }
+    }
+}
+
+/// `--precision`: the library's [`Precision`] as a command-line value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PrecisionArg {
+    F32,
+    /// No loss scaling: bf16 keeps f32's 8-bit exponent, so gradients that fp16 would flush
+    /// to zero (below ~6e-8) stay representable; only the mantissa is shorter.
+    Bf16,
+}
+
+impl From<PrecisionArg> for Precision {
+    fn from(arg: PrecisionArg) -> Precision {
+        match arg {
+            PrecisionArg::F32 => Precision::F32,
+            PrecisionArg::Bf16 => Precision::Bf16,
+        }
+    }
 }

@@ -1,13 +1,17 @@
 //! `cornet-trainer --config X`: an experiment from its config to its trained weights.
+//!
+//! [`train`] is the composition root; each phase below is one step of it, in order.
 
 use crate::checkpoint::{self, CheckpointDir};
-use crate::config::{Backend, Config, DataFormat};
+use crate::config::{Config, DataFormat};
 use crate::device::parse_device;
-use crate::dist::{self, env::RankEnv, Transport};
-use crate::optim::StepLr;
-use crate::train::{BatchSource, ImageSource, RunSettings, Trainer};
+use crate::distributed::placement::Placement;
+use crate::distributed::{self, Communicator, RankEnv};
+use crate::loading::open_images;
+use crate::train::{BatchSource, ImageSource, RunSettings, Summary, Trainer};
 use anyhow::{bail, Context, Result};
-use cornet_data::{Dataset, ImageFolder, Loader, LoaderOptions, Sampler, Shards, Transform};
+use candle_core::Device;
+use cornet_data::{Dataset, Pipeline, PipelineOptions, Transform};
 use cornet_model::Model;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +20,7 @@ use std::sync::Arc;
 /// What the command line adds to the config.
 #[derive(Debug, Clone, Default)]
 pub struct Launch {
+    /// The experiment's YAML file.
     pub config: PathBuf,
     /// `key.path=value` overrides, the `--set` flags and the original's flags translated.
     pub overrides: Vec<String>,
@@ -27,35 +32,87 @@ pub struct Launch {
     pub init: Option<PathBuf>,
 }
 
+/// Trains the experiment `launch` names, as this process's rank, to the end (or to a signal).
 pub fn train(launch: &Launch) -> Result<()> {
     let config = Config::load(&launch.config, &launch.overrides)?;
-    let rank_env = RankEnv::from_env()?;
-    let (rank, world) = rank_env.as_ref().map_or((0, 1), |e| (e.rank, e.world_size));
-    if world == 1 && config.dist.ngpus > 1 {
-        tracing::warn!(
-            "dist.ngpus is {} but this is a single process: start the ranks with `cornet-trainer launch --nproc {}` or scripts/launch_2gpu.sh",
-            config.dist.ngpus,
-            config.dist.ngpus
-        );
+    let rank = place_rank(&config)?;
+    let data = prepare_data(&config, &rank)?;
+    let model = build_model(&config, launch.init.as_deref(), &rank.device)?;
+    let mut comm = connect_ranks(&config, &rank)?;
+    let checkpoints = open_run_folder(&config, launch.resume.is_some(), rank.rank)?;
+    let stop = stop_on_signals()?;
+    let settings = RunSettings::from_config(&config);
+    let mut trainer = Trainer::new(&model, comm.as_mut(), settings, &data.train, stop)?;
+    if let Some(resume) = &launch.resume {
+        let out = &config.output.path;
+        resume_from(
+            &mut trainer,
+            &checkpoints,
+            resume,
+            launch.force,
+            out,
+            &rank.device,
+        )?;
     }
-    if config.train.batch_size % world != 0 {
+    let val = data.val.as_ref().map(|v| v as &dyn BatchSource);
+    let summary = trainer.run(&data.train, val)?;
+    report(&summary, rank.rank, &config.output.path);
+    Ok(())
+}
+
+/// Where this process stands among the ranks, read once from the environment.
+struct RankPlace {
+    /// The rank environment, `None` for a single process.
+    env: Option<RankEnv>,
+    rank: usize,
+    world_size: usize,
+    /// This rank's share of `train.batch_size`.
+    batch_size: usize,
+    device: Device,
+}
+
+/// The rank environment, this rank's device (as `dist.ngpus` says) and its share of the batch.
+fn place_rank(config: &Config) -> Result<RankPlace> {
+    let env = RankEnv::from_env()?;
+    let (rank, world_size) = env.as_ref().map_or((0, 1), |e| (e.rank, e.world_size));
+    let placement = Placement::resolve(config.dist.ngpus, &config.train.device, world_size);
+    if let Some(warning) = &placement.warning {
+        tracing::warn!("{warning}");
+    }
+    if config.train.batch_size % world_size != 0 {
         bail!(
-            "train.batch_size {} does not split evenly over {world} ranks",
+            "train.batch_size {} does not split evenly over {world_size} ranks",
             config.train.batch_size
         );
     }
-    let batch_size = config.train.batch_size / world;
-    let device = parse_device(&config.train.device).context("train.device")?;
+    let device = parse_device(&placement.device).context("train.device")?;
+    Ok(RankPlace {
+        env,
+        rank,
+        world_size,
+        batch_size: config.train.batch_size / world_size,
+        device,
+    })
+}
 
-    if let Some(synthetic) = &config.data.synthetic {
+/// The training and validation batches of this rank.
+struct Data {
+    train: ImageSource<Box<dyn Dataset>>,
+    val: Option<ImageSource<Box<dyn Dataset>>>,
+}
+
+/// Generates the synthetic data if asked, opens the datasets and builds their pipelines.
+fn prepare_data(config: &Config, rank: &RankPlace) -> Result<Data> {
+    let data = &config.data;
+    if let Some(synthetic) = &data.synthetic {
         ensure_synthetic(
-            &config.data.train,
+            &data.train,
             synthetic.classes,
             synthetic.train_per_class,
             synthetic.size,
             config.train.seed,
         )?;
-        if let Some(val) = &config.data.val {
+        if let Some(val) = &data.val {
             ensure_synthetic(
                 val,
                 synthetic.classes,
@@ -65,68 +122,85 @@ pub fn train(launch: &Launch) -> Result<()> {
             )?;
         }
     }
-    if config.data.format == DataFormat::Shards && config.data.synthetic.is_some() {
+    if data.format == DataFormat::Shards && data.synthetic.is_some() {
         bail!("data.synthetic generates an ImageFolder: use it with data.format: imagefolder");
     }
-    let loader_options = |transform| LoaderOptions {
-        transform,
-        workers: config.data.workers,
-        prefetch: config.data.prefetch,
-        skip_bad_images: config.data.skip_bad_images,
+    let options = PipelineOptions {
+        batch_size: rank.batch_size,
+        rank: rank.rank,
+        world_size: rank.world_size,
+        workers: data.workers,
+        prefetch: data.prefetch,
+        skip_bad_images: data.skip_bad_images,
         seed: config.train.seed,
     };
-    let size = config.data.image_size;
-    let train_set = open_images(&config.data.train, config.data.format, "data.train")?;
-    check_classes(&config, train_set.num_classes(), "data.train")?;
-    let train_sampler =
-        Sampler::training(train_set.len(), batch_size, rank, world, config.train.seed);
-    let train = ImageSource::new(
-        Loader::new(train_set, loader_options(Transform::Train { size })),
-        train_sampler,
-    );
-    let val = match &config.data.val {
+    let size = data.image_size;
+    let train_set = open_images(&data.train, data.format, "data.train")?;
+    check_classes(config, train_set.num_classes(), "data.train")?;
+    let train = ImageSource::new(Pipeline::training(train_set, size, &options));
+    let val = match &data.val {
         Some(path) => {
-            let set = open_images(path, config.data.format, "data.val")?;
-            check_classes(&config, set.num_classes(), "data.val")?;
-            let sampler = Sampler::validation(set.len(), batch_size, rank, world);
-            Some(ImageSource::new(
-                Loader::new(set, loader_options(Transform::Val { size })),
-                sampler,
-            ))
+            let set = open_images(path, data.format, "data.val")?;
+            check_classes(config, set.num_classes(), "data.val")?;
+            let val = Transform::Val { size };
+            Some(ImageSource::new(Pipeline::evaluation(set, val, &options)))
         }
         None => None,
     };
+    Ok(Data { train, val })
+}
 
-    let model = match &launch.init {
-        Some(weights) => {
-            let model = Model::from_checkpoint(
-                weights,
-                Some(config.arch()?),
-                Some(config.model.times),
-                &device,
-            )?;
-            if model.config() != &config.model_config() {
-                bail!(
-                    "--init {}: the weights are a {:?}, the config asks for {:?}",
-                    weights.display(),
-                    model.config(),
-                    config.model_config()
-                );
-            }
-            model
-        }
-        None => Model::new(&config.model_config(), &device, config.train.seed)?,
-    };
-    let transport = match config.dist.backend {
-        Backend::Auto => Transport::Auto,
-        Backend::Nccl => Transport::Nccl,
-        Backend::Tcp => Transport::Tcp,
-    };
-    let mut comm = dist::connect(transport, &device)?;
+fn check_classes(config: &Config, found: usize, key: &str) -> Result<()> {
+    if found > config.model.num_classes {
+        bail!(
+            "{key} has {found} classes but model.num_classes is {}",
+            config.model.num_classes
+        );
+    }
+    Ok(())
+}
 
+/// The config's model, from `init`'s weights (which must be that model) or seeded at random.
+fn build_model(config: &Config, init: Option<&Path>, device: &Device) -> Result<Model> {
+    let Some(weights) = init else {
+        return Ok(Model::new(
+            &config.model_config(),
+            device,
+            config.train.seed,
+        )?);
+    };
+    let model = Model::from_checkpoint(
+        weights,
+        Some(config.arch()?),
+        Some(config.model.times),
+        device,
+    )?;
+    if model.config() != &config.model_config() {
+        bail!(
+            "--init {}: the weights are a {:?}, the config asks for {:?}",
+            weights.display(),
+            model.config(),
+            config.model_config()
+        );
+    }
+    Ok(model)
+}
+
+/// The communicator of `dist.backend`, meeting the other ranks (none for a single process).
+fn connect_ranks(config: &Config, rank: &RankPlace) -> Result<Box<dyn Communicator>> {
+    Ok(distributed::connect(
+        config.dist.backend,
+        &rank.device,
+        rank.env.as_ref(),
+    )?)
+}
+
+/// The run's checkpoints; a fresh run (no `--resume`) refuses a folder that already holds
+/// some. Rank 0 creates `output.path` and writes the resolved config into it.
+fn open_run_folder(config: &Config, resuming: bool, rank: usize) -> Result<CheckpointDir> {
     let out = &config.output.path;
     let checkpoints = CheckpointDir::new(out.join("checkpoints"), config.output.keep);
-    if launch.resume.is_none() && !checkpoints.list()?.is_empty() {
+    if !resuming && !checkpoints.list()?.is_empty() {
         bail!(
             "{} already holds checkpoints of a run: continue it with --resume auto, or train \
              into another output.path (-o)",
@@ -140,60 +214,53 @@ pub fn train(launch: &Launch) -> Result<()> {
         std::fs::write(&resolved, config.to_yaml())
             .with_context(|| format!("writing {}", resolved.display()))?;
     }
-    let settings = RunSettings {
-        epochs: config.train.epochs,
-        schedule: StepLr {
-            base_lr: config.optim.lr,
-            step_size: config.optim.step_size,
-            gamma: config.optim.gamma,
-        },
-        momentum: config.optim.momentum,
-        weight_decay: config.optim.weight_decay,
-        seed: config.train.seed,
-        output_dir: out.clone(),
-        save_val_epochs: config.output.save_val_epochs,
-        save_model_epochs: config.output.save_model_epochs,
-        save_model_steps: config.output.save_model_steps,
-        save_model_secs: config.output.save_model_secs,
-        keep: config.output.keep,
-        config_hash: config.hash(),
-        sync_check_steps: 100,
-        precision: config.train.precision,
-    };
-    let stop = stop_on_signals()?;
-    let mut trainer = Trainer::new(&model, comm.as_mut(), settings, &train, stop)?;
-    if let Some(resume) = &launch.resume {
-        let found = match resume.as_str() {
-            "auto" => checkpoints.latest_valid(&device)?,
-            path => {
-                let path = PathBuf::from(path);
-                let c = checkpoint::load(&path, &device)?;
-                Some((path, c))
-            }
-        };
-        match found {
-            Some((path, c)) => {
-                tracing::info!(
-                    "resuming from {} (step {})",
-                    path.display(),
-                    c.state.global_step
-                );
-                trainer.resume(c, launch.force)?;
-            }
-            None => tracing::info!(
-                "no checkpoint in {} yet: starting from the beginning",
-                out.display()
-            ),
+    Ok(checkpoints)
+}
+
+/// Continues from `resume` (`auto`: the newest good checkpoint of the run in `out`, if any;
+/// else a checkpoint folder).
+fn resume_from(
+    trainer: &mut Trainer<'_>,
+    checkpoints: &CheckpointDir,
+    resume: &str,
+    force: bool,
+    out: &Path,
+    device: &Device,
+) -> Result<()> {
+    let found = match resume {
+        "auto" => checkpoints.latest_valid(device)?,
+        path => {
+            let path = PathBuf::from(path);
+            let c = checkpoint::load(&path, device)?;
+            Some((path, c))
         }
+    };
+    match found {
+        Some((path, c)) => {
+            tracing::info!(
+                "resuming from {} (step {})",
+                path.display(),
+                c.state.global_step
+            );
+            trainer.resume(c, force)?;
+        }
+        None => tracing::info!(
+            "no checkpoint in {} yet: starting from the beginning",
+            out.display()
+        ),
     }
-    let summary = trainer.run(&train, val.as_ref().map(|v| v as &dyn BatchSource))?;
+    Ok(())
+}
+
+/// How the run ended, for the user: how to continue it, or where its weights are.
+fn report(summary: &Summary, rank: usize, out: &Path) {
     if summary.interrupted {
         tracing::info!(
             "stopped at step {}; continue with --resume auto",
             summary.global_step
         );
     } else if rank == 0 {
-        if let Some(val) = summary.last_val {
+        if let Some(val) = &summary.last_val {
             println!(
                 "done: {} steps; validation loss {:.4}, top-1 {:.2}%, top-5 {:.2}%; weights in {}",
                 summary.global_step,
@@ -204,26 +271,6 @@ pub fn train(launch: &Launch) -> Result<()> {
             );
         }
     }
-    Ok(())
-}
-
-/// The labelled images at `path`, an ImageFolder or a folder of shards as `format` says.
-fn open_images(path: &Path, format: DataFormat, key: &str) -> Result<Box<dyn Dataset>> {
-    let set: Box<dyn Dataset> = match format {
-        DataFormat::Imagefolder => Box::new(ImageFolder::open(path).context(key.to_owned())?),
-        DataFormat::Shards => Box::new(Shards::open(path).context(key.to_owned())?),
-    };
-    Ok(set)
-}
-
-fn check_classes(config: &Config, found: usize, key: &str) -> Result<()> {
-    if found > config.model.num_classes {
-        bail!(
-            "{key} has {found} classes but model.num_classes is {}",
-            config.model.num_classes
-        );
-    }
-    Ok(())
 }
 
 /// Generates a synthetic ImageFolder at `root` unless it exists. Written aside and renamed

@@ -1,11 +1,11 @@
 //! Feature extraction, the original's `run.py test`: run images through a model and save what
 //! chosen modules output.
 
+use crate::features::{collect_taps, image_batches, write_file_list};
 use anyhow::{bail, Context, Result};
-use candle_core::Tensor;
-use cornet_data::{Dataset, ImageFolder, Loader, LoaderOptions, Sampler, Transform};
-use cornet_model::{Mode, Model, TapFilter};
-use indicatif::{ProgressBar, ProgressStyle};
+use candle_core::{Device, Tensor};
+use cornet_data::ImageFolder;
+use cornet_model::{Arch, Model, TapFilter};
 use std::path::{Path, PathBuf};
 
 /// What to keep from each forward pass.
@@ -16,52 +16,138 @@ pub enum Selection {
     /// One module's output at one call (time step), flattened per image, into one `.npy`, as
     /// `run.py test --layer --sublayer --time_step` wrote it.
     Layer {
+        /// The area: `V1`, `V2`, `V4`, `IT` or `decoder`.
         layer: String,
+        /// The module inside the area: `output`, `conv1`, `avgpool`, ...
         sublayer: String,
+        /// Which call of the module: the time step for an area's `output`.
         time_step: usize,
     },
 }
 
-/// The taps `filter` selects (and the logits, if asked) of `total` images arriving in
-/// `batches`, each concatenated over all images, in call order.
-pub fn collect_taps(
-    model: &Model,
-    batches: impl Iterator<Item = Result<Tensor>>,
-    total: usize,
-    filter: TapFilter,
-    with_logits: bool,
-) -> Result<Vec<(String, Tensor)>> {
-    if total == 0 {
-        bail!("no images to extract features from");
+/// Where the images come from.
+#[derive(Debug, Clone)]
+pub enum Images {
+    /// Preprocessed images: a float32 `.npy` of shape `[N, 3, H, W]`.
+    Npy(PathBuf),
+    /// A folder of images, decoded and preprocessed as the original's `test` did.
+    Folder {
+        /// The folder, searched recursively and read in sorted file-name order.
+        dir: PathBuf,
+        /// Image side.
+        imsize: usize,
+        /// Decoding threads.
+        workers: usize,
+    },
+}
+
+/// `cornet-trainer test`: which model, which images, what to keep and where.
+#[derive(Debug, Clone)]
+pub struct ExtractRequest {
+    /// Which CORnet the weights are.
+    pub arch: Arch,
+    /// A PyTorch `.pth` or a safetensors file.
+    pub weights: PathBuf,
+    /// Time steps that R and RT unroll (their default when `None`).
+    pub times: Option<usize>,
+    /// Where to run the model.
+    pub device: Device,
+    /// The images.
+    pub images: Images,
+    /// Images per forward pass.
+    pub batch_size: usize,
+    /// What to keep of each forward pass.
+    pub selection: Selection,
+    /// Folder for the output files (created if missing).
+    pub output_dir: PathBuf,
+}
+
+/// An extraction ready to run: the model loaded, the images opened and, for a folder, the
+/// list of its images written (the rows of the features, in order).
+pub struct Extraction {
+    model: Model,
+    input: Input,
+    request: ExtractRequest,
+    file_list: Option<PathBuf>,
+}
+
+/// The opened images.
+enum Input {
+    Tensor(Tensor),
+    Folder {
+        folder: ImageFolder,
+        imsize: usize,
+        workers: usize,
+    },
+}
+
+impl Extraction {
+    /// Loads the model and opens the images; a folder's `file_list.txt` is written now.
+    pub fn prepare(request: &ExtractRequest) -> Result<Self> {
+        let model = Model::from_checkpoint(
+            &request.weights,
+            Some(request.arch),
+            request.times,
+            &request.device,
+        )?;
+        let (input, file_list) = match &request.images {
+            Images::Npy(path) => (Input::Tensor(read_input_npy(path)?), None),
+            Images::Folder {
+                dir,
+                imsize,
+                workers,
+            } => {
+                let folder = ImageFolder::flat(dir)?;
+                let list = write_file_list(&folder, &request.output_dir)?;
+                let input = Input::Folder {
+                    folder,
+                    imsize: *imsize,
+                    workers: *workers,
+                };
+                (input, Some(list))
+            }
+        };
+        Ok(Extraction {
+            model,
+            input,
+            request: request.clone(),
+            file_list,
+        })
     }
-    let progress = ProgressBar::new(total as u64).with_style(
-        ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} images ({per_sec}, eta {eta})")
-            .expect("static template"),
-    );
-    progress.set_message("extracting");
-    let mut names: Vec<String> = Vec::new();
-    let mut chunks: Vec<Vec<Tensor>> = Vec::new();
-    for batch in batches {
-        let batch = batch?.to_device(model.device())?;
-        let (logits, mut outputs) = model.forward_with_taps(&batch, Mode::Eval, filter.clone())?;
-        if with_logits {
-            outputs.push(("logits".into(), logits));
-        }
-        if chunks.is_empty() {
-            names = outputs.iter().map(|(name, _)| name.clone()).collect();
-            chunks = vec![Vec::new(); outputs.len()];
-        }
-        for (chunk, (_, value)) in chunks.iter_mut().zip(outputs) {
-            chunk.push(value);
-        }
-        progress.inc(batch.dim(0)? as u64);
+
+    /// `OUT/file_list.txt` when the images came from a folder.
+    pub fn file_list(&self) -> Option<&Path> {
+        self.file_list.as_deref()
     }
-    progress.finish_and_clear();
-    names
-        .into_iter()
-        .zip(&chunks)
-        .map(|(name, parts)| Ok((name, Tensor::cat(parts, 0)?)))
-        .collect()
+
+    /// Runs the images through the model and writes the selection; returns the written file.
+    pub fn run(self) -> Result<PathBuf> {
+        let request = &self.request;
+        let batch_size = request.batch_size;
+        match self.input {
+            Input::Tensor(images) => extract(
+                &self.model,
+                tensor_batches(&images, batch_size),
+                images.dim(0)?,
+                &request.selection,
+                &request.output_dir,
+            ),
+            Input::Folder {
+                folder,
+                imsize,
+                workers,
+            } => {
+                let batches = image_batches(folder, imsize, workers, batch_size);
+                extract(
+                    &self.model,
+                    batches.images,
+                    batches.total,
+                    &request.selection,
+                    &request.output_dir,
+                )
+            }
+        }
+    }
 }
 
 /// Splits a preprocessed [N, 3, H, W] tensor into batches for [`extract`].
@@ -133,58 +219,4 @@ pub fn read_input_npy(path: &Path) -> Result<Tensor> {
         );
     }
     Ok(tensor.to_dtype(candle_core::DType::F32)?)
-}
-
-/// A folder's images as preprocessed batches, decoded on worker threads.
-pub struct ImageBatches {
-    pub total: usize,
-    pub images: Box<dyn Iterator<Item = Result<Tensor>>>,
-}
-
-/// The feature-extraction pipeline of the original: `Resize((imsize, imsize))`, `ToTensor`,
-/// `Normalize`, in the folder's sorted order. An unreadable image is an error naming it.
-pub fn image_batches(
-    folder: ImageFolder,
-    imsize: usize,
-    workers: usize,
-    batch_size: usize,
-) -> ImageBatches {
-    let total = folder.len();
-    let loader = Loader::new(
-        folder,
-        LoaderOptions {
-            transform: Transform::Test { size: imsize },
-            workers,
-            prefetch: 2 * workers.max(1),
-            skip_bad_images: false,
-            seed: 0,
-        },
-    );
-    let order = Sampler::validation(total, batch_size, 0, 1).batches(0, 0);
-    let images = loader.epoch(0, order).map(|batch| {
-        let batch = batch?;
-        Ok(Tensor::from_vec(
-            batch.images,
-            batch.shape.to_vec(),
-            &candle_core::Device::Cpu,
-        )?)
-    });
-    ImageBatches {
-        total,
-        images: Box::new(images),
-    }
-}
-
-/// Writes `OUT/file_list.txt`, the images in the order of the feature rows.
-pub fn write_file_list(folder: &ImageFolder, output_dir: &Path) -> Result<PathBuf> {
-    std::fs::create_dir_all(output_dir)
-        .with_context(|| format!("creating {}", output_dir.display()))?;
-    let path = output_dir.join("file_list.txt");
-    let mut text = String::new();
-    for i in 0..folder.len() {
-        text.push_str(&folder.path(i).display().to_string());
-        text.push('\n');
-    }
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
 }

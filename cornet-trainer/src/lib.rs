@@ -1,14 +1,22 @@
 //! Train, evaluate and score CORnet models.
+//!
+//! The front door is an experiment [`config::Config`]; [`experiment::train`] runs one from its
+//! config to its trained weights, on one process or as one rank of several
+//! ([`distributed`]). [`extract`] saves a model's features as the original `run.py test`
+//! did, and [`score`] measures how brain-like features are. The `cornet-trainer` binary is a
+//! thin command line over these modules.
+
+#![warn(missing_docs)]
 
 pub mod bench;
 pub mod checkpoint;
-pub mod cli;
 pub mod config;
 pub mod device;
-pub mod dist;
+pub mod distributed;
 pub mod experiment;
 pub mod extract;
-pub mod launch;
+pub mod features;
+pub mod loading;
 pub mod optim;
 pub mod score;
 pub mod step;

@@ -18,6 +18,7 @@ pub struct Sgd {
 }
 
 impl Sgd {
+    /// An optimizer with no momentum buffers yet.
     pub fn new(momentum: f64, weight_decay: f64) -> Self {
         Sgd {
             momentum,
@@ -74,12 +75,16 @@ impl Sgd {
 /// the original's `StepLR.step(epoch=frac_epoch)` did.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepLr {
+    /// The learning rate before the first drop.
     pub base_lr: f64,
+    /// Epochs between drops.
     pub step_size: f64,
+    /// Factor of each drop.
     pub gamma: f64,
 }
 
 impl StepLr {
+    /// The learning rate at fractional `epoch`.
     pub fn lr_at(&self, epoch: f64) -> f64 {
         self.base_lr * self.gamma.powf((epoch / self.step_size).floor())
     }

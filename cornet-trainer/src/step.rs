@@ -8,9 +8,11 @@ use cornet_model::{Mode, Model};
 
 /// What a forward-backward pass yields.
 pub struct StepOutput {
+    /// The logits `[N, classes]`, in f32.
     pub logits: Tensor,
     /// Mean cross-entropy over the batch.
     pub loss: Tensor,
+    /// The gradients of every parameter, in f32.
     pub grads: GradStore,
 }
 

@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Tensor};
 use cornet_model::testing::norm;
 use cornet_model::{Arch, Model, ModelConfig};
 use cornet_trainer::checkpoint::CheckpointDir;
-use cornet_trainer::dist::{env::RankEnv, tcp::TcpRing, Communicator, SingleRank};
+use cornet_trainer::distributed::{env::RankEnv, tcp::TcpRing, Communicator, SingleRank};
 use cornet_trainer::optim::StepLr;
 use cornet_trainer::train::{BatchSource, LabelledBatch, RunSettings, Trainer};
 use rand::seq::SliceRandom;

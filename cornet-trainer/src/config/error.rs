@@ -1,15 +1,19 @@
 //! Config errors that point at the file, line and key, or at the `--set` flag.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, PartialEq)]
+/// A config that could not be read or is wrong, shown as `FILE:LINE: KEY: MESSAGE` (or
+/// `--set KEY: MESSAGE` for an override), with the parts that are known.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}{}{message}", location(.file.as_deref(), *.line), key_prefix(.key))]
 pub struct ConfigError {
     /// The config file, or `None` for a `--set` override.
     pub file: Option<PathBuf>,
+    /// The 1-based line in the file, when known.
     pub line: Option<usize>,
     /// Dotted key path (`optim.lr`); empty for the file as a whole.
     pub key: String,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -51,18 +55,19 @@ impl ConfigError {
     }
 }
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.file, self.line) {
-            (Some(file), Some(line)) => write!(f, "{}:{line}: ", file.display())?,
-            (Some(file), None) => write!(f, "{}: ", file.display())?,
-            (None, _) => write!(f, "--set ")?,
-        }
-        if !self.key.is_empty() {
-            write!(f, "{}: ", self.key)?;
-        }
-        f.write_str(&self.message)
+/// `FILE:LINE: `, `FILE: `, or `--set ` for an override.
+fn location(file: Option<&Path>, line: Option<usize>) -> String {
+    match (file, line) {
+        (Some(file), Some(line)) => format!("{}:{line}: ", file.display()),
+        (Some(file), None) => format!("{}: ", file.display()),
+        (None, _) => "--set ".to_string(),
     }
 }
 
-impl std::error::Error for ConfigError {}
+/// `KEY: `, or nothing for the file as a whole.
+fn key_prefix(key: &str) -> String {
+    match key {
+        "" => String::new(),
+        key => format!("{key}: "),
+    }
+}

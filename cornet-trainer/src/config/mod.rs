@@ -6,23 +6,50 @@ mod locate;
 
 pub use error::ConfigError;
 
+use crate::distributed::Backend;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// A whole experiment.
+///
+/// ```
+/// use cornet_trainer::config::Config;
+/// use std::path::Path;
+///
+/// let yaml = "
+/// model: {arch: Z}
+/// data: {train: /data/imagenet/train}
+/// optim: {lr: 0.01, step_size: 10}
+/// train: {epochs: 25, batch_size: 256}
+/// output: {path: runs/z}
+/// ";
+/// // As `--set optim.lr=0.05` on the command line.
+/// let overrides = vec!["optim.lr=0.05".to_string()];
+/// let config = Config::parse(yaml, Path::new("z.yaml"), &overrides)?;
+/// assert_eq!(config.optim.lr, 0.05);
+/// assert_eq!(config.model.times, 5); // the default
+/// # Ok::<(), cornet_trainer::config::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Which CORnet, at which size.
     pub model: ModelSection,
+    /// The images and how they are loaded.
     pub data: DataSection,
+    /// SGD and its learning-rate schedule.
     pub optim: OptimSection,
+    /// Epochs, batch, seed, device and precision.
     pub train: TrainSection,
+    /// Ranks and their transport (one process on one device when absent).
     #[serde(default)]
     pub dist: DistSection,
+    /// Where the run writes, and when it validates and checkpoints.
     pub output: OutputSection,
 }
 
+/// `model:` the network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
@@ -31,6 +58,7 @@ pub struct ModelSection {
     /// Time steps that R and RT unroll.
     #[serde(default = "defaults::times")]
     pub times: usize,
+    /// Classes of the decoder (1000 for ImageNet).
     #[serde(default = "defaults::num_classes")]
     pub num_classes: usize,
     /// Output channels of V1, V2, V4, IT.
@@ -38,6 +66,7 @@ pub struct ModelSection {
     pub widths: Vec<usize>,
 }
 
+/// `data.format`: how the images are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DataFormat {
@@ -47,6 +76,7 @@ pub enum DataFormat {
     Shards,
 }
 
+/// `data:` the images.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSection {
@@ -55,6 +85,7 @@ pub struct DataSection {
     /// Validation images (optional: no validation without).
     #[serde(default)]
     pub val: Option<PathBuf>,
+    /// How the images are stored.
     #[serde(default = "defaults::format")]
     pub format: DataFormat,
     /// Decoding threads.
@@ -75,22 +106,30 @@ pub struct DataSection {
     pub synthetic: Option<SyntheticData>,
 }
 
+/// `data.synthetic`: a generated dataset for smoke runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyntheticData {
+    /// Classes (at least 2).
     pub classes: usize,
+    /// Training images per class.
     pub train_per_class: usize,
+    /// Validation images per class.
     pub val_per_class: usize,
     /// Side of the generated images.
     pub size: usize,
 }
 
+/// `optim:` SGD with a step learning-rate schedule, as the original.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OptimSection {
+    /// Initial learning rate.
     pub lr: f64,
+    /// SGD momentum.
     #[serde(default = "defaults::momentum")]
     pub momentum: f64,
+    /// L2 weight decay.
     #[serde(default = "defaults::weight_decay")]
     pub weight_decay: f64,
     /// Epochs between learning-rate drops.
@@ -100,12 +139,14 @@ pub struct OptimSection {
     pub gamma: f64,
 }
 
+/// `train:` the run itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainSection {
+    /// Training epochs.
     pub epochs: u64,
-    /// Images per step on each rank (the original's `--batch_size` is per run; with several
-    /// ranks each takes batch_size / ngpus, see `dist.ngpus`).
+    /// Images per optimizer step over all ranks, as the original's `--batch_size`: each of the
+    /// `WORLD_SIZE` ranks takes `batch_size / WORLD_SIZE` of them (it must divide evenly).
     pub batch_size: usize,
     /// Fixes the initial weights, the data order and the augmentations.
     #[serde(default)]
@@ -120,9 +161,10 @@ pub struct TrainSection {
 
 /// Mixed precision as autocast does it: activations and convolutions in the chosen dtype;
 /// weights, gradients, optimizer state, normalization statistics and the loss in f32.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
+    /// Everything in f32.
     #[default]
     F32,
     /// No loss scaling: bf16 keeps f32's 8-bit exponent, so gradients that fp16 would flush
@@ -131,6 +173,7 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// The dtype activations are computed in.
     pub fn activation_dtype(self) -> candle_core::DType {
         match self {
             Precision::F32 => candle_core::DType::F32,
@@ -139,22 +182,17 @@ impl Precision {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    /// NCCL on GPUs, TCP on CPUs.
-    Auto,
-    Nccl,
-    Tcp,
-}
-
+/// `dist:` devices and ranks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DistSection {
-    /// Devices to train on, as the original's `--ngpus`: `scripts/launch_2gpu.sh` starts this
-    /// many ranks.
+    /// Devices to train on, as the original's `--ngpus`: `0` trains on the CPU (whatever
+    /// `train.device` says), `N` on N devices, one rank each (`cornet-trainer launch --nproc N`
+    /// or `scripts/launch_2gpu.sh` starts them); see
+    /// [`Placement`](crate::distributed::placement::Placement).
     #[serde(default = "defaults::ngpus")]
     pub ngpus: usize,
+    /// The transport between ranks: `auto`, `nccl` or `tcp`.
     #[serde(default = "defaults::backend")]
     pub backend: Backend,
 }
@@ -168,6 +206,7 @@ impl Default for DistSection {
     }
 }
 
+/// `output:` where the run writes, and when it validates and checkpoints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSection {
@@ -176,11 +215,13 @@ pub struct OutputSection {
     /// Validate every this many epochs (0: never).
     #[serde(default = "defaults::save_val_epochs")]
     pub save_val_epochs: f64,
-    /// Checkpoint every this many epochs, seconds and steps (0: never).
+    /// Checkpoint every this many epochs (0: never).
     #[serde(default = "defaults::one")]
     pub save_model_epochs: u64,
+    /// Checkpoint every this many seconds (0: never).
     #[serde(default = "defaults::save_model_secs")]
     pub save_model_secs: u64,
+    /// Checkpoint every this many steps (0: never).
     #[serde(default)]
     pub save_model_steps: u64,
     /// Checkpoints kept (the newest).
@@ -355,7 +396,6 @@ impl Config {
             "train.batch_size",
             "must be at least 1",
         )?;
-        check(self.dist.ngpus >= 1, "dist.ngpus", "must be at least 1")?;
         check(
             self.output.save_val_epochs >= 0.0,
             "output.save_val_epochs",
@@ -372,6 +412,7 @@ impl Config {
         Ok(())
     }
 
+    /// `model.arch` as an [`cornet_model::Arch`].
     pub fn arch(&self) -> cornet_model::Result<cornet_model::Arch> {
         self.model.arch.parse()
     }

@@ -18,30 +18,44 @@ const COMPONENTS: usize = 25;
 const FOLDS: usize = 10;
 const SPLITS: usize = 10;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// Which scores to compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
+    /// Representational similarity analysis (Spearman and Pearson).
     Rsa,
+    /// Linear centred kernel alignment.
     Cka,
+    /// Cross-validated PLS predictivity, with the split-half noise ceiling.
     Pls,
+    /// All of them.
     All,
 }
 
+/// The scores of one set of features; those not asked for (or undefined) are `None`.
 #[derive(Debug, Default, Serialize)]
 pub struct Scores {
+    /// Spearman correlation of the model's and the neural RDMs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rsa_spearman: Option<f64>,
+    /// Pearson correlation of the model's and the neural RDMs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rsa_pearson: Option<f64>,
+    /// Linear CKA of the features and the mean responses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cka_linear: Option<f64>,
+    /// Median over neuroids of the cross-validated PLS prediction's r.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub predictivity_raw: Option<f64>,
+    /// Median over neuroids of the split-half noise ceiling.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ceiling: Option<f64>,
+    /// `predictivity_raw / ceiling`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub predictivity_ceiled: Option<f64>,
+    /// The PLS prediction's r per neuroid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub r_neuroid: Option<Vec<f64>>,
+    /// The ceiling per neuroid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ceiling_neuroid: Option<Vec<f64>>,
 }
@@ -71,10 +85,15 @@ impl Scores {
 /// What a score compares against and how: the part shared by `score --features` and
 /// `score --model`.
 pub struct NeuralRequest {
+    /// The recordings, `.npy` `[repetitions, stimuli, neuroids]` or `[stimuli, neuroids]`.
     pub recordings: PathBuf,
+    /// Cross-validation fold per stimulus (int64 `.npy`); drawn when `None`.
     pub folds: Option<PathBuf>,
+    /// Split halves (int64 `.npy` `[splits, repetitions]`); drawn when `None`.
     pub split_halves: Option<PathBuf>,
+    /// Which scores.
     pub metric: Metric,
+    /// Seed of the folds and split halves drawn.
     pub seed: u64,
     /// Where generated folds and split halves are written.
     pub out_dir: PathBuf,
@@ -93,19 +112,24 @@ impl NeuralRequest {
     }
 }
 
+/// `score --features`: features from a file against recordings.
 pub struct ScoreRequest {
+    /// Features, float32/64 `.npy` `[stimuli, units]`.
     pub features: PathBuf,
+    /// The recordings and the protocol.
     pub neural: NeuralRequest,
 }
 
 /// Neural responses: one [stimuli x neuroids] matrix per repetition.
 pub struct Recordings {
+    /// One `[stimuli x neuroids]` matrix per repetition.
     pub trials: Vec<DMatrix<f64>>,
     /// Whether the file had a repetition axis (then a ceiling is asked for).
     pub has_repetitions: bool,
 }
 
 impl Recordings {
+    /// Stimuli recorded.
     pub fn stimuli(&self) -> usize {
         self.trials[0].nrows()
     }
@@ -131,6 +155,7 @@ impl Recordings {
 
 /// The cross-validation folds and split halves of a score, fixed once for every layer scored.
 pub struct Protocol {
+    /// The cross-validation fold of each stimulus.
     pub folds: Vec<usize>,
     /// `None` when no ceiling is asked for (responses without a repetition axis).
     pub splits: Option<Vec<Vec<usize>>>,
@@ -197,6 +222,7 @@ pub struct NeuralTarget {
 }
 
 impl NeuralTarget {
+    /// The mean responses and what every layer's scores compare against.
     pub fn new(recordings: &Recordings, protocol: &Protocol) -> NeuralTarget {
         let responses = mean_over_repetitions(&recordings.trials);
         NeuralTarget {
@@ -251,6 +277,7 @@ pub fn score_layer(
     scores
 }
 
+/// Scores the features of `request` against its recordings.
 pub fn score(request: &ScoreRequest) -> Result<Scores> {
     let (features_shape, features) = read_npy(&request.features)?;
     let [stimuli, units] = features_shape[..] else {

@@ -61,6 +61,7 @@ impl Pls {
         }
     }
 
+    /// The fitted responses to `x` `[samples x features]`.
     pub fn predict(&self, x: &DMatrix<f64>) -> DMatrix<f64> {
         let mut out = subtract_row(x, &self.x_mean) * &self.coef;
         for mut row in out.row_iter_mut() {

@@ -3,7 +3,7 @@
 
 use super::command::{score_layer, NeuralRequest, NeuralTarget, Recordings, Scores};
 use super::LayerFeatures;
-use crate::extract::{collect_taps, image_batches, write_file_list};
+use crate::features::{collect_taps, image_batches, write_file_list};
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use cornet_data::{Dataset, ImageFolder};
@@ -12,17 +12,25 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+/// `score --model`: which model, which images, which recordings.
 pub struct ScanRequest {
+    /// Which CORnet the weights are.
     pub arch: Arch,
+    /// A PyTorch `.pth` or a safetensors file.
     pub weights: PathBuf,
+    /// Time steps that R and RT unroll (their default when `None`).
     pub times: Option<usize>,
+    /// Where to run the model.
     pub device: Device,
     /// The folder of stimulus images.
     pub images: PathBuf,
     /// File names in the recordings' order; `None` for the folder's sorted order.
     pub stimuli: Option<PathBuf>,
+    /// Image side.
     pub imsize: usize,
+    /// Images per forward pass.
     pub batch_size: usize,
+    /// Decoding threads.
     pub workers: usize,
     /// The recordings, folds, metric, and the output folder (scores, file list, folds).
     pub neural: NeuralRequest,
@@ -31,8 +39,11 @@ pub struct ScanRequest {
 /// The scores of one tap: `V4.output.3` is area `V4` at time step 3, `decoder.avgpool.0` area
 /// `decoder.avgpool` at step 0.
 pub struct TapScore {
+    /// The area (`V4`) or module (`decoder.avgpool`).
     pub area: String,
+    /// The call of its output.
     pub time_step: usize,
+    /// Its scores.
     pub scores: Scores,
 }
 
@@ -48,12 +59,14 @@ impl TapScore {
     }
 }
 
+/// Every tap of a model scored.
 pub struct Scan {
     /// Areas bottom-up, each area's time steps in order.
     pub taps: Vec<TapScore>,
     /// Taps whose features are the same for every stimulus, so that no score is defined: in
     /// R and RT an area sees the image only from the time step of its depth on.
     pub constant: Vec<String>,
+    /// The recordings' split-half noise ceiling (median over neuroids), if they have one.
     pub ceiling: Option<f64>,
 }
 
@@ -95,6 +108,15 @@ impl Scan {
                 .expect("writing to a String");
         }
         text
+    }
+
+    /// `OUT/scores.csv` and `OUT/scores.svg` (see [`Scan::write_csv`] and
+    /// [`super::plot::write_svg`]); returns their paths.
+    pub fn write_reports(&self, out_dir: &Path) -> Result<(PathBuf, PathBuf)> {
+        let (csv, svg) = (out_dir.join("scores.csv"), out_dir.join("scores.svg"));
+        self.write_csv(&csv)?;
+        super::plot::write_svg(self, &svg)?;
+        Ok((csv, svg))
     }
 
     /// `path` as CSV with the columns area, time_step, metric, value.

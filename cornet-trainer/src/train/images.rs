@@ -1,18 +1,19 @@
-//! The loop's batches from image files: a `cornet-data` loader driven by its sampler.
+//! The loop's batches from image files: a `cornet-data` pipeline.
 
 use super::source::{BatchSource, LabelledBatch};
+use crate::loading::batch_tensors;
 use anyhow::Result;
-use candle_core::{Device, Tensor};
-use cornet_data::{Dataset, Loader, Sampler};
+use cornet_data::{Dataset, Pipeline};
 
+/// A [`BatchSource`] over images decoded by a [`Pipeline`].
 pub struct ImageSource<D: Dataset + 'static> {
-    loader: Loader<D>,
-    sampler: Sampler,
+    pipeline: Pipeline<D>,
 }
 
 impl<D: Dataset + 'static> ImageSource<D> {
-    pub fn new(loader: Loader<D>, sampler: Sampler) -> Self {
-        ImageSource { loader, sampler }
+    /// The batches `pipeline` cuts and decodes.
+    pub fn new(pipeline: Pipeline<D>) -> Self {
+        ImageSource { pipeline }
     }
 }
 
@@ -22,29 +23,23 @@ impl<D: Dataset + 'static> BatchSource for ImageSource<D> {
         epoch: u64,
         start: u64,
     ) -> Result<Box<dyn Iterator<Item = Result<LabelledBatch>> + '_>> {
-        let batches = self
-            .loader
-            .epoch(epoch, self.sampler.batches(epoch, start as usize));
+        let batches = self.pipeline.epoch(epoch, start as usize);
         Ok(Box::new(batches.map(|batch| {
-            let batch = batch?;
-            let n = batch.labels.len();
-            Ok(LabelledBatch {
-                images: Tensor::from_vec(batch.images, batch.shape.to_vec(), &Device::Cpu)?,
-                labels: Tensor::from_vec(batch.labels, n, &Device::Cpu)?,
-            })
+            let (images, labels) = batch_tensors(batch?)?;
+            Ok(LabelledBatch { images, labels })
         })))
     }
 
     fn steps_per_epoch(&self) -> u64 {
-        self.sampler.steps_per_epoch() as u64
+        self.pipeline.steps_per_epoch() as u64
     }
 
     fn fingerprint(&self) -> String {
-        self.loader.dataset().fingerprint()
+        self.pipeline.loader().dataset().fingerprint()
     }
 
     fn report(&self) -> Option<String> {
-        let (count, examples) = self.loader.bad_images();
+        let (count, examples) = self.pipeline.loader().bad_images();
         (count > 0).then(|| {
             format!(
                 "{count} unreadable images skipped so far, e.g. {}",

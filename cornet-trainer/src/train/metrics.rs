@@ -6,8 +6,11 @@ use candle_core::{DType, Tensor};
 /// Correct predictions among `count` samples.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Accuracy {
+    /// Samples whose label has the highest logit.
     pub top1: f64,
+    /// Samples whose label is among the five highest logits.
     pub top5: f64,
+    /// Samples counted.
     pub count: f64,
 }
 
@@ -33,16 +36,19 @@ impl Accuracy {
         Ok(acc)
     }
 
+    /// Adds `other`'s counts to these.
     pub fn add(&mut self, other: &Accuracy) {
         self.top1 += other.top1;
         self.top5 += other.top5;
         self.count += other.count;
     }
 
+    /// The top-1 fraction (0 for no samples).
     pub fn top1_rate(&self) -> f64 {
         self.top1 / self.count.max(1.0)
     }
 
+    /// The top-5 fraction (0 for no samples).
     pub fn top5_rate(&self) -> f64 {
         self.top5 / self.count.max(1.0)
     }

@@ -1,14 +1,16 @@
 //! The training loop of the original `run.py train`, with checkpoints, records and ranks.
 
-mod grads;
 mod images;
 mod metrics;
+mod observer;
 mod records;
 mod run;
+mod settings;
 mod source;
 
 pub use images::ImageSource;
 pub use metrics::Accuracy;
 pub use records::Record;
-pub use run::{RunSettings, Summary, Trainer};
+pub use run::{Summary, Trainer};
+pub use settings::RunSettings;
 pub use source::{BatchSource, LabelledBatch};

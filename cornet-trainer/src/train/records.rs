@@ -6,6 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
+/// One line of `records.jsonl`: a train step or a validation.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Record {
     /// `train` or `val`.
@@ -14,9 +15,13 @@ pub struct Record {
     pub epoch: f64,
     /// Optimizer steps taken when the record was made.
     pub step: u64,
+    /// Mean cross-entropy (of the batch, or of the validation set).
     pub loss: f64,
+    /// Top-1 accuracy, a fraction.
     pub top1: f64,
+    /// Top-5 accuracy, a fraction.
     pub top5: f64,
+    /// The learning rate of the step (0 for a validation).
     pub lr: f64,
     /// Seconds for the step (or the whole validation), data waiting included.
     pub dur: f64,
@@ -26,6 +31,7 @@ pub struct Record {
     pub comm_dur: f64,
 }
 
+/// `records.jsonl`, open for appending.
 pub struct RecordsFile {
     path: PathBuf,
     file: File,
@@ -67,6 +73,7 @@ impl RecordsFile {
         })
     }
 
+    /// Writes `record` as one line.
     pub fn append(&mut self, record: &Record) -> Result<()> {
         let line = serde_json::to_string(record)?;
         writeln!(self.file, "{line}").with_context(|| format!("writing {}", self.path.display()))

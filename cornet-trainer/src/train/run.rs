@@ -1,58 +1,37 @@
-//! The loop: SGD steps over epochs, validation every `save_val_epochs`, checkpoints by steps,
-//! epochs and time, records, a progress bar, and a clean stop on Ctrl-C / SIGTERM.
+//! The loop: SGD steps over epochs, validation every `save_val_epochs`, checkpoints when the
+//! [`CheckpointPolicy`](crate::checkpoint::CheckpointPolicy) says, events to a
+//! [`RunObserver`], and a clean stop on Ctrl-C / SIGTERM.
 
-use super::grads::{average_gradients, broadcast_from_rank0, buffers, check_in_sync};
 use super::metrics::Accuracy;
-use super::records::{Record, RecordsFile};
+use super::observer::{RunObserver, RunReport};
+use super::records::Record;
+use super::settings::RunSettings;
 use super::source::{BatchSource, LabelledBatch};
 use crate::checkpoint::{Checkpoint, CheckpointDir, Provenance, TrainState};
-use crate::config::Precision;
-use crate::dist::Communicator;
-use crate::launch::Heartbeat;
-use crate::optim::{Sgd, StepLr};
+use crate::distributed::grads::{average_gradients, broadcast_from_rank0, buffers, check_in_sync};
+use crate::distributed::launch::Heartbeat;
+use crate::distributed::Communicator;
+use crate::optim::Sgd;
 use crate::step::forward_backward;
 use anyhow::{bail, Context, Result};
 use candle_core::DType;
 use cornet_model::{weights, Mode, Model};
-use indicatif::{ProgressBar, ProgressStyle};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// What the loop needs to know, resolved from the experiment config.
-#[derive(Debug, Clone)]
-pub struct RunSettings {
-    pub epochs: u64,
-    pub schedule: StepLr,
-    pub momentum: f64,
-    pub weight_decay: f64,
-    pub seed: u64,
-    pub output_dir: PathBuf,
-    /// Validate every this many epochs (0: never).
-    pub save_val_epochs: f64,
-    /// Checkpoint every this many epochs, steps and seconds (0: never).
-    pub save_model_epochs: u64,
-    pub save_model_steps: u64,
-    pub save_model_secs: u64,
-    /// Checkpoints kept.
-    pub keep: usize,
-    /// Hash of the resolved config, for provenance.
-    pub config_hash: String,
-    /// Steps between checks that all ranks hold the same weights.
-    pub sync_check_steps: u64,
-    pub precision: Precision,
-}
-
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
+    /// Optimizer steps taken since the start of the run.
     pub global_step: u64,
     /// Stopped by a signal before the end (a checkpoint was written).
     pub interrupted: bool,
+    /// The last validation, if any ran.
     pub last_val: Option<Record>,
 }
 
+/// One rank's training run: its model, optimizer and place in the run.
 pub struct Trainer<'a> {
     model: &'a Model,
     comm: &'a mut dyn Communicator,
@@ -65,6 +44,7 @@ pub struct Trainer<'a> {
 
 impl<'a> Trainer<'a> {
     /// A run from the model's current weights; rank 0's weights are broadcast to the others.
+    /// `stop` set (by a signal) makes the loop checkpoint and return after the current step.
     pub fn new(
         model: &'a Model,
         comm: &'a mut dyn Communicator,
@@ -134,6 +114,8 @@ impl<'a> Trainer<'a> {
         self.comm.rank() == 0
     }
 
+    /// Trains to the end of the last epoch (or to a stop signal), reporting to a progress
+    /// bar and `OUT/records.jsonl` on rank 0.
     pub fn run(
         &mut self,
         train: &dyn BatchSource,
@@ -154,19 +136,31 @@ impl<'a> Trainer<'a> {
                 last_val: None,
             });
         }
-        let out = self.settings.output_dir.clone();
-        let checkpoints = CheckpointDir::new(out.join("checkpoints"), self.settings.keep);
-        let mut records = match self.is_rank0() {
-            true => Some(RecordsFile::open(
-                &out.join("records.jsonl"),
-                self.state.global_step,
-            )?),
-            false => None,
-        };
-        let progress = self.progress_bar(total);
+        let mut report = RunReport::open(
+            self.is_rank0(),
+            &self.settings.output_dir,
+            total,
+            self.state.global_step,
+        )?;
+        self.train_to_end(train, val, spe, &mut report)
+    }
+
+    /// The loop of [`Trainer::run`] over the steps left, `spe` per epoch, telling `observer`
+    /// what happens.
+    fn train_to_end(
+        &mut self,
+        train: &dyn BatchSource,
+        val: Option<&dyn BatchSource>,
+        spe: u64,
+        observer: &mut dyn RunObserver,
+    ) -> Result<Summary> {
+        let total = self.settings.epochs * spe;
+        let checkpoints = CheckpointDir::new(
+            self.settings.output_dir.join("checkpoints"),
+            self.settings.keep,
+        );
+        let mut policy = self.settings.checkpoint_policy();
         let mut last_val = None;
-        let mut last_save = Instant::now();
-        let mut images_per_sec = 0.0;
 
         while self.state.global_step < total {
             let epoch = self.state.epoch;
@@ -175,47 +169,30 @@ impl<'a> Trainer<'a> {
                 let global_step = self.state.global_step;
                 // The original validates before the step at each multiple of save_val_epochs.
                 if let (Some(val), true) = (val, self.validates_at(global_step, spe)) {
-                    last_val = Some(self.validate(val, spe, records.as_mut())?);
+                    last_val = Some(self.validate(val, spe, observer)?);
                 }
                 let wait = Instant::now();
                 let batch = batches
                     .next()
                     .context("the data ran out before the epoch's last step")??;
                 let data_load_dur = wait.elapsed().as_secs_f64();
-                let batch_len = batch.images.dim(0)? as f64;
+                let images = batch.images.dim(0)?;
                 let record = self.train_step(batch, spe, data_load_dur)?;
                 self.heartbeat.beat();
-                images_per_sec = match images_per_sec {
-                    0.0 => batch_len / record.dur,
-                    smooth => 0.9 * smooth + 0.1 * batch_len / record.dur,
-                };
-                progress.set_position(self.state.global_step);
-                progress.set_message(format!(
-                    "loss {:.3} top1 {:.1}% lr {:.2e} {:.0} img/s",
-                    record.loss,
-                    100.0 * record.top1,
-                    record.lr,
-                    images_per_sec
-                ));
-                if let Some(records) = records.as_mut() {
-                    records.append(&record)?;
-                }
+                observer.on_step(&record, images)?;
                 if self.settings.sync_check_steps > 0
                     && self.state.global_step % self.settings.sync_check_steps == 0
                 {
                     check_in_sync(self.comm, self.model.store())?;
                 }
-                let by_steps = self.settings.save_model_steps > 0
-                    && self.state.global_step % self.settings.save_model_steps == 0;
-                let by_time = self.settings.save_model_secs > 0
-                    && last_save.elapsed().as_secs() >= self.settings.save_model_secs;
+                let due = policy.after_step(self.state.global_step);
                 let stopping = self.agree_to_stop()?;
-                if by_steps || by_time || stopping {
-                    self.save(&checkpoints)?;
-                    last_save = Instant::now();
+                if due || stopping {
+                    self.save(&checkpoints, observer)?;
+                    policy.saved();
                 }
                 if stopping {
-                    progress.abandon_with_message("stopped; the checkpoint holds the progress");
+                    observer.on_stop();
                     return Ok(Summary {
                         global_step: self.state.global_step,
                         interrupted: true,
@@ -229,18 +206,16 @@ impl<'a> Trainer<'a> {
             }
             self.state.epoch += 1;
             self.state.step_in_epoch = 0;
-            let by_epochs = self.settings.save_model_epochs > 0
-                && self.state.epoch % self.settings.save_model_epochs == 0;
-            if by_epochs {
-                self.save(&checkpoints)?;
-                last_save = Instant::now();
+            if policy.after_epoch(self.state.epoch) {
+                self.save(&checkpoints, observer)?;
+                policy.saved();
             }
         }
-        progress.finish();
+        observer.on_finish();
         if let (Some(val), true) = (val, self.validates_at(total, spe)) {
-            last_val = Some(self.validate(val, spe, records.as_mut())?);
+            last_val = Some(self.validate(val, spe, observer)?);
         }
-        self.save(&checkpoints)?;
+        self.save(&checkpoints, observer)?;
         self.write_final_weights()?;
         Ok(Summary {
             global_step: self.state.global_step,
@@ -296,7 +271,7 @@ impl<'a> Trainer<'a> {
         &mut self,
         val: &dyn BatchSource,
         steps_per_epoch: u64,
-        records: Option<&mut RecordsFile>,
+        observer: &mut dyn RunObserver,
     ) -> Result<Record> {
         let start = Instant::now();
         let mut totals = [0f64; 4]; // loss sum, top1, top5, count
@@ -354,13 +329,11 @@ impl<'a> Trainer<'a> {
                 count
             );
         }
-        if let Some(records) = records {
-            records.append(&record)?;
-        }
+        observer.on_validation(&record)?;
         Ok(record)
     }
 
-    fn save(&mut self, checkpoints: &CheckpointDir) -> Result<()> {
+    fn save(&mut self, checkpoints: &CheckpointDir, observer: &mut dyn RunObserver) -> Result<()> {
         if !self.is_rank0() {
             return Ok(());
         }
@@ -375,7 +348,7 @@ impl<'a> Trainer<'a> {
             state: self.state.clone(),
         };
         let path = checkpoints.save(&checkpoint)?;
-        tracing::debug!("checkpoint {}", path.display());
+        observer.on_checkpoint(&path);
         Ok(())
     }
 
@@ -390,18 +363,6 @@ impl<'a> Trainer<'a> {
         std::fs::rename(&staging, &path).with_context(|| format!("writing {}", path.display()))?;
         tracing::info!("trained weights written to {}", path.display());
         Ok(())
-    }
-
-    fn progress_bar(&self, total: u64) -> ProgressBar {
-        if !self.is_rank0() {
-            return ProgressBar::hidden();
-        }
-        let bar = ProgressBar::new(total).with_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} steps ({eta} left) {msg}")
-                .expect("static template"),
-        );
-        bar.set_position(self.state.global_step);
-        bar
     }
 }
 

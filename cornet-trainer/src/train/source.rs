@@ -5,10 +5,13 @@ use candle_core::Tensor;
 
 /// Images `[N, 3, H, W]` (f32, on the CPU) and their class indices `[N]` (u32).
 pub struct LabelledBatch {
+    /// The images `[N, 3, H, W]`.
     pub images: Tensor,
+    /// Their class indices `[N]`.
     pub labels: Tensor,
 }
 
+/// A rank's training or validation data, epoch by epoch.
 pub trait BatchSource {
     /// This rank's batches of `epoch` from step `start` on. The same (epoch, step) must give
     /// the same batch whenever it is asked for: resuming depends on it.

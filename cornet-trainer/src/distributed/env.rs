@@ -1,16 +1,21 @@
 //! torchrun's environment contract: `RANK`, `LOCAL_RANK`, `WORLD_SIZE`, `MASTER_ADDR`,
 //! `MASTER_PORT`.
 
-use anyhow::{bail, Context, Result};
+use super::error::{DistributedError::RankEnv as Invalid, Explain, Result};
 use std::time::Duration;
 
 /// Where this process stands among the ranks and how to reach rank 0.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RankEnv {
+    /// `RANK`: this process among all ranks.
     pub rank: usize,
+    /// `LOCAL_RANK`: this process among its node's ranks (`RANK` when unset).
     pub local_rank: usize,
+    /// `WORLD_SIZE`: the number of ranks.
     pub world_size: usize,
+    /// `MASTER_ADDR`: where rank 0 serves the rendezvous store (127.0.0.1 when unset).
     pub master_addr: String,
+    /// `MASTER_PORT` (29500 when unset).
     pub master_port: u16,
     /// How long to wait for the other ranks at start-up.
     pub timeout: Duration,
@@ -31,26 +36,30 @@ impl RankEnv {
             return Ok(None);
         };
         let number = |name: &str, value: &str| -> Result<usize> {
-            value
-                .parse()
-                .with_context(|| format!("{name}={value:?} is not a non-negative integer"))
+            value.parse().explain(Invalid, || {
+                format!("{name}={value:?} is not a non-negative integer")
+            })
         };
         let world_size = number("WORLD_SIZE", &world_size)?;
-        let required =
-            |name: &str| get(name).with_context(|| format!("WORLD_SIZE is set but {name} is not"));
+        let required = |name: &str| {
+            get(name).explain(Invalid, || format!("WORLD_SIZE is set but {name} is not"))
+        };
         let rank = number("RANK", &required("RANK")?)?;
         let local_rank = match get("LOCAL_RANK") {
             Some(v) => number("LOCAL_RANK", &v)?,
             None => rank,
         };
         if world_size == 0 || rank >= world_size {
-            bail!("RANK={rank} is not below WORLD_SIZE={world_size}");
+            return Err(Invalid(
+                format!("RANK={rank} is not below WORLD_SIZE={world_size}"),
+                None,
+            ));
         }
         let master_addr = get("MASTER_ADDR").unwrap_or_else(|| "127.0.0.1".into());
         let port = get("MASTER_PORT").unwrap_or_else(|| "29500".into());
-        let master_port = port
-            .parse()
-            .with_context(|| format!("MASTER_PORT={port:?} is not a port number"))?;
+        let master_port = port.parse().explain(Invalid, || {
+            format!("MASTER_PORT={port:?} is not a port number")
+        })?;
         let timeout = match get("CORNET_RENDEZVOUS_TIMEOUT") {
             Some(v) => Duration::from_secs(number("CORNET_RENDEZVOUS_TIMEOUT", &v)? as u64),
             None => DEFAULT_TIMEOUT,

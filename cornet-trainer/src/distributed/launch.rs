@@ -2,7 +2,7 @@
 //! environment, prefixes their output, watches them, and when one dies or stops making
 //! progress ends the others and starts all again from the newest checkpoint.
 
-use anyhow::{bail, Context, Result};
+use super::error::{DistributedError::Launch, Explain, Result};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -16,13 +16,20 @@ pub const HEARTBEAT_ENV: &str = "CORNET_HEARTBEAT_FILE";
 /// Lines of each rank's output kept for the failure summary.
 const TAIL_LINES: usize = 20;
 
+/// What `cornet-trainer launch` was asked to start.
 #[derive(Debug, Clone)]
 pub struct LaunchOptions {
+    /// Processes (devices) on this node.
     pub nproc: usize,
+    /// Nodes in the job.
     pub nnodes: usize,
+    /// This node's index, 0-based.
     pub node_rank: usize,
+    /// Address of node 0, where rank 0 serves the rendezvous store.
     pub master_addr: String,
+    /// Port of the rendezvous store.
     pub master_port: u16,
+    /// Times to restart all ranks (with `--resume auto`) after one fails.
     pub max_restarts: usize,
     /// A rank that has not beaten its heartbeat for this long is taken for hung.
     pub heartbeat_timeout: Duration,
@@ -35,10 +42,12 @@ pub struct LaunchOptions {
 pub struct Heartbeat(Option<PathBuf>);
 
 impl Heartbeat {
+    /// The file [`HEARTBEAT_ENV`] names, or no heartbeat outside the launcher.
     pub fn from_env() -> Self {
         Heartbeat(std::env::var_os(HEARTBEAT_ENV).map(PathBuf::from))
     }
 
+    /// Marks this rank alive now.
     pub fn beat(&self) {
         if let Some(path) = &self.0 {
             // A missed beat only risks a needless restart; never fail training over it.
@@ -59,9 +68,14 @@ enum Outcome {
     Failed(String),
 }
 
+/// Starts the ranks of this node and watches them until all finish; restarts all (resuming
+/// from the newest checkpoint) when one fails or hangs, up to `max_restarts` times.
 pub fn launch(options: &LaunchOptions) -> Result<()> {
     if options.nproc == 0 || options.nnodes == 0 || options.node_rank >= options.nnodes {
-        bail!("--nproc and --nnodes must be positive and --node-rank below --nnodes");
+        return Err(Launch(
+            "--nproc and --nnodes must be positive and --node-rank below --nnodes".into(),
+            None,
+        ));
     }
     let mut args = options.trainer_args.clone();
     for attempt in 0..=options.max_restarts {
@@ -73,18 +87,24 @@ pub fn launch(options: &LaunchOptions) -> Result<()> {
                     args.extend(["--resume".to_string(), "auto".to_string()]);
                 }
             }
-            Outcome::Failed(summary) => bail!(
-                "{summary}\nno restarts left (--max-restarts {})",
-                options.max_restarts
-            ),
+            Outcome::Failed(summary) => {
+                return Err(Launch(
+                    format!(
+                        "{summary}\nno restarts left (--max-restarts {})",
+                        options.max_restarts
+                    ),
+                    None,
+                ))
+            }
         }
     }
     unreachable!("the last attempt returns")
 }
 
 fn run_once(options: &LaunchOptions, args: &[String]) -> Result<Outcome> {
-    let exe = std::env::current_exe().context("finding the cornet-trainer executable")?;
-    let beats = tempfile::tempdir().context("creating the heartbeat folder")?;
+    let exe = std::env::current_exe()
+        .explain(Launch, || "finding the cornet-trainer executable".into())?;
+    let beats = tempfile::tempdir().explain(Launch, || "creating the heartbeat folder".into())?;
     let world_size = options.nproc * options.nnodes;
     let mut ranks = Vec::with_capacity(options.nproc);
     for local_rank in 0..options.nproc {
@@ -102,7 +122,7 @@ fn run_once(options: &LaunchOptions, args: &[String]) -> Result<Outcome> {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("starting rank {global_rank}"))?;
+            .explain(Launch, || format!("starting rank {global_rank}"))?;
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         forward_output(global_rank, child.stdout.take(), tail.clone(), false);
         forward_output(global_rank, child.stderr.take(), tail.clone(), true);

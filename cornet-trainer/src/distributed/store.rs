@@ -5,7 +5,7 @@
 //! Protocol, one line per message: `SET <key> <value>` answered `OK`; `GET <key>` answered
 //! `VALUE <value>` as soon as the key exists.
 
-use anyhow::{bail, Context, Result};
+use super::error::{DistributedError, DistributedError::Rendezvous, Explain, Result};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
@@ -28,7 +28,7 @@ pub struct StoreServer {
 impl StoreServer {
     /// Binds `addr:port` and serves. A port already in use is an error that says so.
     pub fn start(addr: &str, port: u16) -> Result<Self> {
-        let listener = TcpListener::bind((addr, port)).with_context(|| {
+        let listener = TcpListener::bind((addr, port)).explain(Rendezvous, || {
             format!("rank 0 cannot serve the rendezvous store on {addr}:{port} (MASTER_ADDR:MASTER_PORT); is the port in use?")
         })?;
         let local = listener.local_addr()?;
@@ -36,14 +36,15 @@ impl StoreServer {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .context("starting the store's runtime")?;
+            .explain(Rendezvous, || "starting the store's runtime".into())?;
         std::thread::Builder::new()
             .name("rendezvous-store".into())
             .spawn(move || runtime.block_on(serve(listener)))
-            .context("starting the store's thread")?;
+            .explain(Rendezvous, || "starting the store's thread".into())?;
         Ok(StoreServer { addr: local })
     }
 
+    /// The port it serves on.
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
@@ -106,18 +107,23 @@ impl StoreClient {
         let deadline = Instant::now() + timeout;
         let target = (addr, port)
             .to_socket_addrs()
-            .with_context(|| format!("resolving MASTER_ADDR {addr}"))?
+            .explain(Rendezvous, || format!("resolving MASTER_ADDR {addr}"))?
             .next()
-            .with_context(|| format!("MASTER_ADDR {addr} resolves to nothing"))?;
+            .explain(Rendezvous, || {
+                format!("MASTER_ADDR {addr} resolves to nothing")
+            })?;
         let stream = loop {
             match TcpStream::connect_timeout(&target, Duration::from_secs(1)) {
                 Ok(stream) => break stream,
                 Err(_) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(100))
                 }
-                Err(e) => bail!(
-                    "cannot reach rank 0's rendezvous store at {target} within {timeout:?}: {e}"
-                ),
+                Err(e) => {
+                    return Err(Rendezvous(
+                        format!("cannot reach rank 0's rendezvous store at {target} within {timeout:?}: {e}"),
+                        None,
+                    ))
+                }
             }
         };
         stream.set_nodelay(true)?;
@@ -132,13 +138,20 @@ impl StoreClient {
         Ok(self.writer.local_addr()?.ip())
     }
 
+    /// Sets `key` to `value` (neither may hold a newline, nor the key a space).
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
         if key.contains(' ') || key.contains('\n') || value.contains('\n') {
-            bail!("store key {key:?} or value {value:?} has a space or newline");
+            return Err(Rendezvous(
+                format!("store key {key:?} or value {value:?} has a space or newline"),
+                None,
+            ));
         }
         let reply = self.request(&format!("SET {key} {value}"), None)?;
         if reply != "OK" {
-            bail!("store refused SET {key}: {reply}");
+            return Err(Rendezvous(
+                format!("store refused SET {key}: {reply}"),
+                None,
+            ));
         }
         Ok(())
     }
@@ -148,7 +161,10 @@ impl StoreClient {
         match self.request(&format!("GET {key}"), Some(timeout)) {
             Ok(reply) => match reply.strip_prefix("VALUE ") {
                 Some(value) => Ok(Some(value.to_string())),
-                None => bail!("store answered GET {key} with {reply:?}"),
+                None => Err(Rendezvous(
+                    format!("store answered GET {key} with {reply:?}"),
+                    None,
+                )),
             },
             Err(e) if is_timeout(&e) => Ok(None),
             Err(e) => Err(e),
@@ -158,24 +174,28 @@ impl StoreClient {
     fn request(&mut self, line: &str, timeout: Option<Duration>) -> Result<String> {
         self.writer
             .write_all(format!("{line}\n").as_bytes())
-            .context("the rendezvous store closed the connection")?;
+            .explain(Rendezvous, || {
+                "the rendezvous store closed the connection".into()
+            })?;
         self.reader.get_ref().set_read_timeout(timeout)?;
         let mut reply = String::new();
         let n = self.reader.read_line(&mut reply)?;
         if n == 0 {
-            bail!("the rendezvous store closed the connection");
+            return Err(Rendezvous(
+                "the rendezvous store closed the connection".into(),
+                None,
+            ));
         }
         Ok(reply.trim_end().to_string())
     }
 }
 
-fn is_timeout(err: &anyhow::Error) -> bool {
-    err.downcast_ref::<std::io::Error>().is_some_and(|e| {
-        matches!(
-            e.kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-        )
-    })
+/// Whether a request failed by waiting past its read timeout.
+fn is_timeout(err: &DistributedError) -> bool {
+    matches!(err, DistributedError::Io(e) if matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    ))
 }
 
 #[cfg(test)]

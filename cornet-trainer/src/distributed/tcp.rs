@@ -3,14 +3,18 @@
 //! rank sends and receives 2 (N-1)/N of the buffer).
 
 use super::env::RankEnv;
+use super::error::{
+    DistributedError::{Collective, Rendezvous},
+    Explain, Result,
+};
 use super::store::{StoreClient, StoreServer};
 use super::Communicator;
-use anyhow::{anyhow, bail, Context, Result};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
+/// A rank's place in the TCP ring: connections to the next and from the previous rank.
 pub struct TcpRing {
     rank: usize,
     world_size: usize,
@@ -31,8 +35,8 @@ impl TcpRing {
             _ => None,
         };
         let mut store = StoreClient::connect(&env.master_addr, env.master_port, env.timeout)?;
-        let listener =
-            TcpListener::bind((store.local_ip()?, 0)).context("opening this rank's ring port")?;
+        let listener = TcpListener::bind((store.local_ip()?, 0))
+            .explain(Rendezvous, || "opening this rank's ring port".into())?;
         let my_addr = listener.local_addr()?;
         store.set(
             &format!("ring/{}", env.rank),
@@ -42,24 +46,29 @@ impl TcpRing {
         let mut addrs = Vec::with_capacity(env.world_size);
         for rank in 0..env.world_size {
             let left = deadline.saturating_duration_since(Instant::now());
-            let entry = store.get(&format!("ring/{rank}"), left)?.ok_or_else(|| {
-                anyhow!(
-                    "rank {rank} did not arrive within {:?} (this is rank {})",
-                    env.timeout,
-                    env.rank
-                )
-            })?;
-            let (world, addr) = entry.split_once(' ').context("malformed ring entry")?;
+            let entry = store
+                .get(&format!("ring/{rank}"), left)?
+                .explain(Rendezvous, || {
+                    format!(
+                        "rank {rank} did not arrive within {:?} (this is rank {})",
+                        env.timeout, env.rank
+                    )
+                })?;
+            let (world, addr) = entry
+                .split_once(' ')
+                .explain(Rendezvous, || "malformed ring entry".into())?;
             if world != env.world_size.to_string() {
-                bail!(
-                    "rank {rank} was started with WORLD_SIZE={world}, this rank ({}) with WORLD_SIZE={}",
-                    env.rank,
-                    env.world_size
-                );
+                return Err(Rendezvous(
+                    format!(
+                        "rank {rank} was started with WORLD_SIZE={world}, this rank ({}) with WORLD_SIZE={}",
+                        env.rank, env.world_size
+                    ),
+                    None,
+                ));
             }
             addrs.push(
                 addr.parse::<SocketAddr>()
-                    .context("malformed ring address")?,
+                    .explain(Rendezvous, || "malformed ring address".into())?,
             );
         }
 
@@ -70,8 +79,8 @@ impl TcpRing {
             let to_next = connect_to(next_addr, env.rank, deadline);
             let from_prev = accept
                 .join()
-                .map_err(|_| anyhow!("ring accept thread panicked"))?;
-            Ok::<_, anyhow::Error>((to_next?, from_prev?))
+                .map_err(|_| Rendezvous("ring accept thread panicked".into(), None))?;
+            Ok::<_, super::DistributedError>((to_next?, from_prev?))
         })?;
         Ok(TcpRing {
             rank: env.rank,
@@ -99,9 +108,11 @@ impl TcpRing {
         std::thread::scope(|s| {
             let writer = s.spawn(move || to_next.write_all(outgoing));
             let read = from_prev.read_exact(bytemuck::cast_slice_mut(received));
-            let written = writer.join().map_err(|_| anyhow!("ring writer panicked"))?;
-            written.context("sending to the next rank")?;
-            read.context("receiving from the previous rank")
+            let written = writer
+                .join()
+                .map_err(|_| Collective("ring writer panicked".into(), None))?;
+            written.explain(Collective, || "sending to the next rank".into())?;
+            read.explain(Collective, || "receiving from the previous rank".into())
         })?;
         let target = &mut data[recv];
         if add {
@@ -155,12 +166,12 @@ impl Communicator for TcpRing {
         if position > 0 {
             self.from_prev
                 .read_exact(bytes)
-                .context("receiving a broadcast")?;
+                .explain(Collective, || "receiving a broadcast".into())?;
         }
         if position < w - 1 {
             self.to_next
                 .write_all(bytes)
-                .context("forwarding a broadcast")?;
+                .explain(Collective, || "forwarding a broadcast".into())?;
         }
         Ok(())
     }
@@ -171,7 +182,12 @@ fn connect_to(addr: SocketAddr, my_rank: usize, deadline: Instant) -> Result<Tcp
         match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
             Ok(stream) => break stream,
             Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => bail!("cannot connect to the next rank at {addr}: {e}"),
+            Err(e) => {
+                return Err(Rendezvous(
+                    format!("cannot connect to the next rank at {addr}: {e}"),
+                    None,
+                ))
+            }
         }
     };
     stream.set_nodelay(true)?;
@@ -191,7 +207,12 @@ fn accept_from(
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20))
             }
-            Err(e) => bail!("rank {expected_rank} never connected to this rank: {e}"),
+            Err(e) => {
+                return Err(Rendezvous(
+                    format!("rank {expected_rank} never connected to this rank: {e}"),
+                    None,
+                ))
+            }
         }
     };
     stream.set_nonblocking(false)?;
@@ -200,7 +221,10 @@ fn accept_from(
     (&stream).read_exact(&mut rank)?;
     let rank = u32::from_le_bytes(rank) as usize;
     if rank != expected_rank {
-        bail!("expected rank {expected_rank} to connect, got rank {rank}");
+        return Err(Rendezvous(
+            format!("expected rank {expected_rank} to connect, got rank {rank}"),
+            None,
+        ));
     }
     Ok(stream)
 }

@@ -11,8 +11,17 @@
 //! The folder is written under a temporary name, every file fsynced, then renamed into place,
 //! so a crash leaves either the whole checkpoint or none. A folder damaged afterwards (a torn
 //! copy, a full disk during a manual copy) fails its checksum and is refused.
+//!
+//! When to write one is the [`policy`]'s question.
 
-use anyhow::{bail, Context, Result};
+mod error;
+pub mod policy;
+
+pub use error::CheckpointError;
+pub use policy::CheckpointPolicy;
+
+use error::{io, with_causes};
+
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -27,6 +36,9 @@ const PREFIX: &str = "step-";
 /// Marks a folder still being written; only ever left behind by a crash.
 const TMP_SUFFIX: &str = ".tmp";
 
+/// What checkpoint operations return.
+pub type Result<T, E = CheckpointError> = std::result::Result<T, E>;
+
 /// Where training stands: enough, with the weights and momentum, to go on exactly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
@@ -36,12 +48,15 @@ pub struct TrainState {
     /// there. Augmentation draws are a function of (seed, epoch, sample), so this and the seed
     /// are the whole random state.
     pub epoch: u64,
+    /// Steps of `epoch` already taken.
     pub step_in_epoch: u64,
+    /// The run's seed.
     pub seed: u64,
     /// Where the run came from; a resume under a different one is refused unless forced.
     pub provenance: Provenance,
 }
 
+/// Where a run came from: what must not change between a checkpoint and its resume.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Provenance {
     /// Hash of the resolved experiment config.
@@ -82,8 +97,11 @@ struct StateFile {
 /// Everything a checkpoint holds.
 #[derive(Debug)]
 pub struct Checkpoint {
+    /// The model's state dict, under PyTorch names.
     pub model: Vec<(String, Tensor)>,
+    /// SGD's momentum buffers by parameter name.
     pub momentum: HashMap<String, Tensor>,
+    /// Where training stands.
     pub state: TrainState,
 }
 
@@ -95,6 +113,8 @@ pub struct CheckpointDir {
 }
 
 impl CheckpointDir {
+    /// The checkpoints in `root` (created at the first save), the newest `keep` (at least
+    /// one) kept.
     pub fn new(root: impl Into<PathBuf>, keep: usize) -> Self {
         CheckpointDir {
             root: root.into(),
@@ -105,12 +125,12 @@ impl CheckpointDir {
     /// Writes `checkpoint` atomically, then deletes all but the newest `keep`.
     pub fn save(&self, checkpoint: &Checkpoint) -> Result<PathBuf> {
         std::fs::create_dir_all(&self.root)
-            .with_context(|| format!("creating {}", self.root.display()))?;
+            .map_err(io(|| format!("creating {}", self.root.display())))?;
         let name = format!("{PREFIX}{:010}", checkpoint.state.global_step);
         let final_dir = self.root.join(&name);
         let tmp_dir = self.root.join(format!(".{name}{TMP_SUFFIX}"));
         self.remove_unfinished()?;
-        std::fs::create_dir(&tmp_dir).with_context(|| format!("creating {}", tmp_dir.display()))?;
+        std::fs::create_dir(&tmp_dir).map_err(io(|| format!("creating {}", tmp_dir.display())))?;
 
         let momentum: Vec<_> = checkpoint
             .momentum
@@ -130,17 +150,17 @@ impl CheckpointDir {
         };
         let state_path = tmp_dir.join(STATE_FILE);
         std::fs::write(&state_path, serde_json::to_vec_pretty(&state)?)
-            .with_context(|| format!("writing {}", state_path.display()))?;
+            .map_err(io(|| format!("writing {}", state_path.display())))?;
         fsync(&state_path)?;
         fsync(&tmp_dir)?;
 
         if final_dir.exists() {
             // Saved twice at the same step (e.g. an epoch end that is also a step boundary).
             std::fs::remove_dir_all(&final_dir)
-                .with_context(|| format!("replacing {}", final_dir.display()))?;
+                .map_err(io(|| format!("replacing {}", final_dir.display())))?;
         }
         std::fs::rename(&tmp_dir, &final_dir)
-            .with_context(|| format!("renaming {} into place", tmp_dir.display()))?;
+            .map_err(io(|| format!("renaming {} into place", tmp_dir.display())))?;
         fsync(&self.root)?;
         self.prune()?;
         Ok(final_dir)
@@ -151,7 +171,7 @@ impl CheckpointDir {
         let entries = match std::fs::read_dir(&self.root) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", self.root.display())),
+            Err(e) => return Err(io(|| format!("reading {}", self.root.display()))(e)),
         };
         let mut dirs: Vec<(u64, PathBuf)> = entries
             .filter_map(|entry| {
@@ -174,7 +194,7 @@ impl CheckpointDir {
         for dir in self.list()? {
             match load(&dir, device) {
                 Ok(checkpoint) => return Ok(Some((dir, checkpoint))),
-                Err(err) => tracing::warn!("skipping damaged checkpoint: {err:#}"),
+                Err(err) => tracing::warn!("skipping damaged checkpoint: {}", with_causes(&err)),
             }
         }
         Ok(None)
@@ -182,17 +202,16 @@ impl CheckpointDir {
 
     /// Removes what crashed saves left (only rank 0 writes, so none is in progress).
     fn remove_unfinished(&self) -> Result<()> {
-        for entry in std::fs::read_dir(&self.root)
-            .with_context(|| format!("reading {}", self.root.display()))?
-        {
-            let path = entry?.path();
+        let reading = || format!("reading {}", self.root.display());
+        for entry in std::fs::read_dir(&self.root).map_err(io(reading))? {
+            let path = entry.map_err(io(reading))?.path();
             let name = path
                 .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or_default();
             if name.starts_with('.') && name.ends_with(TMP_SUFFIX) {
                 std::fs::remove_dir_all(&path)
-                    .with_context(|| format!("removing the leftover {}", path.display()))?;
+                    .map_err(io(|| format!("removing the leftover {}", path.display())))?;
             }
         }
         Ok(())
@@ -200,7 +219,7 @@ impl CheckpointDir {
 
     fn prune(&self) -> Result<()> {
         for old in self.list()?.into_iter().skip(self.keep) {
-            std::fs::remove_dir_all(&old).with_context(|| format!("removing {}", old.display()))?;
+            std::fs::remove_dir_all(&old).map_err(io(|| format!("removing {}", old.display())))?;
         }
         Ok(())
     }
@@ -210,31 +229,34 @@ impl CheckpointDir {
 pub fn load(dir: &Path, device: &Device) -> Result<Checkpoint> {
     let state_path = dir.join(STATE_FILE);
     let bytes =
-        std::fs::read(&state_path).with_context(|| format!("reading {}", state_path.display()))?;
-    let state: StateFile = serde_json::from_slice(&bytes).with_context(|| {
-        format!(
-            "{}: damaged or not a checkpoint state",
-            state_path.display()
-        )
-    })?;
+        std::fs::read(&state_path).map_err(io(|| format!("reading {}", state_path.display())))?;
+    let state: StateFile =
+        serde_json::from_slice(&bytes).map_err(|source| CheckpointError::BadState {
+            path: state_path.clone(),
+            source,
+        })?;
     for file in [MODEL_FILE, OPTIMIZER_FILE] {
         let path = dir.join(file);
         let expected = state
             .checksums
             .get(file)
-            .with_context(|| format!("{}: no checksum for {file}", state_path.display()))?;
+            .ok_or_else(|| CheckpointError::NoChecksum {
+                path: state_path.clone(),
+                file: file.to_string(),
+            })?;
         let actual = sha256_file(&path)?;
         if &actual != expected {
-            bail!(
-                "{}: checksum mismatch (damaged or truncated: SHA-256 {actual}, expected {expected})",
-                path.display()
-            );
+            return Err(CheckpointError::ChecksumMismatch {
+                path,
+                actual,
+                expected: expected.clone(),
+            });
         }
     }
     let read = |file: &str| -> Result<HashMap<String, Tensor>> {
         let path = dir.join(file);
         candle_core::safetensors::load(&path, device)
-            .with_context(|| format!("reading {}", path.display()))
+            .map_err(|source| CheckpointError::ReadTensors { path, source })
     };
     Ok(Checkpoint {
         model: read(MODEL_FILE)?.into_iter().collect(),
@@ -244,16 +266,16 @@ pub fn load(dir: &Path, device: &Device) -> Result<Checkpoint> {
 }
 
 fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut file = File::open(path).map_err(io(|| format!("opening {}", path.display())))?;
     let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).with_context(|| format!("reading {}", path.display()))?;
+    std::io::copy(&mut file, &mut hasher).map_err(io(|| format!("reading {}", path.display())))?;
     Ok(hex::encode(hasher.finalize()))
 }
 
 fn fsync(path: &Path) -> Result<()> {
     File::open(path)
         .and_then(|f| f.sync_all())
-        .with_context(|| format!("syncing {}", path.display()))
+        .map_err(io(|| format!("syncing {}", path.display())))
 }
 
 #[cfg(test)]

@@ -1,22 +1,33 @@
-//! Data-parallel communication between ranks: one process per device, torchrun's contract.
+//! Data parallelism in one place: one process per device, torchrun's contract.
 //!
-//! [`Communicator`] is what the training loop sees; backends are a no-op for one rank, a TCP
-//! ring for CPU ranks ([`tcp`]), and NCCL for GPUs (feature `nccl`). Ranks meet through a small
-//! key-value [`store`] served by rank 0 at `MASTER_ADDR:MASTER_PORT`.
+//! The [`launch`]er starts the ranks with the rank environment ([`env`](mod@env)); they meet
+//! through a small key-value [`store`] served by rank 0 at `MASTER_ADDR:MASTER_PORT`.
+//! [`Communicator`] is what the training loop sees; transports are a no-op for one rank, a
+//! TCP ring for CPU ranks ([`tcp`]), and NCCL for GPUs (feature `nccl`). [`grads`] keeps the
+//! ranks' models identical, and [`placement`] says what `dist.ngpus` asks of this process.
 
 pub mod env;
+mod error;
+pub mod grads;
+pub mod launch;
 #[cfg(feature = "nccl")]
 pub mod nccl;
+pub mod placement;
 pub mod store;
 pub mod tcp;
 
-use anyhow::Result;
+pub use env::RankEnv;
+pub use error::{Cause, DistributedError, Result};
+
 use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
 
 /// Collective operations over all ranks. Every rank must call the same operations in the same
 /// order with buffers of the same length.
 pub trait Communicator {
+    /// This process's rank, 0-based.
     fn rank(&self) -> usize;
+    /// The number of ranks.
     fn world_size(&self) -> usize;
     /// Replaces `data` on every rank by the elementwise sum over ranks.
     fn all_reduce_sum(&mut self, data: &mut [f32]) -> Result<()>;
@@ -65,40 +76,49 @@ impl Communicator for SingleRank {
     }
 }
 
-/// Which transport carries the collectives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// NCCL for CUDA devices, TCP otherwise.
+/// Which transport carries the collectives (`dist.backend` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// NCCL on GPUs, TCP on CPUs.
     Auto,
+    /// NCCL (a build with the `nccl` feature, CUDA devices).
     Nccl,
+    /// The TCP ring, on any device (tensors stage through host memory).
     Tcp,
 }
 
-/// The communicator this process should use: one rank without `WORLD_SIZE`, else the
-/// transport asked for, meeting the other ranks through rank 0's store.
-pub fn connect(transport: Transport, device: &Device) -> Result<Box<dyn Communicator>> {
-    let Some(env) = env::RankEnv::from_env()? else {
+/// The communicator this process should use: one rank without a rank environment (`env` is
+/// `None`, no `WORLD_SIZE`), else the transport asked for, meeting the other ranks through
+/// rank 0's store.
+pub fn connect(
+    backend: Backend,
+    device: &Device,
+    env: Option<&RankEnv>,
+) -> Result<Box<dyn Communicator>> {
+    let Some(env) = env else {
         return Ok(Box::new(SingleRank));
     };
-    let use_nccl = match transport {
-        Transport::Nccl => true,
-        Transport::Tcp => false,
-        Transport::Auto => device.is_cuda(),
+    let use_nccl = match backend {
+        Backend::Nccl => true,
+        Backend::Tcp => false,
+        Backend::Auto => device.is_cuda(),
     };
     if use_nccl {
-        return connect_nccl(&env, device);
+        return connect_nccl(env, device);
     }
-    Ok(Box::new(tcp::TcpRing::connect(&env)?))
+    Ok(Box::new(tcp::TcpRing::connect(env)?))
 }
 
 #[cfg(feature = "nccl")]
-fn connect_nccl(env: &env::RankEnv, device: &Device) -> Result<Box<dyn Communicator>> {
+fn connect_nccl(env: &RankEnv, device: &Device) -> Result<Box<dyn Communicator>> {
     Ok(Box::new(nccl::Nccl::connect(env, device)?))
 }
 
 #[cfg(not(feature = "nccl"))]
-fn connect_nccl(_env: &env::RankEnv, _device: &Device) -> Result<Box<dyn Communicator>> {
-    anyhow::bail!(
+fn connect_nccl(_env: &RankEnv, _device: &Device) -> Result<Box<dyn Communicator>> {
+    Err(DistributedError::Unsupported(
         "the nccl backend needs a build with the `nccl` feature (cargo build --features nccl)"
-    )
+            .into(),
+    ))
 }

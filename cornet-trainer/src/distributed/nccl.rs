@@ -7,12 +7,16 @@
 //! stage through the host, where they are small or rare.
 
 use super::env::RankEnv;
+use super::error::{
+    DistributedError::{Collective, Rendezvous, Unsupported},
+    Explain, Result,
+};
 use super::store::{StoreClient, StoreServer};
 use super::Communicator;
-use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{CpuStorage, CudaStorage, CustomOp1, Device, Layout, Shape, Tensor};
 use cudarc::nccl::safe::{Comm, Id, ReduceOp};
 
+/// A rank's NCCL communicator on its CUDA device.
 pub struct Nccl {
     comm: Comm,
     rank: usize,
@@ -24,9 +28,13 @@ pub struct Nccl {
 const ID_KEY: &str = "nccl/unique_id";
 
 impl Nccl {
+    /// Meets the other ranks through rank 0's store (which hands out the NCCL id) and joins
+    /// the NCCL communicator on `device`'s stream.
     pub fn connect(env: &RankEnv, device: &Device) -> Result<Self> {
         let Device::Cuda(cuda) = device else {
-            bail!("the nccl backend needs a CUDA device (train.device: cuda)");
+            return Err(Unsupported(
+                "the nccl backend needs a CUDA device (train.device: cuda)".into(),
+            ));
         };
         let store_server = match env.rank {
             0 => Some(StoreServer::start(&env.master_addr, env.master_port)?),
@@ -34,21 +42,26 @@ impl Nccl {
         };
         let mut store = StoreClient::connect(&env.master_addr, env.master_port, env.timeout)?;
         let id = if env.rank == 0 {
-            let id = Id::new().map_err(|e| anyhow!("creating the NCCL unique id: {e:?}"))?;
+            let id = Id::new()
+                .map_err(|e| Rendezvous(format!("creating the NCCL unique id: {e:?}"), None))?;
             let bytes: Vec<u8> = id.internal().iter().map(|&c| c as u8).collect();
             store.set(ID_KEY, &hex::encode(bytes))?;
             id
         } else {
-            let encoded = store.get(ID_KEY, env.timeout)?.ok_or_else(|| {
-                anyhow!(
+            let encoded = store.get(ID_KEY, env.timeout)?.explain(Rendezvous, || {
+                format!(
                     "rank 0 did not publish the NCCL id within {:?}",
                     env.timeout
                 )
             })?;
-            let bytes = hex::decode(encoded).context("malformed NCCL id in the store")?;
+            let bytes = hex::decode(encoded)
+                .explain(Rendezvous, || "malformed NCCL id in the store".into())?;
             let mut internal = [0 as std::ffi::c_char; 128];
             if bytes.len() != internal.len() {
-                bail!("malformed NCCL id in the store ({} bytes)", bytes.len());
+                return Err(Rendezvous(
+                    format!("malformed NCCL id in the store ({} bytes)", bytes.len()),
+                    None,
+                ));
             }
             for (dst, src) in internal.iter_mut().zip(bytes) {
                 *dst = src as std::ffi::c_char;
@@ -57,10 +70,12 @@ impl Nccl {
         };
         let comm =
             Comm::from_rank(cuda.cuda_stream(), env.rank, env.world_size, id).map_err(|e| {
-                anyhow!(
-                    "NCCL init of rank {} of {}: {e:?}",
-                    env.rank,
-                    env.world_size
+                Rendezvous(
+                    format!(
+                        "NCCL init of rank {} of {}: {e:?}",
+                        env.rank, env.world_size
+                    ),
+                    None,
                 )
             })?;
         Ok(Nccl {
@@ -83,23 +98,23 @@ impl Communicator for Nccl {
 
     fn all_reduce_sum(&mut self, data: &mut [f32]) -> Result<()> {
         let stream = self.comm.stream();
-        let mut buffer = stream.clone_htod(data)?;
+        let mut buffer = stream.clone_htod(data).map_err(driver)?;
         self.comm
             .all_reduce_in_place(&mut buffer, &ReduceOp::Sum)
-            .map_err(|e| anyhow!("NCCL all-reduce: {e:?}"))?;
-        stream.memcpy_dtoh(&buffer, data)?;
-        stream.synchronize()?;
+            .map_err(|e| Collective(format!("NCCL all-reduce: {e:?}"), None))?;
+        stream.memcpy_dtoh(&buffer, data).map_err(driver)?;
+        stream.synchronize().map_err(driver)?;
         Ok(())
     }
 
     fn broadcast(&mut self, data: &mut [f32], root: usize) -> Result<()> {
         let stream = self.comm.stream();
-        let mut buffer = stream.clone_htod(data)?;
+        let mut buffer = stream.clone_htod(data).map_err(driver)?;
         self.comm
             .broadcast_in_place(&mut buffer, root as i32)
-            .map_err(|e| anyhow!("NCCL broadcast: {e:?}"))?;
-        stream.memcpy_dtoh(&buffer, data)?;
-        stream.synchronize()?;
+            .map_err(|e| Collective(format!("NCCL broadcast: {e:?}"), None))?;
+        stream.memcpy_dtoh(&buffer, data).map_err(driver)?;
+        stream.synchronize().map_err(driver)?;
         Ok(())
     }
 
@@ -110,6 +125,11 @@ impl Communicator for Nccl {
         Ok(t.contiguous()?
             .apply_op1_no_bwd(&AllReduceSum(&self.comm))?)
     }
+}
+
+/// A CUDA error in a collective's host-device copies, with the driver's own message.
+fn driver(err: cudarc::driver::DriverError) -> super::DistributedError {
+    Collective(err.to_string(), None)
 }
 
 /// NCCL's sum all-reduce of a CUDA tensor into a new one, as a candle op so that it reads and

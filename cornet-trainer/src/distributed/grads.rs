@@ -1,7 +1,6 @@
 //! Keeping the ranks' models identical: averaged gradients, rank 0's weights and buffers.
 
-use crate::dist::Communicator;
-use anyhow::Result;
+use super::{Communicator, DistributedError, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor};
 use cornet_model::{Entry, ParamStore, Role};
@@ -118,11 +117,11 @@ pub fn check_in_sync(comm: &mut dyn Communicator, store: &ParamStore) -> Result<
     let mut root = mine;
     comm.broadcast(&mut root, 0)?;
     if root.map(f32::to_bits) != mine.map(f32::to_bits) {
-        anyhow::bail!(
-            "rank {}'s weights diverged from rank 0's (checksum {sum} vs {})",
-            comm.rank(),
-            f64::from_bits(((root[0].to_bits() as u64) << 32) | root[1].to_bits() as u64)
-        );
+        return Err(DistributedError::Diverged {
+            rank: comm.rank(),
+            mine: sum,
+            root: f64::from_bits(((root[0].to_bits() as u64) << 32) | root[1].to_bits() as u64),
+        });
     }
     Ok(())
 }

@@ -1,0 +1,18 @@
+//! `cornet-trainer launch`: one training process per device.
+
+use crate::cli::LaunchArgs;
+use cornet_trainer::distributed::launch::{launch, LaunchOptions};
+use std::time::Duration;
+
+pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
+    Ok(launch(&LaunchOptions {
+        nproc: args.nproc,
+        nnodes: args.nnodes,
+        node_rank: args.node_rank,
+        master_addr: args.master_addr,
+        master_port: args.master_port,
+        max_restarts: args.max_restarts,
+        heartbeat_timeout: Duration::from_secs(args.heartbeat_timeout),
+        trainer_args: args.trainer_args,
+    })?)
+}

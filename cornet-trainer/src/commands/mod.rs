@@ -1,0 +1,8 @@
+//! One module per command: each turns its arguments into a library request, runs it, and
+//! prints what the command prints.
+
+pub mod bench;
+pub mod launch;
+pub mod score;
+pub mod test;
+pub mod train;

@@ -1,0 +1,98 @@
+//! Model features of many images: taps collected over batches, and a folder of images as
+//! preprocessed batches. Shared by extraction (`test`) and scoring (`score --model`), which
+//! depend on this module and not on each other.
+
+use crate::loading::batch_tensors;
+use anyhow::{bail, Context, Result};
+use candle_core::Tensor;
+use cornet_data::{Dataset, ImageFolder, Pipeline, PipelineOptions, Transform};
+use cornet_model::{Mode, Model, TapFilter};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+
+/// The taps `filter` selects (and the logits, if asked) of `total` images arriving in
+/// `batches`, each concatenated over all images, in call order.
+pub fn collect_taps(
+    model: &Model,
+    batches: impl Iterator<Item = Result<Tensor>>,
+    total: usize,
+    filter: TapFilter,
+    with_logits: bool,
+) -> Result<Vec<(String, Tensor)>> {
+    if total == 0 {
+        bail!("no images to extract features from");
+    }
+    let progress = ProgressBar::new(total as u64).with_style(
+        ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} images ({per_sec}, eta {eta})")
+            .expect("static template"),
+    );
+    progress.set_message("extracting");
+    let mut names: Vec<String> = Vec::new();
+    let mut chunks: Vec<Vec<Tensor>> = Vec::new();
+    for batch in batches {
+        let batch = batch?.to_device(model.device())?;
+        let (logits, mut outputs) = model.forward_with_taps(&batch, Mode::Eval, filter.clone())?;
+        if with_logits {
+            outputs.push(("logits".into(), logits));
+        }
+        if chunks.is_empty() {
+            names = outputs.iter().map(|(name, _)| name.clone()).collect();
+            chunks = vec![Vec::new(); outputs.len()];
+        }
+        for (chunk, (_, value)) in chunks.iter_mut().zip(outputs) {
+            chunk.push(value);
+        }
+        progress.inc(batch.dim(0)? as u64);
+    }
+    progress.finish_and_clear();
+    names
+        .into_iter()
+        .zip(&chunks)
+        .map(|(name, parts)| Ok((name, Tensor::cat(parts, 0)?)))
+        .collect()
+}
+
+/// A folder's images as preprocessed batches, decoded on worker threads.
+pub struct ImageBatches {
+    /// Images in the folder.
+    pub total: usize,
+    /// Batches `[n, 3, imsize, imsize]` on the CPU, in the folder's order.
+    pub images: Box<dyn Iterator<Item = Result<Tensor>>>,
+}
+
+/// The feature-extraction pipeline of the original: `Resize((imsize, imsize))`, `ToTensor`,
+/// `Normalize`, in the folder's sorted order. An unreadable image is an error naming it.
+pub fn image_batches(
+    folder: ImageFolder,
+    imsize: usize,
+    workers: usize,
+    batch_size: usize,
+) -> ImageBatches {
+    let total = folder.len();
+    let pipeline = Pipeline::evaluation(
+        folder,
+        Transform::Test { size: imsize },
+        &PipelineOptions::single_process(batch_size, workers),
+    );
+    let images = pipeline
+        .epoch(0, 0)
+        .map(|batch| Ok(batch_tensors(batch?)?.0));
+    ImageBatches {
+        total,
+        images: Box::new(images),
+    }
+}
+
+/// Writes `OUT/file_list.txt`, the images in the order of the feature rows.
+pub fn write_file_list(folder: &ImageFolder, output_dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(output_dir)
+        .with_context(|| format!("creating {}", output_dir.display()))?;
+    let path = output_dir.join("file_list.txt");
+    let mut text = String::new();
+    for i in 0..folder.len() {
+        text.push_str(&folder.path(i).display().to_string());
+        text.push('\n');
+    }
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
