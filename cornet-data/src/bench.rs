@@ -46,9 +46,9 @@ pub fn bench<D: Dataset + 'static>(
         Transform::Train { size }
     };
     let sampler = if options.val {
-        Sampler::validation(dataset.len(), options.batch_size, 0, 1)
+        Sampler::validation(dataset.len(), options.batch_size, 0, 1)?
     } else {
-        Sampler::training(dataset.len(), options.batch_size, 0, 1, 0)
+        Sampler::training(dataset.len(), options.batch_size, 0, 1, 0)?
     };
     if sampler.steps_per_epoch() == 0 {
         return Err(DataError::Invalid(format!(

@@ -20,6 +20,14 @@ pub enum DataError {
 
     #[error("{0}")]
     Invalid(String),
+
+    /// A sampler asked for batches of no images (every epoch would divide by zero).
+    #[error("the batch size must be at least 1")]
+    ZeroBatchSize,
+
+    /// A sampler asked for a rank outside its world.
+    #[error("rank {rank} is not below the world size {world_size}")]
+    BadRank { rank: usize, world_size: usize },
 }
 
 impl DataError {
