@@ -16,18 +16,21 @@ scripts/build_gpu.sh
 eval "$(scripts/cuda_toolchain.sh)"
 export RUSTFLAGS="${RUSTFLAGS:-} -L native=$venv/link"
 features=cornet-trainer/cuda,cornet-trainer/cudnn,cornet-trainer/nccl
+# One line per test executable: its path, and the name its stripped copy gets
+# (<crate>-<target>: both crates' integration tests are a target named `tests`).
 executables=$(cargo test --release --no-run --message-format=json -p cornet-model \
     -p cornet-trainer --lib --test tests --features "$features" |
     python3 -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m["profile"]["test"] and m["executable"]:
-        print(m["executable"])')
+        crate = m["package_id"].split("#")[0].rsplit("/", 1)[-1]
+        print(m["executable"], crate + "-" + m["target"]["name"])')
 
 site=$("$venv/bin/python" -c 'import nvidia; print(nvidia.__path__[0])')
 export LD_LIBRARY_PATH="$venv/link:$site/cu13/lib:$site/nccl/lib:$site/cudnn/lib"
 log=$(mktemp)
-for test in $executables; do
+while read -r test _; do
     echo "== $test" >&2
     # The integration tests are one binary per crate (tests-*); of them only sgd_parity's
     # were ever run here.
@@ -38,7 +41,7 @@ for test in $executables; do
         exit 1
     fi
     grep -E '^no CUDA device|^test result' "$log" | sort | uniq -c
-done
+done <<<"$executables"
 rm -f "$log"
 
 if message=$(target/gpu/cornet-trainer bench --device cuda --model Z --steps 1 2>&1); then
@@ -47,9 +50,8 @@ if message=$(target/gpu/cornet-trainer bench --device cuda --model Z --steps 1 2
 fi
 echo "bench --device cuda without a GPU: $message" >&2
 mkdir -p target/gpu/tests
-for test in $executables; do
-    name=$(basename "$test")
-    strip -o "target/gpu/tests/${name%-*}" "$test"
-done
+while read -r test name; do
+    strip -o "target/gpu/tests/$name" "$test"
+done <<<"$executables"
 echo "GPU build checked. To carry: target/gpu/ (the binary, and the test executables in" \
     "tests/, which find the parity fixtures through CORNET_FIXTURES)" >&2

@@ -52,9 +52,9 @@ pub fn bench<D: Dataset + 'static>(
     let len = dataset.len();
     let size = options.image_size;
     let pipeline = if options.val {
-        Pipeline::evaluation(dataset, Transform::Val { size }, &pipeline_options)
+        Pipeline::evaluation(dataset, Transform::Val { size }, &pipeline_options)?
     } else {
-        Pipeline::training(dataset, size, &pipeline_options)
+        Pipeline::training(dataset, size, &pipeline_options)?
     };
     if pipeline.steps_per_epoch() == 0 {
         return Err(DataError::Invalid(format!(

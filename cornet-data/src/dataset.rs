@@ -2,6 +2,10 @@
 
 use crate::error::{DataError, Result};
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::fs::{File, Metadata};
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// A labelled collection of encoded images.
@@ -28,6 +32,9 @@ pub trait Dataset: Send + Sync {
 
     /// Identifies the samples and their labels (not their bytes), for checkpoint provenance.
     fn fingerprint(&self) -> String;
+
+    /// Class names in label order (none for unlabelled images).
+    fn classes(&self) -> &[String];
 }
 
 /// A dataset chosen at run time (an ImageFolder or shards) drives the same loader.
@@ -54,6 +61,10 @@ impl<T: Dataset + ?Sized> Dataset for Box<T> {
 
     fn fingerprint(&self) -> String {
         (**self).fingerprint()
+    }
+
+    fn classes(&self) -> &[String] {
+        (**self).classes()
     }
 }
 
@@ -88,10 +99,20 @@ impl ImageFolder {
             )));
         }
         let mut samples = Vec::new();
+        let mut walked = HashSet::new();
         for (label, class) in classes.iter().enumerate() {
-            for path in images_under(&root.join(class))? {
-                samples.push((path, label));
+            let folder = root.join(class);
+            let images = images_under(&folder, &mut walked)?;
+            // As torchvision ("Found no valid file for the classes ..."): an empty class
+            // would still take a label, and a model would be scored on a class it never saw.
+            if images.is_empty() {
+                return Err(DataError::Invalid(format!(
+                    "{}: an empty class folder (no {} files)",
+                    folder.display(),
+                    IMAGE_EXTENSIONS.join(", ")
+                )));
             }
+            samples.extend(images.into_iter().map(|path| (path, label)));
         }
         if samples.is_empty() {
             return Err(DataError::Invalid(format!(
@@ -109,7 +130,10 @@ impl ImageFolder {
     /// The images directly in `root` (and below), unlabelled, in sorted path order: the input
     /// of feature extraction.
     pub fn flat(root: &Path) -> Result<Self> {
-        let samples: Vec<_> = images_under(root)?.into_iter().map(|p| (p, 0)).collect();
+        let samples: Vec<_> = images_under(root, &mut HashSet::new())?
+            .into_iter()
+            .map(|p| (p, 0))
+            .collect();
         if samples.is_empty() {
             return Err(DataError::Invalid(format!("{}: no images", root.display())));
         }
@@ -147,11 +171,6 @@ impl ImageFolder {
         })
     }
 
-    /// The class names in label order (empty where unlabelled).
-    pub fn classes(&self) -> &[String] {
-        &self.classes
-    }
-
     /// The folder the images were found in.
     pub fn root(&self) -> &Path {
         &self.root
@@ -164,8 +183,7 @@ impl Dataset for ImageFolder {
     }
 
     fn read(&self, index: usize) -> Result<Vec<u8>> {
-        let path = &self.samples[index].0;
-        std::fs::read(path).map_err(|e| DataError::io(path, e))
+        read_image_file(&self.samples[index].0)
     }
 
     fn label(&self, index: usize) -> usize {
@@ -191,6 +209,81 @@ impl Dataset for ImageFolder {
         }
         hex::encode(hasher.finalize())[..16].to_string()
     }
+
+    fn classes(&self) -> &[String] {
+        &self.classes
+    }
+}
+
+/// Checks that a validation set has exactly the training set's classes, in the same order:
+/// labels are positions in the class list, so a class missing from one folder shifts every
+/// label after it, and a renamed one gives a label another meaning. The error names both
+/// folders and the first class that differs.
+pub fn check_same_classes(
+    train_root: &Path,
+    train: &[String],
+    val_root: &Path,
+    val: &[String],
+) -> Result<()> {
+    let Some(position) = (0..train.len().max(val.len())).find(|&i| train.get(i) != val.get(i))
+    else {
+        return Ok(());
+    };
+    let describe = |classes: &[String]| match classes.get(position) {
+        Some(name) => format!("class {name:?}"),
+        None => "no class".to_owned(),
+    };
+    Err(DataError::Invalid(format!(
+        "{} and {} differ at label {position}: {} in the first, {} in the second (the two \
+         must hold the same classes)",
+        train_root.display(),
+        val_root.display(),
+        describe(train),
+        describe(val),
+    )))
+}
+
+/// The most bytes read as one image: far above any photograph, and a bound on what a file
+/// that grows while it is read (or a link to a device that passed the listing) can make us read.
+pub const MAX_IMAGE_BYTES: u64 = 256 << 20;
+
+/// The bytes of the image file at `path`, refused when it is not a regular file or holds
+/// more than [`MAX_IMAGE_BYTES`].
+fn read_image_file(path: &Path) -> Result<Vec<u8>> {
+    let io = |e| DataError::io(path, e);
+    let file = File::open(path).map_err(io)?;
+    let metadata = file.metadata().map_err(io)?;
+    if !metadata.is_file() {
+        return Err(not_a_file(path, &metadata));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_IMAGE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_IMAGE_BYTES {
+        return Err(DataError::BadImage {
+            path: path.to_owned(),
+            reason: format!("more than {} MiB", MAX_IMAGE_BYTES >> 20),
+        });
+    }
+    Ok(bytes)
+}
+
+fn not_a_file(path: &Path, metadata: &Metadata) -> DataError {
+    let kind = metadata.file_type();
+    let kind = if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    };
+    DataError::BadImage {
+        path: path.to_owned(),
+        reason: format!("{kind}, not an image file"),
+    }
 }
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -202,13 +295,36 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
-/// Image files under `dir`, recursively, in sorted order.
-fn images_under(dir: &Path) -> Result<Vec<PathBuf>> {
+/// Image files under `dir`, recursively, in sorted order. Symbolic links are followed, as
+/// torchvision does, but each folder is listed once: `walked` holds the (device, inode) of
+/// every folder listed so far, and a folder met again (a link into a loop, or a second link to
+/// one folder) is refused, where following it would list its images again, under other names
+/// and perhaps other labels. Only regular files (after links) are images: a FIFO, socket or
+/// device with an image's name is refused here, before anything opens it.
+fn images_under(dir: &Path, walked: &mut HashSet<(u64, u64)>) -> Result<Vec<PathBuf>> {
+    let metadata = std::fs::metadata(dir).map_err(|e| DataError::io(dir, e))?;
+    if !walked.insert((metadata.dev(), metadata.ino())) {
+        return Err(DataError::Invalid(format!(
+            "{}: a folder already listed (a symbolic link loop, or a second link to one \
+             folder); its images would be counted twice",
+            dir.display()
+        )));
+    }
     let mut found = Vec::new();
     for path in read_dir_sorted(dir)? {
-        if path.is_dir() {
-            found.extend(images_under(&path)?);
-        } else if has_image_extension(&path) {
+        let is_image = has_image_extension(&path);
+        let metadata = match std::fs::metadata(&path) {
+            Ok(metadata) => metadata,
+            // A broken link to something that is no image matters as little as the rest.
+            Err(_) if !is_image => continue,
+            Err(e) => return Err(DataError::io(&path, e)),
+        };
+        if metadata.is_dir() {
+            found.extend(images_under(&path, walked)?);
+        } else if is_image {
+            if !metadata.is_file() {
+                return Err(not_a_file(&path, &metadata));
+            }
             found.push(path);
         }
     }

@@ -38,6 +38,19 @@ pub enum DataError {
     /// Anything else: a folder without classes, a batch of unreadable images, ...
     #[error("{0}")]
     Invalid(String),
+
+    /// A sampler asked for batches of no images (every epoch would divide by zero).
+    #[error("the batch size must be at least 1")]
+    ZeroBatchSize,
+
+    /// A sampler asked for a rank outside its world.
+    #[error("rank {rank} is not below the world size {world_size}")]
+    BadRank {
+        /// The rank asked for.
+        rank: usize,
+        /// The number of ranks.
+        world_size: usize,
+    },
 }
 
 impl DataError {

@@ -22,7 +22,7 @@ pub mod shards;
 pub mod synthetic;
 pub mod transform;
 
-pub use dataset::{Dataset, ImageFolder};
+pub use dataset::{check_same_classes, Dataset, ImageFolder};
 pub use error::{DataError, Result};
 pub use loader::{Batch, Loader, LoaderOptions};
 pub use pipeline::{Pipeline, PipelineOptions};

@@ -34,7 +34,8 @@ pub struct LoaderOptions {
     pub workers: usize,
     /// Batches decoded ahead of the consumer; bounds memory.
     pub prefetch: usize,
-    /// Skip and count unreadable images instead of failing.
+    /// Skip and count unreadable images instead of failing (a batch left with no image is
+    /// filled from the samples after it: see `build_batch`).
     pub skip_bad_images: bool,
     /// Fixes the augmentations together with the epoch and sample index.
     pub seed: u64,
@@ -47,6 +48,17 @@ pub struct BadImages {
     pub count: AtomicU64,
     /// The first few messages, for the report.
     pub examples: Mutex<Vec<String>>,
+}
+
+impl BadImages {
+    /// Counts one unreadable image, keeping the first few messages.
+    fn record(&self, err: &DataError) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let mut examples = self.examples.lock().unwrap();
+        if examples.len() < 5 {
+            examples.push(err.to_string());
+        }
+    }
 }
 
 /// A dataset, a transform and a pool of decoding threads.
@@ -75,7 +87,7 @@ pub struct BadImages {
 /// };
 /// let loader = Loader::new(ImageFolder::open(dir.path())?, options);
 /// // Batches of 4 for rank 0 of 1, shuffled with seed 0.
-/// let sampler = Sampler::training(loader.dataset().len(), 4, 0, 1, 0);
+/// let sampler = Sampler::training(loader.dataset().len(), 4, 0, 1, 0)?;
 /// let batch = loader.epoch(0, sampler.batches(0, 0)).next().unwrap()?;
 /// assert_eq!(batch.shape, [4, 3, 32, 32]);
 /// assert_eq!(batch.images.len(), 4 * 3 * 32 * 32);
@@ -206,6 +218,17 @@ impl Drop for EpochBatches {
     }
 }
 
+/// With `skip_bad_images`, the most samples tried in place of a batch whose every image is
+/// unreadable, before the batch is an error: far more than a few bad files explain.
+const SUBSTITUTE_TRIES: usize = 4096;
+
+/// Decodes and transforms the images `indices` into one batch. With `skip_bad_images`, the
+/// unreadable ones are left out (and counted); a batch left with none is filled instead from
+/// the samples following its last in dataset order (wrapping), up to its size: skipping the
+/// step would desynchronise the ranks of a distributed run, which step together, while the
+/// substitutes depend on the data alone (not on workers or timing), so epochs stay
+/// reproducible. They may be read again elsewhere in the epoch; a dataset so broken that
+/// [`SUBSTITUTE_TRIES`] samples give no image is an error.
 fn build_batch<D: Dataset>(
     dataset: &D,
     options: &LoaderOptions,
@@ -219,7 +242,7 @@ fn build_batch<D: Dataset>(
     let mut images = vec![0f32; indices.len() * per_image];
     let mut labels = Vec::with_capacity(indices.len());
     let mut kept = Vec::with_capacity(indices.len());
-    for &index in &indices {
+    let mut load = |index: usize, kept: &mut Vec<usize>| {
         let out = &mut images[kept.len() * per_image..(kept.len() + 1) * per_image];
         let result = dataset
             .read(index)
@@ -232,22 +255,33 @@ fn build_batch<D: Dataset>(
             Ok(()) => {
                 labels.push(dataset.label(index) as u32);
                 kept.push(index);
+                Ok(())
             }
             Err(err) if options.skip_bad_images => {
-                bad.count.fetch_add(1, Ordering::Relaxed);
-                let mut examples = bad.examples.lock().unwrap();
-                if examples.len() < 5 {
-                    examples.push(err.to_string());
-                }
+                bad.record(&err);
+                Ok(())
             }
-            Err(err) => return Err(err),
+            Err(err) => Err(err),
         }
+    };
+    for &index in &indices {
+        load(index, &mut kept)?;
     }
-    if kept.is_empty() {
-        return Err(DataError::Invalid(format!(
-            "every image of a batch is unreadable (first: {})",
-            dataset.path(indices[0]).display()
-        )));
+    if let (true, Some(&last)) = (kept.is_empty(), indices.last()) {
+        let tries = SUBSTITUTE_TRIES.min(dataset.len());
+        for step in 1..=tries {
+            if kept.len() == indices.len() {
+                break;
+            }
+            load((last + step) % dataset.len(), &mut kept)?;
+        }
+        if kept.is_empty() {
+            return Err(DataError::Invalid(format!(
+                "every image of a batch and the {tries} samples after it are unreadable \
+                 (first: {})",
+                dataset.path(indices[0]).display()
+            )));
+        }
     }
     images.truncate(kept.len() * per_image);
     Ok(Batch {

@@ -1,11 +1,12 @@
-//! `cornet-data`: pack an ImageFolder into WebDataset shards, and measure the data pipeline.
+//! `cornet-data`: pack an ImageFolder into WebDataset shards, verify them, and measure the
+//! data pipeline.
 
 use anyhow::{Context, Result};
 use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand};
 use cornet_data::bench::{bench, BenchOptions};
 use cornet_data::pack::{pack, PackOptions};
-use cornet_data::shards::manifest::Reencode;
+use cornet_data::shards::manifest::{Manifest, Reencode, MANIFEST_FILE};
 use cornet_data::{Dataset, ImageFolder, Shards};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -34,6 +35,16 @@ enum Command {
     /// Run the training (or validation) pipeline over an ImageFolder or a folder of shards
     /// and print `images_per_sec X` as the last line.
     Bench(BenchArgs),
+    /// Hash every shard of a folder whole and check it against manifest.json, indexing each
+    /// afresh: the full check of shards that were copied (an open checks sizes, both ends
+    /// and each sample read, and hashes a shard whole only when it indexes it).
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// The folder of shards, with its manifest.json.
+    dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -52,7 +63,7 @@ struct PackArgs {
     name: Option<String>,
     /// Re-encode every image as JPEG with its longer side at most this many pixels (JPEGs
     /// already that small keep their bytes). Without it the files are stored unchanged.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     max_side: Option<u32>,
     /// JPEG quality (1-100) of re-encoded images; needs --max-side.
     #[arg(long, default_value_t = 90, requires = "max_side",
@@ -68,14 +79,15 @@ struct BenchArgs {
     /// Decoding threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     batch_size: usize,
     /// Time the validation pipeline (resize, center crop) instead of the training one
     /// (random resized crop, flip).
     #[arg(long)]
     val: bool,
     /// Timed passes over the data, after the warm-up.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     epochs: u64,
     /// Side of the square crops.
     #[arg(long, default_value_t = 224)]
@@ -90,6 +102,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Pack(args) => run_pack(&args),
         Command::Bench(args) => run_bench(&args),
+        Command::Verify(args) => run_verify(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -172,5 +185,19 @@ fn run_bench(args: &BenchArgs) -> Result<()> {
     let images: usize = timings.iter().map(|t| t.images).sum();
     let seconds: f64 = timings.iter().map(|t| t.seconds).sum();
     println!("images_per_sec {:.1}", images as f64 / seconds);
+    Ok(())
+}
+
+fn run_verify(args: &VerifyArgs) -> Result<()> {
+    let shards = Shards::verify(&args.dir).with_context(|| args.dir.display().to_string())?;
+    let against = match Manifest::load(&args.dir)? {
+        Some(_) => format!("match {MANIFEST_FILE}"),
+        None => format!("indexed afresh (no {MANIFEST_FILE} to compare with)"),
+    };
+    println!(
+        "{} samples in {}: the shards {against}",
+        shards.len(),
+        args.dir.display()
+    );
     Ok(())
 }

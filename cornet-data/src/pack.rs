@@ -38,6 +38,11 @@ pub fn pack(
     options: &PackOptions,
     progress: impl Fn(usize),
 ) -> Result<Manifest> {
+    if options.reencode.is_some_and(|r| r.max_side == 0) {
+        return Err(DataError::Invalid(
+            "re-encoding with a longer side of at most 0 pixels would make every image 1x1".into(),
+        ));
+    }
     let out = &options.out;
     std::fs::create_dir_all(out).map_err(|e| DataError::io(out, e))?;
     if crate::shards::Shards::found_in(out) || out.join(MANIFEST_FILE).exists() {

@@ -3,6 +3,7 @@
 //! the same way.
 
 use crate::dataset::Dataset;
+use crate::error::Result;
 use crate::loader::{EpochBatches, Loader, LoaderOptions};
 use crate::sampler::Sampler;
 use crate::transform::Transform;
@@ -51,27 +52,31 @@ pub struct Pipeline<D: Dataset + 'static> {
 impl<D: Dataset + 'static> Pipeline<D> {
     /// Training: crops of side `size` augmented as `Transform::Train`, the epoch shuffled by
     /// (seed, epoch) and cut per rank, the last partial global batch dropped.
-    pub fn training(dataset: D, size: usize, options: &PipelineOptions) -> Self {
+    pub fn training(dataset: D, size: usize, options: &PipelineOptions) -> Result<Self> {
         let sampler = Sampler::training(
             dataset.len(),
             options.batch_size,
             options.rank,
             options.world_size,
             options.seed,
-        );
-        Self::with_sampler(dataset, Transform::Train { size }, sampler, options)
+        )?;
+        Ok(Self::with_sampler(dataset, Transform::Train { size }, sampler, options))
     }
 
     /// Evaluation (`Transform::Val` or `Transform::Test`): the dataset's order, every sample
     /// read once across the ranks.
-    pub fn evaluation(dataset: D, transform: Transform, options: &PipelineOptions) -> Self {
+    pub fn evaluation(
+        dataset: D,
+        transform: Transform,
+        options: &PipelineOptions,
+    ) -> Result<Self> {
         let sampler = Sampler::validation(
             dataset.len(),
             options.batch_size,
             options.rank,
             options.world_size,
-        );
-        Self::with_sampler(dataset, transform, sampler, options)
+        )?;
+        Ok(Self::with_sampler(dataset, transform, sampler, options))
     }
 
     fn with_sampler(

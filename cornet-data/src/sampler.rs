@@ -1,5 +1,6 @@
 //! The order of an epoch, cut per rank, from any step.
 
+use crate::error::{DataError, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -30,28 +31,35 @@ impl Sampler {
         rank: usize,
         world_size: usize,
         seed: u64,
-    ) -> Self {
-        Sampler {
+    ) -> Result<Self> {
+        check_shape(batch_size, rank, world_size)?;
+        Ok(Sampler {
             len,
             batch_size,
             rank,
             world_size,
             seed,
             training: true,
-        }
+        })
     }
 
     /// The validation order of `len` samples for rank `rank` of `world_size`, in batches of
     /// `batch_size` (the last may be smaller).
-    pub fn validation(len: usize, batch_size: usize, rank: usize, world_size: usize) -> Self {
-        Sampler {
+    pub fn validation(
+        len: usize,
+        batch_size: usize,
+        rank: usize,
+        world_size: usize,
+    ) -> Result<Self> {
+        check_shape(batch_size, rank, world_size)?;
+        Ok(Sampler {
             len,
             batch_size,
             rank,
             world_size,
             seed: 0,
             training: false,
-        }
+        })
     }
 
     /// Steps this rank takes in one epoch.
@@ -91,6 +99,17 @@ impl Sampler {
     }
 }
 
+/// Refused here rather than met later as a division by zero or a slice out of range.
+fn check_shape(batch_size: usize, rank: usize, world_size: usize) -> Result<()> {
+    if batch_size == 0 {
+        return Err(DataError::ZeroBatchSize);
+    }
+    if rank >= world_size {
+        return Err(DataError::BadRank { rank, world_size });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,7 +120,7 @@ mod tests {
         for world in [1, 2, 3] {
             let mut seen = Vec::new();
             for rank in 0..world {
-                let s = Sampler::training(100, 4, rank, world, 7);
+                let s = Sampler::training(100, 4, rank, world, 7).unwrap();
                 seen.extend(s.batches(3, 0).into_iter().flatten());
             }
             let unique: HashSet<_> = seen.iter().collect();
@@ -116,6 +135,7 @@ mod tests {
             for rank in 0..world {
                 val.extend(
                     Sampler::validation(101, 8, rank, world)
+                        .unwrap()
                         .batches(0, 0)
                         .into_iter()
                         .flatten(),
@@ -132,10 +152,12 @@ mod tests {
 
     #[test]
     fn global_batches_do_not_depend_on_the_world_size() {
-        let one = Sampler::training(96, 8, 0, 1, 5).batches(2, 0);
+        let one = Sampler::training(96, 8, 0, 1, 5).unwrap().batches(2, 0);
         for (step, global) in one.iter().enumerate() {
             let split: Vec<usize> = (0..2)
-                .flat_map(|rank| Sampler::training(96, 4, rank, 2, 5).batches(2, 0)[step].clone())
+                .flat_map(|rank| {
+                    Sampler::training(96, 4, rank, 2, 5).unwrap().batches(2, 0)[step].clone()
+                })
                 .collect();
             assert_eq!(&split, global);
         }
@@ -143,8 +165,28 @@ mod tests {
 
     #[test]
     fn starting_at_step_k_gives_the_tail_and_epochs_differ() {
-        let s = Sampler::training(64, 4, 0, 1, 1);
+        let s = Sampler::training(64, 4, 0, 1, 1).unwrap();
         assert_eq!(s.batches(0, 5), s.batches(0, 0)[5..]);
         assert_ne!(s.batches(0, 0), s.batches(1, 0));
+    }
+
+    #[test]
+    fn a_batch_size_of_zero_or_a_rank_outside_the_world_is_refused() {
+        assert!(matches!(
+            Sampler::training(10, 0, 0, 1, 0),
+            Err(DataError::ZeroBatchSize)
+        ));
+        assert!(matches!(
+            Sampler::validation(10, 0, 0, 1),
+            Err(DataError::ZeroBatchSize)
+        ));
+        assert!(matches!(
+            Sampler::training(10, 4, 2, 2, 0),
+            Err(DataError::BadRank {
+                rank: 2,
+                world_size: 2
+            })
+        ));
+        assert!(Sampler::validation(10, 4, 0, 0).is_err());
     }
 }

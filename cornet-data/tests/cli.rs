@@ -68,3 +68,66 @@ fn bad_input_is_named_without_a_backtrace() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn zero_sizes_and_counts_are_refused_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("train");
+    write_image_folder(&src, 2, 2, 16, 3).unwrap();
+    let src = src.to_str().unwrap();
+    let out = dir.path().join("shards");
+    let out = out.to_str().unwrap();
+    for (args, flag) in [
+        (
+            &["bench", "--data", src, "--batch-size", "0"][..],
+            "--batch-size",
+        ),
+        (&["bench", "--data", src, "--epochs", "0"][..], "--epochs"),
+        (
+            &["pack", "--src", src, "--out", out, "--max-side", "0"][..],
+            "--max-side",
+        ),
+    ] {
+        let run = cornet_data(args);
+        let stderr = text(&run.stderr);
+        assert!(!run.status.success(), "{args:?}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!text(&run.stdout).contains("NaN"), "{args:?}");
+    }
+    assert!(
+        !dir.path().join("shards").exists(),
+        "nothing packed at size 0"
+    );
+}
+
+#[test]
+fn verify_checks_the_shards_against_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("train");
+    write_image_folder(&src, 2, 2, 16, 3).unwrap();
+    let out = dir.path().join("shards");
+    let (src, out) = (src.to_str().unwrap(), out.to_str().unwrap());
+    assert!(cornet_data(&["pack", "--src", src, "--out", out])
+        .status
+        .success());
+    let verified = cornet_data(&["verify", out]);
+    assert!(verified.status.success(), "{}", text(&verified.stderr));
+    assert!(
+        text(&verified.stdout).contains("4 samples"),
+        "{}",
+        text(&verified.stdout)
+    );
+
+    let shard = dir.path().join("shards/train-000000.tar");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    bytes[600] ^= 0xff; // in the first image's data
+    std::fs::write(&shard, bytes).unwrap();
+    let failed = cornet_data(&["verify", out]);
+    let stderr = text(&failed.stderr);
+    assert!(!failed.status.success());
+    assert!(
+        stderr.contains("train-000000.tar") && stderr.contains("SHA-256"),
+        "{stderr}"
+    );
+}

@@ -22,7 +22,7 @@ fn epoch(
     start: usize,
 ) -> Vec<Result<Batch, String>> {
     let loader = Loader::new(ImageFolder::open(root).unwrap(), options(workers, skip));
-    let sampler = Sampler::training(loader.dataset().len(), 4, 0, 1, 3);
+    let sampler = Sampler::training(loader.dataset().len(), 4, 0, 1, 3).unwrap();
     loader
         .epoch(epoch, sampler.batches(epoch, start))
         .map(|b| b.map_err(|e| e.to_string()))
@@ -61,7 +61,7 @@ fn bad_images_are_skipped_and_counted_or_named() {
     std::fs::write(&broken, b"not an image").unwrap();
 
     let loader = Loader::new(ImageFolder::open(dir.path()).unwrap(), options(2, true));
-    let sampler = Sampler::validation(loader.dataset().len(), 8, 0, 1);
+    let sampler = Sampler::validation(loader.dataset().len(), 8, 0, 1).unwrap();
     let batches: Vec<Batch> = loader
         .epoch(0, sampler.batches(0, 0))
         .map(Result::unwrap)
@@ -91,4 +91,36 @@ fn a_folder_without_classes_is_a_clear_error() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("missing"), "{err}");
+}
+
+#[test]
+fn a_batch_of_only_bad_images_is_filled_from_the_next_samples_when_skipping() {
+    let dir = tempfile::tempdir().unwrap();
+    write_image_folder(dir.path(), 2, 4, 40, 1).unwrap();
+    for i in 0..4 {
+        let broken = dir.path().join(format!("class_00/{i:04}.png"));
+        std::fs::write(broken, b"not an image").unwrap();
+    }
+    let batches = |workers| {
+        let loader = Loader::new(
+            ImageFolder::open(dir.path()).unwrap(),
+            options(workers, true),
+        );
+        let sampler = Sampler::validation(loader.dataset().len(), 4, 0, 1).unwrap();
+        let batches: Vec<Batch> = loader
+            .epoch(0, sampler.batches(0, 0))
+            .map(Result::unwrap)
+            .collect();
+        (batches, loader.bad_images().0)
+    };
+    let (filled, bad) = batches(1);
+    assert_eq!(bad, 4, "the bad images are counted");
+    assert_eq!(filled.len(), 2, "every step still has its batch");
+    assert_eq!(
+        filled[0].indices,
+        [4, 5, 6, 7],
+        "filled from the next samples"
+    );
+    assert_eq!(filled[0].labels, [1, 1, 1, 1]);
+    assert_eq!(batches(3).0, filled, "the same for any number of workers");
 }

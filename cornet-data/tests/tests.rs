@@ -3,6 +3,8 @@
 
 mod util;
 
+mod bad_folders;
+mod bad_shards;
 mod cli;
 mod loader;
 mod parity;

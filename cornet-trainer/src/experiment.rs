@@ -11,7 +11,7 @@ use crate::loading::open_images;
 use crate::train::{BatchSource, ImageSource, RunSettings, Summary, Trainer};
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
-use cornet_data::{Dataset, Pipeline, PipelineOptions, Transform};
+use cornet_data::{check_same_classes, Dataset, Pipeline, PipelineOptions, Transform};
 use cornet_model::Model;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -137,16 +137,20 @@ fn prepare_data(config: &Config, rank: &RankPlace) -> Result<Data> {
     let size = data.image_size;
     let train_set = open_images(&data.train, data.format, "data.train")?;
     check_classes(config, train_set.num_classes(), "data.train")?;
-    let train = ImageSource::new(Pipeline::training(train_set, size, &options));
-    let val = match &data.val {
+    let val_set = match &data.val {
         Some(path) => {
             let set = open_images(path, data.format, "data.val")?;
-            check_classes(config, set.num_classes(), "data.val")?;
-            let val = Transform::Val { size };
-            Some(ImageSource::new(Pipeline::evaluation(set, val, &options)))
+            // Labels are positions in the class list: any other list mislabels validation.
+            check_same_classes(&data.train, train_set.classes(), path, set.classes())?;
+            Some(set)
         }
         None => None,
     };
+    let train = ImageSource::new(Pipeline::training(train_set, size, &options)?);
+    let val = val_set
+        .map(|set| Pipeline::evaluation(set, Transform::Val { size }, &options))
+        .transpose()?
+        .map(ImageSource::new);
     Ok(Data { train, val })
 }
 

@@ -137,7 +137,7 @@ impl Extraction {
                 imsize,
                 workers,
             } => {
-                let batches = image_batches(folder, imsize, workers, batch_size);
+                let batches = image_batches(folder, imsize, workers, batch_size)?;
                 extract(
                     &self.model,
                     batches.images,

@@ -61,26 +61,27 @@ pub struct ImageBatches {
 }
 
 /// The feature-extraction pipeline of the original: `Resize((imsize, imsize))`, `ToTensor`,
-/// `Normalize`, in the folder's sorted order. An unreadable image is an error naming it.
+/// `Normalize`, in the folder's sorted order. An unreadable image is an error naming it; so
+/// is a batch size of 0.
 pub fn image_batches(
     folder: ImageFolder,
     imsize: usize,
     workers: usize,
     batch_size: usize,
-) -> ImageBatches {
+) -> Result<ImageBatches> {
     let total = folder.len();
     let pipeline = Pipeline::evaluation(
         folder,
         Transform::Test { size: imsize },
         &PipelineOptions::single_process(batch_size, workers),
-    );
+    )?;
     let images = pipeline
         .epoch(0, 0)
         .map(|batch| Ok(batch_tensors(batch?)?.0));
-    ImageBatches {
+    Ok(ImageBatches {
         total,
         images: Box::new(images),
-    }
+    })
 }
 
 /// Writes `OUT/file_list.txt`, the images in the order of the feature rows.

@@ -4,8 +4,11 @@
 
 use crate::error::{DataError, Result};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Member extensions read as the sample's image (the format is read from the bytes).
@@ -13,12 +16,30 @@ const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "img"];
 /// The member holding the class index as decimal text, as WebDataset writes it.
 const LABEL_EXTENSION: &str = "cls";
 
-/// Where each sample of one shard lies, in the shard's order.
+/// How much of each end of a shard its [`ShardIndex::fingerprint`] covers.
+const FINGERPRINT_BYTES: u64 = 64 * 1024;
+
+/// Where each sample of one shard lies, in the shard's order, and what identifies the shard.
+///
+/// An index is trusted only for the shard it was made from. Hashing a whole shard at every
+/// open would read an ImageNet folder (140 GB) each start, so the checks are layered by cost:
+/// - at every open, the shard's size and the hash of its first and last 64 KiB (two small
+///   reads): an index of another shard, even of the same size, fails here, since tar headers
+///   (member names, and `.cls` contents) sit in both ends;
+/// - at every sample read, the member header before the image names the indexed key and
+///   size, and the `.cls` member holds the indexed label (two small positioned reads, see
+///   `super::member`): an index edited by hand fails here, on the sample it mislabels;
+/// - once, when the index is built, the whole shard's SHA-256, compared with the manifest's
+///   at every open (`cornet-data verify` builds every index again, to check a copied folder).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardIndex {
     /// The shard's length when it was indexed: a shard that no longer has it was rewritten
     /// or cut, and its index cannot be trusted.
     pub shard_bytes: u64,
+    /// SHA-256 of the shard's first and last [`FINGERPRINT_BYTES`], in hex.
+    pub fingerprint: String,
+    /// SHA-256 of the whole shard when it was indexed, in hex.
+    pub sha256: String,
     /// The samples, in the order of their members in the tar.
     pub samples: Vec<IndexedSample>,
 }
@@ -36,6 +57,10 @@ pub struct IndexedSample {
     pub len: u64,
     /// The class index of its `.cls` member.
     pub label: usize,
+    /// Byte offset of the `.cls` member's data, to check `label` at each read.
+    pub label_offset: u64,
+    /// Length of the `.cls` member's data, in bytes.
+    pub label_len: u64,
 }
 
 /// Where the index of `shard` lives: `name-000000.tar` -> `name-000000.idx`.
@@ -44,8 +69,8 @@ pub fn sidecar_path(shard: &Path) -> PathBuf {
 }
 
 impl ShardIndex {
-    /// Scans the tar headers of `shard` (data is skipped by seeking; only the small label
-    /// members are read). Members other than images and labels are ignored, as WebDataset
+    /// Scans the tar headers of `shard` and hashes it whole (only the small label members are
+    /// parsed). Members other than images and labels are ignored, as WebDataset
     /// readers do with keys they are not asked for.
     pub fn build(shard: &Path) -> Result<Self> {
         let file = File::open(shard).map_err(|e| DataError::io(shard, e))?;
@@ -54,11 +79,17 @@ impl ShardIndex {
             shard: shard.to_owned(),
             reason: what,
         };
-        let mut archive = tar::Archive::new(BufReader::new(file));
+        // Every byte passes through the hash: the scan reads the shard through anyway
+        // (skipping data by reading), and the checksum then costs no second pass.
+        let mut archive = tar::Archive::new(HashingReader {
+            inner: BufReader::new(file),
+            hasher: Sha256::new(),
+        });
         let entries = archive
-            .entries_with_seek()
+            .entries()
             .map_err(|e| corrupt(format!("not a tar archive: {e}")))?;
         let mut samples = Vec::new();
+        let mut finished_keys = HashSet::new();
         let mut current = Partial::default();
         for entry in entries {
             let mut entry = entry.map_err(|e| corrupt(format!("unreadable tar header: {e}")))?;
@@ -70,7 +101,8 @@ impl ShardIndex {
                 .map_err(|e| corrupt(format!("unreadable member name: {e}")))?
                 .to_string_lossy()
                 .into_owned();
-            let end = entry.raw_file_position() + entry.size();
+            let member = (entry.raw_file_position(), entry.size());
+            let end = member.0 + member.1;
             if end > shard_bytes {
                 return Err(corrupt(format!(
                     "truncated: {name} ends at byte {end} but the shard has {shard_bytes}"
@@ -80,30 +112,51 @@ impl ShardIndex {
                 continue;
             };
             if key != current.key {
-                current.finish(shard, &mut samples)?;
-                current = Partial {
-                    key: key.to_owned(),
-                    ..Partial::default()
-                };
+                if finished_keys.contains(key) {
+                    return Err(corrupt(format!(
+                        "duplicate key {key:?}: {name} follows other samples of that key"
+                    )));
+                }
+                let done = std::mem::replace(
+                    &mut current,
+                    Partial {
+                        key: key.to_owned(),
+                        ..Partial::default()
+                    },
+                );
+                finished_keys.insert(done.key.clone());
+                done.finish(shard, &mut samples)?;
             }
+            // As Python's webdataset: a sample holds each member once ("duplicate file
+            // name"); merging them would silently lose samples.
+            let duplicate = || corrupt(format!("duplicate file name {name} (key {key:?})"));
             let ext = ext.to_ascii_lowercase();
             if IMAGE_EXTENSIONS.contains(&ext.as_str()) {
-                current.image = Some((ext, entry.raw_file_position(), entry.size()));
+                if current.image.is_some() {
+                    return Err(duplicate());
+                }
+                current.image = Some((ext, member));
             } else if ext == LABEL_EXTENSION {
+                if current.label.is_some() {
+                    return Err(duplicate());
+                }
                 let mut text = String::new();
                 entry
                     .read_to_string(&mut text)
                     .map_err(|e| corrupt(format!("{name}: unreadable label: {e}")))?;
-                let label = text
-                    .trim()
-                    .parse()
-                    .map_err(|_| corrupt(format!("{name}: label {text:?} is not a class index")))?;
-                current.label = Some(label);
+                let label = parse_label(&text).ok_or_else(|| {
+                    corrupt(format!("{name}: label {text:?} is not a class index"))
+                })?;
+                current.label = Some((label, member));
             }
         }
         current.finish(shard, &mut samples)?;
+        let mut rest = archive.into_inner();
+        std::io::copy(&mut rest, &mut std::io::sink()).map_err(|e| DataError::io(shard, e))?;
         Ok(ShardIndex {
             shard_bytes,
+            fingerprint: fingerprint(shard, shard_bytes)?,
+            sha256: hex::encode(rest.hasher.finalize()),
             samples,
         })
     }
@@ -133,6 +186,12 @@ impl ShardIndex {
             return Err(stale(format!(
                 "the shard has {actual} bytes but its index was made for {} (cut or rewritten)",
                 index.shard_bytes
+            )));
+        }
+        if fingerprint(shard, actual)? != index.fingerprint {
+            return Err(stale(format!(
+                "the shard's first and last {FINGERPRINT_BYTES} bytes are not those its index \
+                 was made for (rewritten, or the index of another shard)"
             )));
         }
         index.check_within(shard, actual)?;
@@ -167,12 +226,12 @@ impl ShardIndex {
     }
 }
 
-/// The members of one key seen so far.
+/// The members of one key seen so far: each as (offset, length) of its data.
 #[derive(Default)]
 struct Partial {
     key: String,
-    image: Option<(String, u64, u64)>,
-    label: Option<usize>,
+    image: Option<(String, (u64, u64))>,
+    label: Option<(usize, (u64, u64))>,
 }
 
 impl Partial {
@@ -183,19 +242,55 @@ impl Partial {
         };
         match (self.image, self.label) {
             (None, None) => Ok(()), // no sample yet, or one of other keys only (metadata)
-            (Some((ext, offset, len)), Some(label)) => {
+            (Some((ext, (offset, len))), Some((label, (label_offset, label_len)))) => {
                 samples.push(IndexedSample {
                     key: self.key,
                     ext,
                     offset,
                     len,
                     label,
+                    label_offset,
+                    label_len,
                 });
                 Ok(())
             }
             (None, Some(_)) => Err(missing("image (.jpg, .png, ...)")),
             (Some(_), None) => Err(missing(".cls label")),
         }
+    }
+}
+
+/// A `.cls` member's class index (decimal text, as WebDataset writes it).
+pub(crate) fn parse_label(text: &str) -> Option<usize> {
+    text.trim().parse().ok()
+}
+
+/// SHA-256 of the shard's length and its first and last [`FINGERPRINT_BYTES`].
+fn fingerprint(shard: &Path, shard_bytes: u64) -> Result<String> {
+    let file = File::open(shard).map_err(|e| DataError::io(shard, e))?;
+    let span = FINGERPRINT_BYTES.min(shard_bytes);
+    let mut hasher = Sha256::new();
+    hasher.update(shard_bytes.to_le_bytes());
+    let mut block = vec![0; span as usize];
+    for offset in [0, shard_bytes - span] {
+        file.read_exact_at(&mut block, offset)
+            .map_err(|e| DataError::io(shard, e))?;
+        hasher.update(&block);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Hashes what is read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
     }
 }
 

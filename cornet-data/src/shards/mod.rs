@@ -4,18 +4,21 @@
 
 pub mod index;
 pub mod manifest;
+mod member;
 pub mod writer;
 
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
-use index::ShardIndex;
-use manifest::Manifest;
+use index::{parse_label, ShardIndex};
+use manifest::{Manifest, MANIFEST_FILE};
+use member::read_member;
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-/// The `*.tar` shards of a folder, in sorted name order, as one dataset.
+/// The shards of a folder, as one dataset: those its manifest lists, in its order, or without
+/// a manifest its `*.tar` files in sorted name order.
 #[derive(Debug, Clone)]
 pub struct Shards {
     shards: Vec<PathBuf>,
@@ -26,9 +29,12 @@ pub struct Shards {
 #[derive(Debug, Clone)]
 struct ShardSample {
     shard: usize,
+    key: String,
     offset: u64,
     len: u64,
     label: usize,
+    label_offset: u64,
+    label_len: u64,
     /// `<shard>.tar/<key>.<ext>`, for errors.
     path: PathBuf,
 }
@@ -37,48 +43,48 @@ impl Shards {
     /// Opens the shards in `root`, indexing those without an index. An index that cannot be
     /// written beside its shard (a read-only folder) is kept in memory only.
     pub fn open(root: &Path) -> Result<Self> {
-        let shards = shard_files(root)?;
+        Self::open_indexing(root, false)
+    }
+
+    /// Opens the shards in `root` indexing every one afresh, which hashes each whole and
+    /// compares it with the manifest: the full check of a folder that was copied or may
+    /// have been damaged since its indexes were made (`cornet-data verify`).
+    pub fn verify(root: &Path) -> Result<Self> {
+        Self::open_indexing(root, true)
+    }
+
+    fn open_indexing(root: &Path, reindex: bool) -> Result<Self> {
+        let manifest = Manifest::load(root)?;
+        let shards = match &manifest {
+            Some(manifest) => listed_shards(root, manifest)?,
+            None => shard_files(root)?,
+        };
         if shards.is_empty() {
             return Err(DataError::Invalid(format!(
                 "{}: no .tar shards (write them with `cornet-data pack`)",
                 root.display()
             )));
         }
-        let manifest = Manifest::load(root)?;
+        // Shards are indexed (read whole, once) in parallel.
+        let indexes = shards
+            .par_iter()
+            .map(|path| index_of(path, reindex))
+            .collect::<Result<Vec<_>>>()?;
         let mut samples = Vec::new();
-        for (shard, path) in shards.iter().enumerate() {
-            let index = match ShardIndex::load(path)? {
-                Some(index) => index,
-                None => {
-                    let index = ShardIndex::build(path)?;
-                    // Only a cache: without it the next open scans the shard again.
-                    let _ = index.save(path);
-                    index
-                }
-            };
+        for (shard, (path, index)) in shards.iter().zip(indexes).enumerate() {
             if let Some(manifest) = &manifest {
                 check_against_manifest(manifest, path, &index)?;
             }
             samples.extend(index.samples.into_iter().map(|s| ShardSample {
                 shard,
+                path: path.join(format!("{}.{}", s.key, s.ext)),
+                key: s.key,
                 offset: s.offset,
                 len: s.len,
                 label: s.label,
-                path: path.join(format!("{}.{}", s.key, s.ext)),
+                label_offset: s.label_offset,
+                label_len: s.label_len,
             }));
-        }
-        if let Some(manifest) = &manifest {
-            let names: Vec<&str> = shards.iter().filter_map(|p| file_name(p)).collect();
-            if let Some(lost) = manifest
-                .shards
-                .iter()
-                .find(|s| !names.contains(&s.file.as_str()))
-            {
-                return Err(DataError::BadShard {
-                    shard: root.join(&lost.file),
-                    reason: format!("listed in {} but missing", manifest::MANIFEST_FILE),
-                });
-            }
         }
         if samples.is_empty() {
             return Err(DataError::Invalid(format!(
@@ -113,11 +119,6 @@ impl Shards {
     pub fn found_in(root: &Path) -> bool {
         shard_files(root).is_ok_and(|files| !files.is_empty())
     }
-
-    /// Class names in label order: the manifest's, or the label numbers for shards without.
-    pub fn classes(&self) -> &[String] {
-        &self.classes
-    }
 }
 
 impl Dataset for Shards {
@@ -125,14 +126,41 @@ impl Dataset for Shards {
         self.samples.len()
     }
 
+    /// Reads the image and its `.cls` member, each with the tar header before it: an index
+    /// that no longer fits its shard is an error here rather than a wrong image or label.
     fn read(&self, index: usize) -> Result<Vec<u8>> {
         let sample = &self.samples[index];
         let shard = &self.shards[sample.shard];
-        let mut bytes = vec![0; sample.len as usize];
-        File::open(shard)
-            .and_then(|file| file.read_exact_at(&mut bytes, sample.offset))
-            .map_err(|e| DataError::io(&sample.path, e))?;
-        Ok(bytes)
+        let file = File::open(shard).map_err(|e| DataError::io(&sample.path, e))?;
+        let image_name = sample.path.strip_prefix(shard).unwrap_or(&sample.path);
+        let image = read_member(
+            &file,
+            shard,
+            sample.offset,
+            sample.len,
+            &image_name.to_string_lossy(),
+        )?;
+        let label_name = format!("{}.cls", sample.key);
+        let text = read_member(
+            &file,
+            shard,
+            sample.label_offset,
+            sample.label_len,
+            &label_name,
+        )?;
+        let text = String::from_utf8_lossy(&text);
+        if parse_label(&text) != Some(sample.label) {
+            return Err(DataError::BadShard {
+                shard: shard.clone(),
+                reason: format!(
+                    "{label_name} holds {text:?} but the index says label {}; delete {} to \
+                     index the shard again",
+                    sample.label,
+                    index::sidecar_path(shard).display()
+                ),
+            });
+        }
+        Ok(image)
     }
 
     fn label(&self, index: usize) -> usize {
@@ -158,6 +186,11 @@ impl Dataset for Shards {
         }
         hex::encode(hasher.finalize())[..16].to_string()
     }
+
+    /// The manifest's class names, or the label numbers for shards without one.
+    fn classes(&self) -> &[String] {
+        &self.classes
+    }
 }
 
 /// The `*.tar` files of `root`, sorted.
@@ -174,26 +207,87 @@ fn shard_files(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// The shards `manifest` lists, each present with the size it lists (a `stat`, so checked at
+/// every open). A tar beside them that the manifest does not list is refused rather than
+/// silently added: its samples were not packed with the others.
+fn listed_shards(root: &Path, manifest: &Manifest) -> Result<Vec<PathBuf>> {
+    let listed: Vec<PathBuf> = manifest.shards.iter().map(|s| root.join(&s.file)).collect();
+    for (path, record) in listed.iter().zip(&manifest.shards) {
+        let bad = |reason: String| DataError::BadShard {
+            shard: path.clone(),
+            reason,
+        };
+        let bytes = match std::fs::metadata(path) {
+            Ok(metadata) => metadata.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(bad(format!("listed in {MANIFEST_FILE} but missing")))
+            }
+            Err(e) => return Err(DataError::io(path, e)),
+        };
+        if bytes != record.bytes {
+            return Err(bad(format!(
+                "the shard has {bytes} bytes but {MANIFEST_FILE} lists {} (cut or rewritten)",
+                record.bytes
+            )));
+        }
+    }
+    if let Some(stray) = shard_files(root)?.into_iter().find(|p| !listed.contains(p)) {
+        return Err(DataError::BadShard {
+            shard: stray,
+            reason: format!(
+                "not listed in {MANIFEST_FILE}, so not packed with the shards beside it; move \
+                 it out of {}",
+                root.display()
+            ),
+        });
+    }
+    Ok(listed)
+}
+
+/// The index of `shard`: its sidecar, unless `reindex` or there is none; then built (and
+/// kept beside the shard where it can be written).
+fn index_of(shard: &Path, reindex: bool) -> Result<ShardIndex> {
+    if !reindex {
+        if let Some(index) = ShardIndex::load(shard)? {
+            return Ok(index);
+        }
+    }
+    let index = ShardIndex::build(shard)?;
+    // Only a cache: without it the next open scans the shard again.
+    let _ = index.save(shard);
+    Ok(index)
+}
+
 fn file_name(path: &Path) -> Option<&str> {
     path.file_name().and_then(|n| n.to_str())
 }
 
-/// A shard the manifest lists must hold the samples it says.
+/// A shard the manifest lists must hold the samples it says, and have had its checksum when
+/// it was indexed (see [`ShardIndex`] for why that is the SHA-256 checked at each open).
 fn check_against_manifest(manifest: &Manifest, shard: &Path, index: &ShardIndex) -> Result<()> {
-    let listed = manifest
+    let Some(listed) = manifest
         .shards
         .iter()
-        .find(|s| Some(s.file.as_str()) == file_name(shard));
-    match listed {
-        Some(listed) if listed.samples != index.samples.len() => Err(DataError::BadShard {
-            shard: shard.to_owned(),
-            reason: format!(
-                "{} lists {} samples but the shard's index has {}",
-                manifest::MANIFEST_FILE,
-                listed.samples,
-                index.samples.len()
-            ),
-        }),
-        _ => Ok(()),
+        .find(|s| Some(s.file.as_str()) == file_name(shard))
+    else {
+        return Ok(());
+    };
+    let bad = |reason: String| DataError::BadShard {
+        shard: shard.to_owned(),
+        reason,
+    };
+    if listed.samples != index.samples.len() {
+        return Err(bad(format!(
+            "{MANIFEST_FILE} lists {} samples but the shard's index has {}",
+            listed.samples,
+            index.samples.len()
+        )));
     }
+    if listed.sha256 != index.sha256 {
+        return Err(bad(format!(
+            "its SHA-256 is {} but {MANIFEST_FILE} lists {} (damaged or replaced)",
+            index.sha256, listed.sha256
+        )));
+    }
+    Ok(())
 }

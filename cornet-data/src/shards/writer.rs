@@ -1,11 +1,11 @@
-//! Writes samples into WebDataset tar shards (`<key>.jpg` + `<key>.cls`, shards named
-//! `<prefix>-000000.tar`), starting a new shard at a size limit, each with its sidecar index
-//! and checksum.
+//! Writes samples into WebDataset tar shards (`<key>.jpg` or `.png` + `<key>.cls`, shards
+//! named `<prefix>-000000.tar`), starting a new shard at a size limit, each with its sidecar
+//! index and checksum.
 
 use super::index::ShardIndex;
 use crate::error::{DataError, Result};
+use image::ImageFormat;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -34,21 +34,19 @@ pub struct ShardWriter {
 
 struct OpenShard {
     path: PathBuf,
-    builder: tar::Builder<HashingWriter<BufWriter<File>>>,
+    builder: tar::Builder<CountingWriter<BufWriter<File>>>,
     samples: usize,
 }
 
-/// Counts and hashes what passes through, so a shard's size and checksum need no second read.
-struct HashingWriter<W> {
+/// Counts what passes through: the size of the shard being written.
+struct CountingWriter<W> {
     inner: W,
-    hasher: Sha256,
     bytes: u64,
 }
 
-impl<W: Write> Write for HashingWriter<W> {
+impl<W: Write> Write for CountingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
         self.bytes += n as u64;
         Ok(n)
     }
@@ -71,8 +69,15 @@ impl ShardWriter {
         }
     }
 
-    /// Appends sample `key`: its encoded image as `<key>.jpg` and its class as `<key>.cls`.
+    /// Appends sample `key`: its encoded image as `<key>.jpg`, `.png` or `.webp` as its bytes
+    /// say (WebDataset readers decode by extension), and its class as `<key>.cls`.
     pub fn write(&mut self, key: &str, image: &[u8], label: usize) -> Result<()> {
+        let ext = member_extension(image).ok_or_else(|| {
+            DataError::Invalid(format!(
+                "sample {key}: neither JPEG, PNG nor WebP; shards hold only those (re-encode \
+                 it as JPEG with --max-side)"
+            ))
+        })?;
         let label = label.to_string();
         let grows_by = tar_member_bytes(image.len()) + tar_member_bytes(label.len());
         if let Some(open) = &self.open {
@@ -86,7 +91,7 @@ impl ShardWriter {
             None => self.open.insert(self.start_shard()?),
         };
         let path = open.path.clone();
-        append(&mut open.builder, &format!("{key}.jpg"), image)
+        append(&mut open.builder, &format!("{key}.{ext}"), image)
             .and_then(|()| append(&mut open.builder, &format!("{key}.cls"), label.as_bytes()))
             .map_err(|e| DataError::io(path, e))?;
         open.samples += 1;
@@ -105,9 +110,8 @@ impl ShardWriter {
         let name = format!("{}-{:06}.tar", self.prefix, self.finished.len());
         let path = self.dir.join(name);
         let file = File::create(&path).map_err(|e| DataError::io(&path, e))?;
-        let builder = tar::Builder::new(HashingWriter {
+        let builder = tar::Builder::new(CountingWriter {
             inner: BufWriter::new(file),
-            hasher: Sha256::new(),
             bytes: 0,
         });
         Ok(OpenShard {
@@ -125,7 +129,7 @@ impl ShardWriter {
         let file = written.inner.into_inner().map_err(|e| io(e.into_error()))?;
         file.sync_all().map_err(io)?;
         // The index comes from scanning the finished tar: one way of indexing for our shards
-        // and everyone else's.
+        // and everyone else's, and the checksum of what is on disk.
         let index = ShardIndex::build(&path)?;
         index.save(&path).map_err(io)?;
         self.finished.push(ShardRecord {
@@ -135,9 +139,20 @@ impl ShardWriter {
                 .unwrap_or_default(),
             samples: open.samples,
             bytes: written.bytes,
-            sha256: hex::encode(written.hasher.finalize()),
+            sha256: index.sha256,
         });
         Ok(())
+    }
+}
+
+/// The member extension for an image's real format (the file name may say otherwise), for
+/// the formats the index reads as images.
+fn member_extension(image: &[u8]) -> Option<&'static str> {
+    match image::guess_format(image).ok()? {
+        ImageFormat::Jpeg => Some("jpg"),
+        ImageFormat::Png => Some("png"),
+        ImageFormat::WebP => Some("webp"),
+        _ => None,
     }
 }
 

@@ -175,7 +175,7 @@ pub fn scan(request: &ScanRequest) -> Result<Scan> {
         &request.device,
     )?;
     write_file_list(&images, &neural.out_dir)?;
-    let batches = image_batches(images, request.imsize, request.workers, request.batch_size);
+    let batches = image_batches(images, request.imsize, request.workers, request.batch_size)?;
     let taps = collect_taps(&model, batches.images, batches.total, scored_taps(), false)?;
     let progress = ProgressBar::new(taps.len() as u64).with_style(
         ProgressStyle::with_template("scoring {bar:30} {pos}/{len} taps ({msg}, eta {eta})")
