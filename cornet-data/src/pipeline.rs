@@ -60,16 +60,17 @@ impl<D: Dataset + 'static> Pipeline<D> {
             options.world_size,
             options.seed,
         )?;
-        Ok(Self::with_sampler(dataset, Transform::Train { size }, sampler, options))
+        Ok(Self::with_sampler(
+            dataset,
+            Transform::Train { size },
+            sampler,
+            options,
+        ))
     }
 
     /// Evaluation (`Transform::Val` or `Transform::Test`): the dataset's order, every sample
     /// read once across the ranks.
-    pub fn evaluation(
-        dataset: D,
-        transform: Transform,
-        options: &PipelineOptions,
-    ) -> Result<Self> {
+    pub fn evaluation(dataset: D, transform: Transform, options: &PipelineOptions) -> Result<Self> {
         let sampler = Sampler::validation(
             dataset.len(),
             options.batch_size,
