@@ -36,7 +36,7 @@ pub struct ShardIndex {
     /// The shard's length when it was indexed: a shard that no longer has it was rewritten
     /// or cut, and its index cannot be trusted.
     pub shard_bytes: u64,
-    /// SHA-256 of the shard's first and last [`FINGERPRINT_BYTES`], in hex.
+    /// SHA-256 of the shard's first and last 64 KiB, in hex.
     pub fingerprint: String,
     /// SHA-256 of the whole shard when it was indexed, in hex.
     pub sha256: String,
