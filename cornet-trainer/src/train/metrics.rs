@@ -30,9 +30,7 @@ impl Accuracy {
             let better = row
                 .iter()
                 .enumerate()
-                .filter(|&(i, &v)| {
-                    v.is_nan() || v > target || (v == target && i < label as usize)
-                })
+                .filter(|&(i, &v)| v.is_nan() || v > target || (v == target && i < label as usize))
                 .count();
             let hit = |k: usize| f64::from(u8::from(!target.is_nan() && better < k));
             acc.top1 += hit(1);
