@@ -1,77 +1,307 @@
-//! torchrun's environment contract: `RANK`, `LOCAL_RANK`, `WORLD_SIZE`, `MASTER_ADDR`,
-//! `MASTER_PORT`.
+//! Where a rank learns its place: torchrun's worker contract (also what our `launch` and a
+//! Kubeflow PyTorchJob set), or, under `srun` with no torchrun, Slurm's task variables.
+//! torchrun's variables win when both are present (torchrun inside a Slurm allocation).
 
 use super::error::{DistributedError::RankEnv as Invalid, Explain, Result};
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// Where this process stands among the ranks and how to reach rank 0.
+/// Where this process stands among the ranks, how to reach the store, and which attempt of
+/// which run this is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RankEnv {
-    /// `RANK`: this process among all ranks.
+    /// `RANK` (`SLURM_PROCID`): this process among all ranks.
     pub rank: usize,
-    /// `LOCAL_RANK`: this process among its node's ranks (`RANK` when unset).
+    /// `LOCAL_RANK` (`SLURM_LOCALID`): this process among its node's ranks; 0 when unset
+    /// (one process per node or pod).
     pub local_rank: usize,
-    /// `WORLD_SIZE`: the number of ranks.
+    /// `WORLD_SIZE` (`SLURM_NTASKS`): the number of ranks.
     pub world_size: usize,
-    /// `MASTER_ADDR`: where rank 0 serves the rendezvous store (127.0.0.1 when unset).
+    /// `LOCAL_WORLD_SIZE` (Slurm's tasks on this node): ranks sharing this node; 1 when unset.
+    pub local_world_size: usize,
+    /// `GROUP_RANK` (`SLURM_NODEID`): this node among the nodes; 0 when unset.
+    pub node_rank: usize,
+    /// `MASTER_ADDR` (the first host of `SLURM_JOB_NODELIST`): where the store is served.
     pub master_addr: String,
-    /// `MASTER_PORT` (29500 when unset).
+    /// `MASTER_PORT` (derived from `SLURM_JOB_ID`; 29500 when unset).
     pub master_port: u16,
-    /// How long to wait for the other ranks at start-up.
+    /// `TORCHELASTIC_USE_AGENT_STORE=True`: an agent (torchrun, our `launch`) serves the store
+    /// and the ranks are only its clients; otherwise rank 0 serves it.
+    pub agent_store: bool,
+    /// `TORCHELASTIC_RUN_ID` (`SLURM_JOB_ID`): the job, in every store key.
+    pub run_id: String,
+    /// `TORCHELASTIC_RESTART_COUNT` (`SLURM_RESTART_COUNT`): how many times the ranks were
+    /// restarted, in every store key so that an attempt never reads an earlier one's values.
+    pub restart_count: usize,
+    /// `TORCHELASTIC_ERROR_FILE`: where a failing rank writes its error for the agent.
+    pub error_file: Option<PathBuf>,
+    /// `CORNET_LOCAL_ADDR`: the address this node's ranks listen on for their ring peers;
+    /// when unset, the interface that reaches the store.
+    pub local_addr: Option<IpAddr>,
+    /// How long to wait for the other ranks at start-up (`CORNET_RENDEZVOUS_TIMEOUT`, seconds).
     pub timeout: Duration,
+    /// Which contract the variables came from, for messages.
+    pub launcher: Launcher,
 }
 
-/// How long ranks wait for each other at start-up unless `CORNET_RENDEZVOUS_TIMEOUT` (seconds)
-/// says otherwise.
+/// Who started the ranks, as far as the environment tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launcher {
+    /// torchrun's variables (torchrun, our `launch`, a PyTorchJob, or set by hand).
+    Torchrun,
+    /// Slurm's task variables (`srun` with no torchrun).
+    Slurm,
+}
+
+/// How long ranks wait for each other at start-up unless `CORNET_RENDEZVOUS_TIMEOUT` says
+/// otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// torchrun's default `MASTER_PORT`.
+const DEFAULT_PORT: u16 = 29500;
+
+/// Under Slurm without `MASTER_PORT`, the store's port is this plus the job id modulo
+/// [`SLURM_PORT_SPAN`]: the same on every node of a job, different between most jobs that
+/// share a node, and below Linux's ephemeral ports (32768 and up).
+const SLURM_PORT_BASE: u16 = 10000;
+const SLURM_PORT_SPAN: u64 = 20000;
+
 impl RankEnv {
-    /// Reads the contract from the environment; `None` when `WORLD_SIZE` is unset (one rank).
+    /// Reads the environment; `None` for a single process (no `WORLD_SIZE`, and not one task
+    /// of several under `srun`).
     pub fn from_env() -> Result<Option<Self>> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>> {
-        let Some(world_size) = get("WORLD_SIZE") else {
-            return Ok(None);
-        };
-        let number = |name: &str, value: &str| -> Result<usize> {
-            value.parse().explain(Invalid, || {
-                format!("{name}={value:?} is not a non-negative integer")
-            })
-        };
-        let world_size = number("WORLD_SIZE", &world_size)?;
-        let required = |name: &str| {
-            get(name).explain(Invalid, || format!("WORLD_SIZE is set but {name} is not"))
-        };
-        let rank = number("RANK", &required("RANK")?)?;
-        let local_rank = match get("LOCAL_RANK") {
-            Some(v) => number("LOCAL_RANK", &v)?,
-            None => rank,
-        };
-        if world_size == 0 || rank >= world_size {
-            return Err(Invalid(
-                format!("RANK={rank} is not below WORLD_SIZE={world_size}"),
-                None,
-            ));
+    /// [`RankEnv::from_env`] over any lookup of variables.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>> {
+        let vars = Vars(&get);
+        if get("WORLD_SIZE").is_some() {
+            return Self::torchrun(&vars).map(Some);
         }
-        let master_addr = get("MASTER_ADDR").unwrap_or_else(|| "127.0.0.1".into());
-        let port = get("MASTER_PORT").unwrap_or_else(|| "29500".into());
-        let master_port = port.parse().explain(Invalid, || {
-            format!("MASTER_PORT={port:?} is not a port number")
+        if get("SLURM_NTASKS").is_some() && get("SLURM_PROCID").is_some() {
+            return Self::slurm(&vars);
+        }
+        Ok(None)
+    }
+
+    fn torchrun(vars: &Vars) -> Result<Self> {
+        let world_size = vars.number("WORLD_SIZE")?.unwrap_or_default();
+        let rank = vars.number("RANK")?.explain(Invalid, || {
+            "WORLD_SIZE is set but RANK is not".to_string()
         })?;
-        let timeout = match get("CORNET_RENDEZVOUS_TIMEOUT") {
-            Some(v) => Duration::from_secs(number("CORNET_RENDEZVOUS_TIMEOUT", &v)? as u64),
-            None => DEFAULT_TIMEOUT,
+        check_rank(rank, world_size, "RANK", "WORLD_SIZE")?;
+        Ok(RankEnv {
+            rank,
+            local_rank: vars.number("LOCAL_RANK")?.unwrap_or(0),
+            world_size,
+            local_world_size: vars.number("LOCAL_WORLD_SIZE")?.unwrap_or(1),
+            node_rank: vars.number("GROUP_RANK")?.unwrap_or(0),
+            master_addr: vars.text("MASTER_ADDR").unwrap_or_else(|| "127.0.0.1".into()),
+            master_port: vars.port("MASTER_PORT")?.unwrap_or(DEFAULT_PORT),
+            agent_store: vars.flag("TORCHELASTIC_USE_AGENT_STORE"),
+            run_id: vars.text("TORCHELASTIC_RUN_ID").unwrap_or_else(|| "none".into()),
+            restart_count: vars.number("TORCHELASTIC_RESTART_COUNT")?.unwrap_or(0),
+            error_file: vars.text("TORCHELASTIC_ERROR_FILE").map(PathBuf::from),
+            local_addr: vars.address("CORNET_LOCAL_ADDR")?,
+            timeout: vars.timeout()?,
+            launcher: Launcher::Torchrun,
+        })
+    }
+
+    fn slurm(vars: &Vars) -> Result<Option<Self>> {
+        let world_size = vars.number("SLURM_NTASKS")?.unwrap_or_default();
+        if world_size == 1 {
+            return Ok(None);
+        }
+        let rank = vars.number("SLURM_PROCID")?.unwrap_or_default();
+        check_rank(rank, world_size, "SLURM_PROCID", "SLURM_NTASKS")?;
+        let node_rank = vars.number("SLURM_NODEID")?.unwrap_or(0);
+        let job_id = vars.text("SLURM_JOB_ID").unwrap_or_else(|| "none".into());
+        let master_addr = match vars.text("MASTER_ADDR") {
+            Some(addr) => addr,
+            None => first_host(vars)?,
+        };
+        let master_port = match vars.port("MASTER_PORT")? {
+            Some(port) => port,
+            None => slurm_port(&job_id)?,
         };
         Ok(Some(RankEnv {
             rank,
-            local_rank,
+            local_rank: vars.number("SLURM_LOCALID")?.unwrap_or(0),
             world_size,
+            local_world_size: tasks_on_node(vars, node_rank)?,
+            node_rank,
             master_addr,
             master_port,
-            timeout,
+            agent_store: false,
+            run_id: job_id,
+            restart_count: vars.number("SLURM_RESTART_COUNT")?.unwrap_or(0),
+            error_file: None,
+            local_addr: vars.address("CORNET_LOCAL_ADDR")?,
+            timeout: vars.timeout()?,
+            launcher: Launcher::Slurm,
         }))
+    }
+
+    /// Rank `rank` of `world_size` ranks on this machine, rank 0 serving the store on
+    /// `master_port` of 127.0.0.1: what a test or a benchmark starts without a launcher.
+    pub fn on_this_machine(rank: usize, world_size: usize, master_port: u16) -> Self {
+        RankEnv {
+            rank,
+            local_rank: rank,
+            world_size,
+            local_world_size: world_size,
+            node_rank: 0,
+            master_addr: "127.0.0.1".into(),
+            master_port,
+            agent_store: false,
+            run_id: "none".into(),
+            restart_count: 0,
+            error_file: None,
+            local_addr: None,
+            timeout: Duration::from_secs(10),
+            launcher: Launcher::Torchrun,
+        }
+    }
+
+    /// The prefix of this attempt's store keys. The store of an agent outlives the ranks it
+    /// restarts, so each attempt keeps to its own keys (else a restarted rank would read the
+    /// previous attempt's ring addresses or NCCL id, pytorch/pytorch#135712).
+    pub fn key_prefix(&self) -> String {
+        format!("cornet/{}/attempt_{}/", self.run_id, self.restart_count)
+    }
+}
+
+/// CPU threads for a rank's tensor work: `omp_num_threads` (`OMP_NUM_THREADS`) when set, else
+/// the `cores` shared evenly by the `local_world_size` ranks of this node, so that co-located
+/// ranks do not oversubscribe them.
+pub fn cpu_threads(
+    omp_num_threads: Option<&str>,
+    local_world_size: usize,
+    cores: usize,
+) -> Result<usize> {
+    if let Some(text) = omp_num_threads {
+        return match text.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(Invalid(
+                format!("OMP_NUM_THREADS={text:?} is not a positive integer"),
+                None,
+            )),
+        };
+    }
+    Ok((cores / local_world_size.max(1)).max(1))
+}
+
+fn check_rank(rank: usize, world_size: usize, rank_name: &str, world_name: &str) -> Result<()> {
+    if world_size == 0 || rank >= world_size {
+        return Err(Invalid(
+            format!("{rank_name}={rank} is not below {world_name}={world_size}"),
+            None,
+        ));
+    }
+    Ok(())
+}
+
+/// The first host of the job's compressed node list (`gpu[01-04,07]`, `a1,b[2-3]`).
+fn first_host(vars: &Vars) -> Result<String> {
+    let (name, list) = ["SLURM_JOB_NODELIST", "SLURM_NODELIST"]
+        .iter()
+        .find_map(|name| vars.text(name).map(|list| (*name, list)))
+        .explain(Invalid, || {
+            "under Slurm, MASTER_ADDR or SLURM_JOB_NODELIST must be set".to_string()
+        })?;
+    let hosts = hostlist_parser::parse(&list)
+        .map_err(|e| Invalid(format!("{name}={list:?} is not a Slurm node list: {e}"), None))?;
+    hosts
+        .into_iter()
+        .next()
+        .explain(Invalid, || format!("{name}={list:?} names no host"))
+}
+
+fn slurm_port(job_id: &str) -> Result<u16> {
+    let id: u64 = job_id.parse().explain(Invalid, || {
+        format!("SLURM_JOB_ID={job_id:?} is not a number; set MASTER_PORT")
+    })?;
+    Ok(SLURM_PORT_BASE + (id % SLURM_PORT_SPAN) as u16)
+}
+
+/// The tasks on node `node`: `SLURM_NTASKS_PER_NODE` when the job set it, else this node's
+/// entry in `SLURM_TASKS_PER_NODE` (`2(x3),1`: two tasks on each of three nodes, then one).
+fn tasks_on_node(vars: &Vars, node: usize) -> Result<usize> {
+    if let Some(n) = vars.number("SLURM_NTASKS_PER_NODE")? {
+        return Ok(n.max(1));
+    }
+    let Some(list) = vars.text("SLURM_TASKS_PER_NODE") else {
+        return Ok(1);
+    };
+    let malformed = || Invalid(format!("SLURM_TASKS_PER_NODE={list:?} is malformed"), None);
+    let mut seen = 0;
+    for entry in list.split(',') {
+        let (tasks, nodes) = match entry.split_once("(x") {
+            Some((tasks, rest)) => (tasks, rest.strip_suffix(')').ok_or_else(malformed)?),
+            None => (entry, "1"),
+        };
+        let tasks: usize = tasks.parse().map_err(|_| malformed())?;
+        seen += nodes.parse::<usize>().map_err(|_| malformed())?;
+        if node < seen {
+            return Ok(tasks.max(1));
+        }
+    }
+    Err(Invalid(
+        format!("SLURM_TASKS_PER_NODE={list:?} has no entry for SLURM_NODEID={node}"),
+        None,
+    ))
+}
+
+/// Typed reads of the environment, each error naming the variable.
+struct Vars<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Vars<'_> {
+    fn text(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.is_empty())
+    }
+
+    fn number(&self, name: &str) -> Result<Option<usize>> {
+        self.text(name)
+            .map(|v| {
+                v.trim().parse().explain(Invalid, || {
+                    format!("{name}={v:?} is not a non-negative integer")
+                })
+            })
+            .transpose()
+    }
+
+    fn port(&self, name: &str) -> Result<Option<u16>> {
+        self.text(name)
+            .map(|v| {
+                v.trim()
+                    .parse()
+                    .explain(Invalid, || format!("{name}={v:?} is not a port number"))
+            })
+            .transpose()
+    }
+
+    fn address(&self, name: &str) -> Result<Option<IpAddr>> {
+        self.text(name)
+            .map(|v| {
+                v.parse()
+                    .explain(Invalid, || format!("{name}={v:?} is not an IP address"))
+            })
+            .transpose()
+    }
+
+    /// PyTorch sets its flags as Python's `str(True)`.
+    fn flag(&self, name: &str) -> bool {
+        self.text(name)
+            .is_some_and(|v| matches!(v.as_str(), "True" | "true" | "1"))
+    }
+
+    fn timeout(&self) -> Result<Duration> {
+        Ok(self
+            .number("CORNET_RENDEZVOUS_TIMEOUT")?
+            .map_or(DEFAULT_TIMEOUT, |s| Duration::from_secs(s as u64)))
     }
 }
 
@@ -88,34 +318,190 @@ mod tests {
         RankEnv::from_lookup(|name| map.get(name).cloned())
     }
 
+    fn err(vars: &[(&str, &str)]) -> String {
+        parse(vars).unwrap_err().to_string()
+    }
+
     #[test]
-    fn reads_torchrun_variables() {
+    fn reads_torchruns_worker_contract() {
         assert_eq!(parse(&[]).unwrap(), None);
-        let env = parse(&[("WORLD_SIZE", "2"), ("RANK", "1"), ("MASTER_PORT", "1234")])
+        let env = parse(&[
+            ("WORLD_SIZE", "8"),
+            ("RANK", "5"),
+            ("LOCAL_RANK", "1"),
+            ("LOCAL_WORLD_SIZE", "4"),
+            ("GROUP_RANK", "1"),
+            ("MASTER_ADDR", "node0"),
+            ("MASTER_PORT", "1234"),
+            ("TORCHELASTIC_USE_AGENT_STORE", "True"),
+            ("TORCHELASTIC_RUN_ID", "job7"),
+            ("TORCHELASTIC_RESTART_COUNT", "2"),
+            ("TORCHELASTIC_ERROR_FILE", "/tmp/err.json"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (env.rank, env.local_rank, env.world_size, env.local_world_size, env.node_rank),
+            (5, 1, 8, 4, 1)
+        );
+        assert_eq!((env.master_addr.as_str(), env.master_port), ("node0", 1234));
+        assert!(env.agent_store);
+        assert_eq!(env.key_prefix(), "cornet/job7/attempt_2/");
+        assert_eq!(env.error_file, Some(PathBuf::from("/tmp/err.json")));
+        assert_eq!(env.launcher, Launcher::Torchrun);
+    }
+
+    #[test]
+    fn a_pytorchjob_pod_sets_only_four_variables() {
+        let env = parse(&[
+            ("WORLD_SIZE", "3"),
+            ("RANK", "2"),
+            ("MASTER_ADDR", "job-master-0"),
+            ("MASTER_PORT", "23456"),
+        ])
+        .unwrap()
+        .unwrap();
+        // One process per pod: the pod's only device, its only rank, rank 0 serves the store.
+        assert_eq!((env.local_rank, env.local_world_size, env.node_rank), (0, 1, 0));
+        assert!(!env.agent_store);
+        assert_eq!(env.key_prefix(), "cornet/none/attempt_0/");
+    }
+
+    #[test]
+    fn reads_slurms_task_variables_under_srun() {
+        let slurm = [
+            ("SLURM_NTASKS", "8"),
+            ("SLURM_PROCID", "6"),
+            ("SLURM_LOCALID", "2"),
+            ("SLURM_NODEID", "1"),
+            ("SLURM_JOB_ID", "123456"),
+            ("SLURM_JOB_NODELIST", "gpu[01-04,07]"),
+            ("SLURM_TASKS_PER_NODE", "4(x2)"),
+        ];
+        let env = parse(&slurm).unwrap().unwrap();
+        assert_eq!(
+            (env.rank, env.local_rank, env.world_size, env.local_world_size, env.node_rank),
+            (6, 2, 8, 4, 1)
+        );
+        assert_eq!(env.master_addr, "gpu01");
+        assert_eq!(env.master_port, 10000 + (123456 % 20000) as u16);
+        assert!(!env.agent_store);
+        assert_eq!(env.key_prefix(), "cornet/123456/attempt_0/");
+        assert_eq!(env.launcher, Launcher::Slurm);
+
+        // Set variables win over derived ones; a requeued job counts as a restart.
+        let mut more = slurm.to_vec();
+        more.extend([
+            ("MASTER_ADDR", "10.0.0.9"),
+            ("MASTER_PORT", "4242"),
+            ("SLURM_RESTART_COUNT", "1"),
+        ]);
+        let env = parse(&more).unwrap().unwrap();
+        assert_eq!((env.master_addr.as_str(), env.master_port), ("10.0.0.9", 4242));
+        assert_eq!(env.restart_count, 1);
+
+        // torchrun inside the allocation: its variables win.
+        let mut both = slurm.to_vec();
+        both.extend([("WORLD_SIZE", "2"), ("RANK", "1"), ("LOCAL_RANK", "1")]);
+        let env = parse(&both).unwrap().unwrap();
+        assert_eq!((env.rank, env.world_size, env.launcher), (1, 2, Launcher::Torchrun));
+
+        // One task is a single process.
+        assert_eq!(parse(&[("SLURM_NTASKS", "1"), ("SLURM_PROCID", "0")]).unwrap(), None);
+    }
+
+    #[test]
+    fn the_master_is_the_first_host_of_the_compressed_node_list() {
+        let cases = [
+            ("gpu[01-04,07]", "gpu01"),
+            ("a1,b[2-3]", "a1"),
+            ("node-[009-012]", "node-009"),
+            ("c[1-2]-ib,d", "c1-ib"),
+            ("single", "single"),
+        ];
+        for (list, first) in cases {
+            let env = parse(&[
+                ("SLURM_NTASKS", "2"),
+                ("SLURM_PROCID", "0"),
+                ("SLURM_JOB_ID", "1"),
+                ("SLURM_JOB_NODELIST", list),
+            ])
             .unwrap()
             .unwrap();
-        assert_eq!(
-            (env.rank, env.local_rank, env.world_size, env.master_port),
-            (1, 1, 2, 1234)
-        );
-        assert_eq!(env.master_addr, "127.0.0.1");
+            assert_eq!(env.master_addr, first, "{list}");
+        }
+    }
+
+    #[test]
+    fn tasks_per_node_follow_slurms_repeat_notation() {
+        let cases = [
+            ("4", 0, 4),
+            ("2(x3),1", 0, 2),
+            ("2(x3),1", 2, 2),
+            ("2(x3),1", 3, 1),
+            ("3,1(x2)", 2, 1),
+        ];
+        for (list, node, tasks) in cases {
+            let node_id = node.to_string();
+            let env = parse(&[
+                ("SLURM_NTASKS", "9"),
+                ("SLURM_PROCID", "0"),
+                ("SLURM_NODEID", &node_id),
+                ("SLURM_JOB_ID", "1"),
+                ("SLURM_JOB_NODELIST", "n[1-4]"),
+                ("SLURM_TASKS_PER_NODE", list),
+            ])
+            .unwrap()
+            .unwrap();
+            assert_eq!(env.local_world_size, tasks, "{list} node {node}");
+        }
     }
 
     #[test]
     fn inconsistent_variables_are_named() {
-        let err = |vars: &[(&str, &str)]| parse(vars).unwrap_err().to_string();
-        assert_eq!(
-            err(&[("WORLD_SIZE", "2")]),
-            "WORLD_SIZE is set but RANK is not"
-        );
+        assert_eq!(err(&[("WORLD_SIZE", "2")]), "WORLD_SIZE is set but RANK is not");
         assert_eq!(
             err(&[("WORLD_SIZE", "2"), ("RANK", "2")]),
             "RANK=2 is not below WORLD_SIZE=2"
         );
         assert!(err(&[("WORLD_SIZE", "two"), ("RANK", "0")]).starts_with("WORLD_SIZE=\"two\""));
-        assert!(
-            err(&[("WORLD_SIZE", "1"), ("RANK", "0"), ("MASTER_PORT", "99999")])
-                .starts_with("MASTER_PORT")
+        assert!(err(&[("WORLD_SIZE", "1"), ("RANK", "0"), ("MASTER_PORT", "99999")])
+            .starts_with("MASTER_PORT"));
+        assert_eq!(
+            err(&[("SLURM_NTASKS", "2"), ("SLURM_PROCID", "2")]),
+            "SLURM_PROCID=2 is not below SLURM_NTASKS=2"
         );
+        assert_eq!(
+            err(&[("SLURM_NTASKS", "2"), ("SLURM_PROCID", "0")]),
+            "under Slurm, MASTER_ADDR or SLURM_JOB_NODELIST must be set"
+        );
+        let slurm = [
+            ("SLURM_NTASKS", "2"),
+            ("SLURM_PROCID", "0"),
+            ("SLURM_JOB_NODELIST", "n1"),
+        ];
+        let mut bad_list = slurm.to_vec();
+        bad_list.push(("SLURM_JOB_ID", "7"));
+        bad_list.push(("SLURM_TASKS_PER_NODE", "2(x"));
+        assert!(err(&bad_list).starts_with("SLURM_TASKS_PER_NODE=\"2(x\" is malformed"));
+        let mut no_job = slurm.to_vec();
+        no_job.push(("SLURM_JOB_ID", "abc"));
+        assert!(err(&no_job).contains("set MASTER_PORT"));
+        assert!(err(&[
+            ("WORLD_SIZE", "1"),
+            ("RANK", "0"),
+            ("CORNET_LOCAL_ADDR", "node3")
+        ])
+        .starts_with("CORNET_LOCAL_ADDR=\"node3\" is not an IP address"));
+    }
+
+    #[test]
+    fn threads_follow_omp_num_threads_else_share_the_cores() {
+        assert_eq!(cpu_threads(None, 2, 16).unwrap(), 8);
+        assert_eq!(cpu_threads(None, 1, 16).unwrap(), 16);
+        assert_eq!(cpu_threads(None, 2, 1).unwrap(), 1);
+        assert_eq!(cpu_threads(Some("3"), 2, 16).unwrap(), 3);
+        let err = cpu_threads(Some("0"), 2, 16).unwrap_err().to_string();
+        assert_eq!(err, "OMP_NUM_THREADS=\"0\" is not a positive integer");
     }
 }

@@ -1,18 +1,22 @@
 //! Data parallelism in one place: one process per device, torchrun's contract.
 //!
-//! The [`launch`]er starts the ranks with the rank environment ([`env`](mod@env)); they meet
-//! through a small key-value [`store`] served by rank 0 at `MASTER_ADDR:MASTER_PORT`.
+//! Whoever starts the ranks (torchrun, Slurm's `srun`, a PyTorchJob, or our [`launch`]er, a
+//! torchrun-compatible agent) tells each its place through the environment ([`env`](mod@env));
+//! they meet ([`rendezvous`]) through PyTorch's TCPStore ([`store`]) at
+//! `MASTER_ADDR:MASTER_PORT`, served by the agent or else by rank 0.
 //! [`Communicator`] is what the training loop sees; transports are a no-op for one rank, a
 //! TCP ring for CPU ranks ([`tcp`]), and NCCL for GPUs (feature `nccl`). [`grads`] keeps the
 //! ranks' models identical, and [`placement`] says what `dist.ngpus` asks of this process.
 
 pub mod env;
 mod error;
+pub mod error_file;
 pub mod grads;
 pub mod launch;
 #[cfg(feature = "nccl")]
 pub mod nccl;
 pub mod placement;
+pub mod rendezvous;
 pub mod store;
 pub mod tcp;
 
@@ -90,7 +94,7 @@ pub enum Backend {
 
 /// The communicator this process should use: one rank without a rank environment (`env` is
 /// `None`, no `WORLD_SIZE`), else the transport asked for, meeting the other ranks through
-/// rank 0's store.
+/// the store.
 pub fn connect(
     backend: Backend,
     device: &Device,

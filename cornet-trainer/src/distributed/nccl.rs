@@ -11,7 +11,7 @@ use super::error::{
     DistributedError::{Collective, Rendezvous, Unsupported},
     Explain, Result,
 };
-use super::store::{StoreClient, StoreServer};
+use super::rendezvous;
 use super::Communicator;
 use candle_core::{CpuStorage, CudaStorage, CustomOp1, Device, Layout, Shape, Tensor};
 use cudarc::nccl::safe::{Comm, Id, ReduceOp};
@@ -21,8 +21,8 @@ pub struct Nccl {
     comm: Comm,
     rank: usize,
     world_size: usize,
-    /// Rank 0 serves the store for the life of the communicator.
-    _store: Option<StoreServer>,
+    /// Held for the life of the communicator: on rank 0 it may serve the store.
+    _rendezvous: rendezvous::Rendezvous,
 }
 
 const ID_KEY: &str = "nccl/unique_id";
@@ -36,26 +36,20 @@ impl Nccl {
                 "the nccl backend needs a CUDA device (train.device: cuda)".into(),
             ));
         };
-        let store_server = match env.rank {
-            0 => Some(StoreServer::start(&env.master_addr, env.master_port)?),
-            _ => None,
-        };
-        let mut store = StoreClient::connect(&env.master_addr, env.master_port, env.timeout)?;
+        let mut rendezvous = rendezvous::Rendezvous::join(env)?;
         let id = if env.rank == 0 {
             let id = Id::new()
                 .map_err(|e| Rendezvous(format!("creating the NCCL unique id: {e:?}"), None))?;
             let bytes: Vec<u8> = id.internal().iter().map(|&c| c as u8).collect();
-            store.set(ID_KEY, &hex::encode(bytes))?;
+            rendezvous.publish(ID_KEY, &bytes)?;
             id
         } else {
-            let encoded = store.get(ID_KEY, env.timeout)?.explain(Rendezvous, || {
+            let bytes = rendezvous.fetch(ID_KEY, env.timeout)?.explain(Rendezvous, || {
                 format!(
                     "rank 0 did not publish the NCCL id within {:?}",
                     env.timeout
                 )
             })?;
-            let bytes = hex::decode(encoded)
-                .explain(Rendezvous, || "malformed NCCL id in the store".into())?;
             let mut internal = [0 as std::ffi::c_char; 128];
             if bytes.len() != internal.len() {
                 return Err(Rendezvous(
@@ -82,7 +76,7 @@ impl Nccl {
             comm,
             rank: env.rank,
             world_size: env.world_size,
-            _store: store_server,
+            _rendezvous: rendezvous,
         })
     }
 }
@@ -171,7 +165,6 @@ impl CustomOp1 for AllReduceSum<'_> {
 mod tests {
     use super::*;
     use cornet_model::testing::cuda_device;
-    use std::time::Duration;
 
     #[test]
     fn one_rank_collectives_leave_the_data_unchanged() -> Result<()> {
@@ -181,14 +174,7 @@ mod tests {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let env = RankEnv {
-            rank: 0,
-            local_rank: 0,
-            world_size: 1,
-            master_addr: "127.0.0.1".into(),
-            master_port: port,
-            timeout: Duration::from_secs(10),
-        };
+        let env = RankEnv::on_this_machine(0, 1, port);
         let mut nccl = Nccl::connect(&env, &device)?;
         let values: Vec<f32> = (0..1000).map(|i| i as f32 * 0.5 - 7.0).collect();
 

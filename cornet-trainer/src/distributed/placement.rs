@@ -1,10 +1,12 @@
 //! What `dist.ngpus` asks of this process, as `--ngpus` in the original `run.py`: `0` trains on
-//! the CPU, `N` on N devices, here one rank per device (started by `launch --nproc N`).
+//! the CPU, `N` on N devices, here one rank per device (started by `launch --nproc N`,
+//! torchrun or srun), each rank on the device of its local rank.
 
 /// Where this rank trains, and what to tell the user when the ranks do not match `ngpus`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
-    /// The device to train on: `train.device`, or `cpu` when `dist.ngpus` is 0.
+    /// The device to train on: `train.device`, or `cpu` when `dist.ngpus` is 0; a bare `cuda`
+    /// is the local rank's device.
     pub device: String,
     /// Set when `ngpus` asks for several devices but this is a single process: one device
     /// would be used and the others idle, so say how to start the ranks.
@@ -12,13 +14,25 @@ pub struct Placement {
 }
 
 impl Placement {
-    /// The placement for `ngpus` devices asked for, the configured `device` and the
-    /// `world_size` of ranks actually started.
-    pub fn resolve(ngpus: usize, device: &str, world_size: usize) -> Placement {
+    /// The placement for `ngpus` devices asked for, the configured `device`, the
+    /// `world_size` of ranks actually started, this rank's `local_rank` on its node, and the
+    /// number of devices `CUDA_VISIBLE_DEVICES` leaves this process, if it says.
+    pub fn resolve(
+        ngpus: usize,
+        device: &str,
+        world_size: usize,
+        local_rank: usize,
+        visible_devices: Option<usize>,
+    ) -> Placement {
         // The original moves the model to the GPU only when ngpus > 0, whatever is installed.
-        let device = match ngpus {
-            0 => "cpu".to_string(),
-            _ => device.to_string(),
+        let device = match (ngpus, device) {
+            (0, _) => "cpu".to_string(),
+            // torchrun's contract: each rank takes the device of its local rank, unless the
+            // launcher already gave it a single one (Slurm's --gpus-per-task).
+            (_, "cuda") if world_size > 1 && visible_devices != Some(1) => {
+                format!("cuda:{local_rank}")
+            }
+            (_, device) => device.to_string(),
         };
         let warning = (ngpus > 1 && world_size == 1).then(|| {
             format!(
@@ -37,7 +51,7 @@ mod tests {
     #[test]
     fn zero_devices_is_the_cpu_whatever_the_configured_device() {
         for device in ["cuda", "cuda:1", "cpu"] {
-            let placement = Placement::resolve(0, device, 1);
+            let placement = Placement::resolve(0, device, 1, 0, None);
             assert_eq!(placement.device, "cpu", "{device}");
             assert_eq!(placement.warning, None);
         }
@@ -45,20 +59,28 @@ mod tests {
 
     #[test]
     fn some_devices_keep_the_configured_device() {
-        assert_eq!(Placement::resolve(1, "cuda:1", 1).device, "cuda:1");
-        assert_eq!(Placement::resolve(2, "cuda", 2).device, "cuda");
-        assert_eq!(Placement::resolve(2, "cpu", 2).device, "cpu");
+        assert_eq!(Placement::resolve(1, "cuda:1", 1, 0, None).device, "cuda:1");
+        assert_eq!(Placement::resolve(1, "cuda", 1, 0, None).device, "cuda");
+        assert_eq!(Placement::resolve(2, "cpu", 2, 1, None).device, "cpu");
+    }
+
+    #[test]
+    fn each_rank_takes_its_local_ranks_device_unless_given_one() {
+        assert_eq!(Placement::resolve(8, "cuda", 8, 3, None).device, "cuda:3");
+        assert_eq!(Placement::resolve(8, "cuda", 8, 3, Some(4)).device, "cuda:3");
+        assert_eq!(Placement::resolve(8, "cuda", 8, 3, Some(1)).device, "cuda");
+        assert_eq!(Placement::resolve(8, "cuda:0", 8, 3, None).device, "cuda:0");
     }
 
     #[test]
     fn several_devices_in_one_process_warn_how_to_launch_the_ranks() {
-        let warning = Placement::resolve(4, "cuda", 1).warning.unwrap();
+        let warning = Placement::resolve(4, "cuda", 1, 0, None).warning.unwrap();
         assert!(
             warning.contains("dist.ngpus is 4 but this is a single process")
                 && warning.contains("cornet-trainer launch --nproc 4"),
             "{warning}"
         );
-        assert_eq!(Placement::resolve(1, "cuda", 1).warning, None);
-        assert_eq!(Placement::resolve(2, "cuda", 2).warning, None);
+        assert_eq!(Placement::resolve(1, "cuda", 1, 0, None).warning, None);
+        assert_eq!(Placement::resolve(2, "cuda", 2, 1, None).warning, None);
     }
 }

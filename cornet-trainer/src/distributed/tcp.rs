@@ -2,12 +2,12 @@
 //! previous, with the bandwidth-optimal ring all-reduce (reduce-scatter, then all-gather: each
 //! rank sends and receives 2 (N-1)/N of the buffer).
 
-use super::env::RankEnv;
+use super::env::{Launcher, RankEnv};
 use super::error::{
     DistributedError::{Collective, Rendezvous},
     Explain, Result,
 };
-use super::store::{StoreClient, StoreServer};
+use super::rendezvous;
 use super::Communicator;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -21,8 +21,8 @@ pub struct TcpRing {
     to_next: TcpStream,
     from_prev: TcpStream,
     received: Vec<f32>,
-    /// Rank 0 serves the store for the life of the ring.
-    _store: Option<StoreServer>,
+    /// Held for the life of the ring: on rank 0 it may serve the store.
+    _rendezvous: rendezvous::Rendezvous,
 }
 
 impl TcpRing {
@@ -30,30 +30,22 @@ impl TcpRing {
     /// rank, if one does not arrive within the timeout or was started with another world size.
     pub fn connect(env: &RankEnv) -> Result<Self> {
         let deadline = Instant::now() + env.timeout;
-        let store_server = match env.rank {
-            0 => Some(StoreServer::start(&env.master_addr, env.master_port)?),
-            _ => None,
-        };
-        let mut store = StoreClient::connect(&env.master_addr, env.master_port, env.timeout)?;
-        let listener = TcpListener::bind((store.local_ip()?, 0))
+        let mut rendezvous = rendezvous::Rendezvous::join(env)?;
+        let listener = TcpListener::bind((rendezvous.local_ip()?, 0))
             .explain(Rendezvous, || "opening this rank's ring port".into())?;
         let my_addr = listener.local_addr()?;
-        store.set(
-            &format!("ring/{}", env.rank),
-            &format!("{} {my_addr}", env.world_size),
-        )?;
+        tracing::debug!("rank {} accepts its ring peer on {my_addr}", env.rank);
+        let entry = format!("{} {my_addr}", env.world_size);
+        rendezvous.publish(&format!("ring/{}", env.rank), entry.as_bytes())?;
 
         let mut addrs = Vec::with_capacity(env.world_size);
         for rank in 0..env.world_size {
             let left = deadline.saturating_duration_since(Instant::now());
-            let entry = store
-                .get(&format!("ring/{rank}"), left)?
-                .explain(Rendezvous, || {
-                    format!(
-                        "rank {rank} did not arrive within {:?} (this is rank {})",
-                        env.timeout, env.rank
-                    )
-                })?;
+            let entry = rendezvous
+                .fetch(&format!("ring/{rank}"), left)?
+                .explain(Rendezvous, || missing_rank(env, rank))?;
+            let entry = String::from_utf8(entry)
+                .explain(Rendezvous, || "malformed ring entry".into())?;
             let (world, addr) = entry
                 .split_once(' ')
                 .explain(Rendezvous, || "malformed ring entry".into())?;
@@ -88,7 +80,7 @@ impl TcpRing {
             to_next,
             from_prev,
             received: Vec::new(),
-            _store: store_server,
+            _rendezvous: rendezvous,
         })
     }
 
@@ -177,6 +169,18 @@ impl Communicator for TcpRing {
     }
 }
 
+/// Why rank `rank` is missing, with the usual cause under Slurm.
+fn missing_rank(env: &RankEnv, rank: usize) -> String {
+    let hint = match env.launcher {
+        Launcher::Slurm => " (under Slurm, start every task with srun)",
+        Launcher::Torchrun => "",
+    };
+    format!(
+        "rank {rank} did not arrive within {:?} (this is rank {}){hint}",
+        env.timeout, env.rank
+    )
+}
+
 fn connect_to(addr: SocketAddr, my_rank: usize, deadline: Instant) -> Result<TcpStream> {
     let stream = loop {
         match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
@@ -234,14 +238,7 @@ mod tests {
     use super::*;
 
     fn env(rank: usize, world_size: usize, port: u16) -> RankEnv {
-        RankEnv {
-            rank,
-            local_rank: rank,
-            world_size,
-            master_addr: "127.0.0.1".into(),
-            master_port: port,
-            timeout: Duration::from_secs(10),
-        }
+        RankEnv::on_this_machine(rank, world_size, port)
     }
 
     fn free_port() -> u16 {
