@@ -149,8 +149,9 @@ pub enum Command {
     /// Time the gradient all-reduce between ranks (start it under `launch`) and print one
     /// JSON line from rank 0.
     BenchAllreduce(BenchAllreduceArgs),
-    /// Start one training process per device with torchrun's rank environment, watch them,
-    /// and restart all from the newest checkpoint when one fails.
+    /// Start one training process per device as torchrun does (same variables, same store),
+    /// watch them, and restart all from the newest checkpoint when one fails. Under torchrun,
+    /// srun or a PyTorchJob, start `cornet-trainer --config ...` directly instead.
     Launch(LaunchArgs),
 }
 
@@ -262,32 +263,48 @@ pub struct BenchAllreduceArgs {
 
 #[derive(Debug, Args)]
 pub struct LaunchArgs {
-    /// Processes (devices) on this node.
-    #[arg(long)]
+    /// Processes (devices) on this node (torchrun's --nproc-per-node).
+    #[arg(long, visible_alias = "nproc-per-node")]
     pub nproc: usize,
 
-    /// Nodes in the job.
+    /// Nodes in the job; start one launcher per node, each with its --node-rank.
     #[arg(long, default_value_t = 1)]
     pub nnodes: usize,
 
-    /// This node's index, 0-based.
+    /// This node's index, 0-based. Node 0's launcher serves the store.
     #[arg(long, default_value_t = 0)]
     pub node_rank: usize,
 
-    /// Address of node 0, where rank 0 serves the rendezvous store.
+    /// Address of node 0, where its launcher serves the store (a PyTorch TCPStore).
     #[arg(long, default_value = "127.0.0.1")]
     pub master_addr: String,
 
+    /// Port of the store on node 0.
     #[arg(long, default_value_t = 29500)]
     pub master_port: u16,
 
-    /// Times to restart all ranks (with `--resume auto`) after one fails.
+    /// The job's id, the same on every node (TORCHELASTIC_RUN_ID); keeps jobs sharing a store
+    /// apart.
+    #[arg(long, default_value = "none")]
+    pub run_id: String,
+
+    /// The address this node's ranks listen on for their ring peers (default: the interface
+    /// that reaches node 0). Set it where a node has several networks.
+    #[arg(long)]
+    pub local_addr: Option<std::net::IpAddr>,
+
+    /// Times to restart all ranks after one fails; restarted ranks resume from the newest
+    /// checkpoint of the run.
     #[arg(long, default_value_t = 3)]
     pub max_restarts: usize,
 
-    /// Seconds without a training step after which a rank counts as hung.
-    #[arg(long, default_value_t = 300)]
+    /// Seconds without a training step after which a rank counts as hung (at least 1).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub heartbeat_timeout: u64,
+
+    /// Seconds to wait for node 0's launcher at start-up (several nodes only).
+    #[arg(long, default_value_t = 300)]
+    pub rendezvous_timeout: u64,
 
     /// The trainer's arguments for every rank, after `--`.
     #[arg(last = true, required = true)]

@@ -5,6 +5,7 @@ mod commands;
 
 use clap::Parser;
 use cli::{Cli, Command};
+use cornet_trainer::distributed::error_file;
 use std::process::ExitCode;
 
 // Training allocates and frees activation-sized buffers every step; glibc returns each to the
@@ -51,8 +52,21 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // The whole chain of causes on one line, never a backtrace.
-            eprintln!("error: {err:#}");
+            let message = format!("{err:#}");
+            eprintln!("error: {message}");
+            tell_the_agent(&message);
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Under torchrun (or our `launch`), leaves the error where the agent looks for it, so that its
+/// failure summary shows it.
+fn tell_the_agent(message: &str) {
+    if let Some(path) = std::env::var_os("TORCHELASTIC_ERROR_FILE") {
+        let path = std::path::PathBuf::from(path);
+        if let Err(e) = error_file::write(&path, message) {
+            eprintln!("(could not write the error file {}: {e})", path.display());
         }
     }
 }

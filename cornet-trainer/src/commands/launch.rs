@@ -1,4 +1,4 @@
-//! `cornet-trainer launch`: one training process per device.
+//! `cornet-trainer launch`: one training process per device, torchrun's way.
 
 use crate::cli::LaunchArgs;
 use cornet_trainer::distributed::launch::{launch, LaunchOptions};
@@ -11,8 +11,11 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
         node_rank: args.node_rank,
         master_addr: args.master_addr,
         master_port: args.master_port,
+        run_id: args.run_id,
+        local_addr: args.local_addr,
         max_restarts: args.max_restarts,
         heartbeat_timeout: Duration::from_secs(args.heartbeat_timeout),
+        rendezvous_timeout: Duration::from_secs(args.rendezvous_timeout),
         trainer_args: args.trainer_args,
     })?)
 }

@@ -1,12 +1,22 @@
-//! `cornet-trainer launch`: torchrun's job. Starts one process per device with the rank
-//! environment, prefixes their output, watches them, and when one dies or stops making
-//! progress ends the others and starts all again from the newest checkpoint.
+//! `cornet-trainer launch`: a torchrun-compatible agent. It serves the store (node 0), starts
+//! one process per device with torchrun's worker contract, prefixes their output, watches
+//! them, and when one fails or stops making progress ends the others and starts all again:
+//! the restart count tells the ranks to resume from the run's newest checkpoint, and keeps
+//! each attempt's store keys apart. Launchers of several nodes learn of each other's failures
+//! through the store, so that every node restarts together.
 
 use super::error::{DistributedError::Launch, Explain, Result};
+use super::error_file;
+use super::store::{StoreClient, StoreServer};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
+use std::net::IpAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,6 +25,13 @@ pub const HEARTBEAT_ENV: &str = "CORNET_HEARTBEAT_FILE";
 
 /// Lines of each rank's output kept for the failure summary.
 const TAIL_LINES: usize = 20;
+
+/// How long ranks asked to stop (SIGTERM) may take to checkpoint before they are killed, as
+/// torchrun's grace period.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// How often the launcher looks at its ranks (and, with several nodes, at the store).
+const POLL: Duration = Duration::from_millis(100);
 
 /// What `cornet-trainer launch` was asked to start.
 #[derive(Debug, Clone)]
@@ -25,14 +42,20 @@ pub struct LaunchOptions {
     pub nnodes: usize,
     /// This node's index, 0-based.
     pub node_rank: usize,
-    /// Address of node 0, where rank 0 serves the rendezvous store.
+    /// Address of node 0, where its launcher serves the store.
     pub master_addr: String,
-    /// Port of the rendezvous store.
+    /// Port of the store.
     pub master_port: u16,
-    /// Times to restart all ranks (with `--resume auto`) after one fails.
+    /// The job's name in the store (`TORCHELASTIC_RUN_ID`); the same on every node.
+    pub run_id: String,
+    /// The address this node's ranks accept ring peers on (`CORNET_LOCAL_ADDR`).
+    pub local_addr: Option<IpAddr>,
+    /// Times to restart all ranks after one fails.
     pub max_restarts: usize,
     /// A rank that has not beaten its heartbeat for this long is taken for hung.
     pub heartbeat_timeout: Duration,
+    /// How long to wait for the store (node 0's launcher) at start-up.
+    pub rendezvous_timeout: Duration,
     /// The trainer's own arguments, passed to every rank.
     pub trainer_args: Vec<String>,
 }
@@ -60,15 +83,18 @@ struct Rank {
     global_rank: usize,
     child: Child,
     heartbeat: PathBuf,
+    error_file: PathBuf,
     tail: Arc<Mutex<VecDeque<String>>>,
 }
 
 enum Outcome {
     Finished,
+    /// The launcher was asked to stop; the ranks were told to checkpoint and stop.
+    Stopped,
     Failed(String),
 }
 
-/// Starts the ranks of this node and watches them until all finish; restarts all (resuming
+/// Starts this node's ranks and watches them until all finish; restarts all (they resume
 /// from the newest checkpoint) when one fails or hangs, up to `max_restarts` times.
 pub fn launch(options: &LaunchOptions) -> Result<()> {
     if options.nproc == 0 || options.nnodes == 0 || options.node_rank >= options.nnodes {
@@ -77,15 +103,35 @@ pub fn launch(options: &LaunchOptions) -> Result<()> {
             None,
         ));
     }
-    let mut args = options.trainer_args.clone();
+    if options.heartbeat_timeout.is_zero() {
+        return Err(Launch(
+            "--heartbeat-timeout must be at least 1 second".into(),
+            None,
+        ));
+    }
+    let _store = match options.node_rank {
+        0 => Some(StoreServer::start(options.master_port)?),
+        _ => None,
+    };
+    let mut agents = Agents::connect(options)?;
+    let stop = stop_on_signals()?;
+    let workdir = tempfile::tempdir().explain(Launch, || "creating the launcher's folder".into())?;
     for attempt in 0..=options.max_restarts {
-        match run_once(options, &args)? {
+        match run_attempt(options, attempt, workdir.path(), &mut agents, &stop)? {
             Outcome::Finished => return Ok(()),
+            Outcome::Stopped => {
+                return Err(Launch(
+                    "stopped by a signal; the ranks checkpointed: continue with --resume auto"
+                        .into(),
+                    None,
+                ))
+            }
             Outcome::Failed(summary) if attempt < options.max_restarts => {
-                eprintln!("{summary}\nrestarting all ranks from the newest checkpoint ({} of {} restarts)", attempt + 1, options.max_restarts);
-                if !args.iter().any(|a| a == "--resume") {
-                    args.extend(["--resume".to_string(), "auto".to_string()]);
-                }
+                eprintln!(
+                    "{summary}\nrestarting all ranks from the newest checkpoint ({} of {} restarts)",
+                    attempt + 1,
+                    options.max_restarts
+                );
             }
             Outcome::Failed(summary) => {
                 return Err(Launch(
@@ -101,41 +147,87 @@ pub fn launch(options: &LaunchOptions) -> Result<()> {
     unreachable!("the last attempt returns")
 }
 
-fn run_once(options: &LaunchOptions, args: &[String]) -> Result<Outcome> {
-    let exe = std::env::current_exe()
-        .explain(Launch, || "finding the cornet-trainer executable".into())?;
-    let beats = tempfile::tempdir().explain(Launch, || "creating the heartbeat folder".into())?;
-    let world_size = options.nproc * options.nnodes;
-    let mut ranks = Vec::with_capacity(options.nproc);
-    for local_rank in 0..options.nproc {
-        let global_rank = options.node_rank * options.nproc + local_rank;
-        let heartbeat = beats.path().join(format!("rank{global_rank}"));
-        let mut child = Command::new(&exe)
-            .args(args)
-            .env("RANK", global_rank.to_string())
-            .env("LOCAL_RANK", local_rank.to_string())
-            .env("WORLD_SIZE", world_size.to_string())
-            .env("MASTER_ADDR", &options.master_addr)
-            .env("MASTER_PORT", options.master_port.to_string())
-            .env("CUDA_VISIBLE_DEVICES", local_rank.to_string())
-            .env(HEARTBEAT_ENV, &heartbeat)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .explain(Launch, || format!("starting rank {global_rank}"))?;
-        let tail = Arc::new(Mutex::new(VecDeque::new()));
-        forward_output(global_rank, child.stdout.take(), tail.clone(), false);
-        forward_output(global_rank, child.stderr.take(), tail.clone(), true);
-        ranks.push(Rank {
-            global_rank,
-            child,
-            heartbeat,
-            tail,
-        });
+/// SIGINT or SIGTERM to the launcher: the ranks are asked to checkpoint and stop.
+fn stop_on_signals() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone())
+            .explain(Launch, || "installing the signal handlers".into())?;
     }
+    Ok(stop)
+}
+
+/// The launchers of the other nodes, reached through the store: each announces its node's
+/// failure of an attempt, and watches for the others'.
+struct Agents {
+    store: Option<StoreClient>,
+    run_id: String,
+    node_rank: usize,
+}
+
+impl Agents {
+    fn connect(options: &LaunchOptions) -> Result<Self> {
+        let store = match options.nnodes {
+            1 => None,
+            _ => Some(StoreClient::connect(
+                &options.master_addr,
+                options.master_port,
+                options.rendezvous_timeout,
+            )?),
+        };
+        Ok(Agents {
+            store,
+            run_id: options.run_id.clone(),
+            node_rank: options.node_rank,
+        })
+    }
+
+    fn failure_key(&self, attempt: usize) -> String {
+        format!("cornet-agents/{}/attempt_{attempt}/failed", self.run_id)
+    }
+
+    /// Tells the other nodes that this node's ranks failed in `attempt`.
+    fn announce_failure(&mut self, attempt: usize, summary: &str) {
+        let key = self.failure_key(attempt);
+        let text = format!("node {}: {summary}", self.node_rank);
+        if let Some(store) = &mut self.store {
+            // Node 0's launcher may be gone already; the others then fail on their own.
+            let _ = store.compare_set(&key, b"", text.as_bytes());
+        }
+    }
+
+    /// Another node's failure of `attempt`, if one was announced.
+    fn failure_elsewhere(&mut self, attempt: usize) -> Option<String> {
+        let key = self.failure_key(attempt);
+        let store = self.store.as_mut()?;
+        if !store.check(&[&key]).ok()? {
+            return None;
+        }
+        let text = store.get(&key, POLL).ok()??;
+        Some(String::from_utf8_lossy(&text).into_owned())
+    }
+}
+
+fn run_attempt(
+    options: &LaunchOptions,
+    attempt: usize,
+    workdir: &Path,
+    agents: &mut Agents,
+    stop: &AtomicBool,
+) -> Result<Outcome> {
+    let folder = workdir.join(format!("attempt_{attempt}"));
+    std::fs::create_dir_all(&folder)
+        .explain(Launch, || format!("creating {}", folder.display()))?;
+    let mut ranks = (0..options.nproc)
+        .map(|local_rank| start_rank(options, attempt, local_rank, &folder))
+        .collect::<Result<Vec<_>>>()?;
     let started = Instant::now();
     let outcome = loop {
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(POLL);
+        if stop.load(Ordering::SeqCst) {
+            stop_ranks(&mut ranks);
+            break Outcome::Stopped;
+        }
         let mut finished = 0;
         let mut failed = false;
         for rank in &mut ranks {
@@ -155,10 +247,15 @@ fn run_once(options: &LaunchOptions, args: &[String]) -> Result<Outcome> {
             // A rank that dies takes its peers down with it (their collectives fail) within
             // moments; wait for them so the summary names the first cause, not the echoes.
             std::thread::sleep(Duration::from_millis(300));
-            break Outcome::Failed(describe_failures(&mut ranks)?);
+            let cause = describe_failures(&mut ranks)?;
+            agents.announce_failure(attempt, &cause);
+            break Outcome::Failed(cause);
         }
         if finished == ranks.len() {
             break Outcome::Finished;
+        }
+        if let Some(elsewhere) = agents.failure_elsewhere(attempt) {
+            break Outcome::Failed(elsewhere);
         }
     };
     if let Outcome::Failed(cause) = outcome {
@@ -167,17 +264,88 @@ fn run_once(options: &LaunchOptions, args: &[String]) -> Result<Outcome> {
             let _ = rank.child.kill();
             let _ = rank.child.wait();
         }
-        let mut summary = format!("launch: {cause}; all ranks ended.");
-        for rank in &ranks {
-            let tail = rank.tail.lock().unwrap();
-            summary.push_str(&format!("\nlast lines of rank {}:", rank.global_rank));
-            for line in tail.iter() {
-                summary.push_str(&format!("\n  {line}"));
-            }
-        }
-        return Ok(Outcome::Failed(summary));
+        return Ok(Outcome::Failed(summarize(&cause, &ranks)));
     }
     Ok(outcome)
+}
+
+/// Starts local rank `local_rank` of `attempt` with torchrun's worker contract.
+fn start_rank(
+    options: &LaunchOptions,
+    attempt: usize,
+    local_rank: usize,
+    folder: &Path,
+) -> Result<Rank> {
+    let exe = std::env::current_exe()
+        .explain(Launch, || "finding the cornet-trainer executable".into())?;
+    let global_rank = options.node_rank * options.nproc + local_rank;
+    let world_size = options.nproc * options.nnodes;
+    let heartbeat = folder.join(format!("rank_{global_rank}.beat"));
+    let error_file = folder.join(format!("rank_{global_rank}.error.json"));
+    let mut command = Command::new(&exe);
+    command
+        .args(&options.trainer_args)
+        .env("RANK", global_rank.to_string())
+        .env("LOCAL_RANK", local_rank.to_string())
+        .env("WORLD_SIZE", world_size.to_string())
+        .env("LOCAL_WORLD_SIZE", options.nproc.to_string())
+        .env("GROUP_RANK", options.node_rank.to_string())
+        .env("GROUP_WORLD_SIZE", options.nnodes.to_string())
+        .env("ROLE_RANK", global_rank.to_string())
+        .env("ROLE_WORLD_SIZE", world_size.to_string())
+        .env("MASTER_ADDR", &options.master_addr)
+        .env("MASTER_PORT", options.master_port.to_string())
+        .env("TORCHELASTIC_RUN_ID", &options.run_id)
+        .env("TORCHELASTIC_RESTART_COUNT", attempt.to_string())
+        .env("TORCHELASTIC_MAX_RESTARTS", options.max_restarts.to_string())
+        .env("TORCHELASTIC_USE_AGENT_STORE", "True")
+        .env("TORCHELASTIC_ERROR_FILE", &error_file)
+        .env(HEARTBEAT_ENV, &heartbeat)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Ctrl-C in the terminal reaches the launcher alone, which asks each rank once: a
+        // second SIGINT straight from the terminal would end a rank without its checkpoint.
+        .process_group(0);
+    if let Some(addr) = options.local_addr {
+        command.env("CORNET_LOCAL_ADDR", addr.to_string());
+    }
+    // SAFETY: between fork and exec only prctl(2) runs, which is async-signal-safe.
+    unsafe {
+        // A rank outlives no launcher, even one killed with SIGKILL.
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)
+        });
+    }
+    let mut child = command
+        .spawn()
+        .explain(Launch, || format!("starting rank {global_rank}"))?;
+    let tail = Arc::new(Mutex::new(VecDeque::new()));
+    forward_output(global_rank, child.stdout.take(), tail.clone(), false);
+    forward_output(global_rank, child.stderr.take(), tail.clone(), true);
+    Ok(Rank {
+        global_rank,
+        child,
+        heartbeat,
+        error_file,
+        tail,
+    })
+}
+
+/// Asks every rank to checkpoint and stop (SIGTERM), and kills those still running after
+/// [`STOP_GRACE`].
+fn stop_ranks(ranks: &mut [Rank]) {
+    eprintln!("launch: stopping; the ranks checkpoint first");
+    for rank in ranks.iter() {
+        let _ = kill(Pid::from_raw(rank.child.id() as i32), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    for rank in ranks.iter_mut() {
+        while matches!(rank.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(POLL);
+        }
+        let _ = rank.child.kill();
+        let _ = rank.child.wait();
+    }
 }
 
 /// Ends a rank that stopped beating, noting why in its output tail.
@@ -190,17 +358,18 @@ fn break_hung(rank: &mut Rank, silent: Duration, timeout: Duration) {
 }
 
 /// What went wrong: every rank that has failed, those killed by a signal (the likely first
-/// cause) first.
+/// cause) first, each with the error it reported.
 fn describe_failures(ranks: &mut [Rank]) -> Result<String> {
     let mut failures = Vec::new();
     for rank in ranks.iter_mut() {
         if let Some(status) = rank.child.try_wait()? {
             if !status.success() {
                 let by_signal = status.code().is_none();
-                failures.push((
-                    !by_signal,
-                    format!("rank {} exited with {status}", rank.global_rank),
-                ));
+                let mut text = format!("rank {} exited with {status}", rank.global_rank);
+                if let Some(message) = error_file::read(&rank.error_file) {
+                    text.push_str(&format!(" ({message})"));
+                }
+                failures.push((!by_signal, text));
             }
         }
     }
@@ -210,6 +379,19 @@ fn describe_failures(ranks: &mut [Rank]) -> Result<String> {
         .map(|(_, text)| text)
         .collect::<Vec<_>>()
         .join("; "))
+}
+
+/// The failure summary: its cause, then the last lines of every rank.
+fn summarize(cause: &str, ranks: &[Rank]) -> String {
+    let mut summary = format!("launch: {cause}; all ranks ended.");
+    for rank in ranks {
+        let tail = rank.tail.lock().unwrap();
+        summary.push_str(&format!("\nlast lines of rank {}:", rank.global_rank));
+        for line in tail.iter() {
+            summary.push_str(&format!("\n  {line}"));
+        }
+    }
+    summary
 }
 
 /// How long since a rank's last heartbeat, or since the start if it has not beaten yet.
