@@ -8,14 +8,12 @@ use crate::device::parse_device;
 use crate::distributed::placement::Placement;
 use crate::distributed::{self, Communicator, RankEnv};
 use crate::loading::open_images;
-use crate::train::{BatchSource, ImageSource, RunSettings, Summary, Trainer};
+use crate::train::{BatchSource, ImageSource, Interrupts, RunSettings, Summary, Trainer};
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use cornet_data::{check_same_classes, Dataset, Pipeline, PipelineOptions, Transform};
 use cornet_model::Model;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 /// What the command line adds to the config.
 #[derive(Debug, Clone, Default)]
@@ -39,16 +37,17 @@ pub fn train(launch: &Launch) -> Result<()> {
     let data = prepare_data(&config, &rank)?;
     let model = build_model(&config, launch.init.as_deref(), &rank.device)?;
     let mut comm = connect_ranks(&config, &rank)?;
-    let checkpoints = open_run_folder(&config, launch.resume.is_some(), rank.rank)?;
-    let stop = stop_on_signals()?;
+    let resume = resume_requests(launch.resume.as_deref(), rank.env.as_ref());
+    let checkpoints = open_run_folder(&config, !resume.is_empty(), rank.rank)?;
+    let interrupts = Interrupts::from_signals().context("installing the signal handlers")?;
     let settings = RunSettings::from_config(&config);
-    let mut trainer = Trainer::new(&model, comm.as_mut(), settings, &data.train, stop)?;
-    if let Some(resume) = &launch.resume {
+    let mut trainer = Trainer::new(&model, comm.as_mut(), settings, &data.train, interrupts)?;
+    if !resume.is_empty() {
         let out = &config.output.path;
         resume_from(
             &mut trainer,
             &checkpoints,
-            resume,
+            &resume,
             launch.force,
             out,
             &rank.device,
@@ -75,7 +74,17 @@ struct RankPlace {
 fn place_rank(config: &Config) -> Result<RankPlace> {
     let env = RankEnv::from_env()?;
     let (rank, world_size) = env.as_ref().map_or((0, 1), |e| (e.rank, e.world_size));
-    let placement = Placement::resolve(config.dist.ngpus, &config.train.device, world_size);
+    let local_rank = env.as_ref().map_or(0, |e| e.local_rank);
+    let visible = std::env::var("CUDA_VISIBLE_DEVICES")
+        .ok()
+        .map(|list| list.split(',').filter(|d| !d.trim().is_empty()).count());
+    let placement = Placement::resolve(
+        config.dist.ngpus,
+        &config.train.device,
+        world_size,
+        local_rank,
+        visible,
+    );
     if let Some(warning) = &placement.warning {
         tracing::warn!("{warning}");
     }
@@ -221,24 +230,42 @@ fn open_run_folder(config: &Config, resuming: bool, rank: usize) -> Result<Check
     Ok(checkpoints)
 }
 
-/// Continues from `resume` (`auto`: the newest good checkpoint of the run in `out`, if any;
-/// else a checkpoint folder).
+/// What to resume from, in order of preference: `--resume`; after a restart by the agent
+/// (torchrun's `TORCHELASTIC_RESTART_COUNT`, a requeued Slurm job) first the run's newest
+/// checkpoint, unasked, since the attempt before may have gone past `--resume`'s.
+fn resume_requests<'a>(asked: Option<&'a str>, env: Option<&RankEnv>) -> Vec<&'a str> {
+    let restart = env.map_or(0, |e| e.restart_count);
+    if restart > 0 {
+        tracing::info!("restart {restart} of the run: resuming from its newest checkpoint");
+        return std::iter::once("auto").chain(asked).collect();
+    }
+    asked.into_iter().collect()
+}
+
+/// Continues from the first of `requests` that gives a checkpoint (`auto`: the newest good
+/// checkpoint of the run in `out`, if any; else a checkpoint folder, which must load).
 fn resume_from(
     trainer: &mut Trainer<'_>,
     checkpoints: &CheckpointDir,
-    resume: &str,
+    requests: &[&str],
     force: bool,
     out: &Path,
     device: &Device,
 ) -> Result<()> {
-    let found = match resume {
-        "auto" => checkpoints.latest_valid(device)?,
-        path => {
-            let path = PathBuf::from(path);
-            let c = checkpoint::load(&path, device)?;
-            Some((path, c))
+    let mut found = None;
+    for request in requests {
+        found = match *request {
+            "auto" => checkpoints.latest_valid(device)?,
+            path => {
+                let path = PathBuf::from(path);
+                let c = checkpoint::load(&path, device)?;
+                Some((path, c))
+            }
+        };
+        if found.is_some() {
+            break;
         }
-    };
+    }
     match found {
         Some((path, c)) => {
             tracing::info!(
@@ -303,20 +330,4 @@ fn ensure_synthetic(
         std::fs::remove_dir_all(&staging).ok();
     }
     Ok(())
-}
-
-/// The first Ctrl-C or SIGTERM asks the loop to checkpoint and stop after the current step;
-/// a second one ends the process at once.
-fn stop_on_signals() -> Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            eprintln!("stopping now, without a checkpoint");
-            std::process::exit(130);
-        }
-        eprintln!("stopping after this step, with a checkpoint (again to stop at once)");
-    })
-    .context("installing the signal handler")?;
-    Ok(stop)
 }

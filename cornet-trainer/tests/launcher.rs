@@ -1,13 +1,16 @@
-//! `cornet-trainer launch` with two CPU ranks over TCP: a killed or hung rank brings the other
-//! down within seconds, both restart from the newest checkpoint, and the run ends with the
-//! weights of an uninterrupted one.
+//! Two CPU ranks over TCP, started by `cornet-trainer launch` (a killed or hung rank brings the
+//! other down within seconds, both restart from the newest checkpoint, and the run ends with
+//! the weights of an uninterrupted one), by Slurm's variables alone, or as two nodes on two
+//! loopback addresses: every way ends with the weights of `launch --nproc 2`.
 
 use crate::util::{
-    final_weights, free_port, run, start, stderr_of_failure, wait_for_success,
+    final_weights, free_port, run, start, start_with_env, stderr_of_failure, wait_for_success,
     wait_for_train_steps, write_config,
 };
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Two ranks, 8 epochs of 6 steps, checkpointed every 2 steps.
@@ -24,11 +27,11 @@ dist: {ngpus: 2, backend: tcp}
 output: {path: $OUT, save_val_epochs: 0, save_model_steps: 2, save_model_secs: 0, keep: 2}
 ";
 
-/// `cornet-trainer launch` of two ranks of the run `run` in `dir`.
-fn launch(dir: &Path, run: &str, heartbeat_timeout_secs: u64) -> Child {
+/// `cornet-trainer launch` of two ranks of the run `run` in `dir`, the trainer given `extra`.
+fn launch(dir: &Path, run: &str, heartbeat_timeout_secs: u64, extra: &[&str]) -> Child {
     let config = write_config(dir, run, CONFIG);
     let (timeout, port) = (heartbeat_timeout_secs.to_string(), free_port().to_string());
-    start(&[
+    let mut args = vec![
         "launch",
         "--nproc",
         "2",
@@ -41,7 +44,20 @@ fn launch(dir: &Path, run: &str, heartbeat_timeout_secs: u64) -> Child {
         "--",
         "--config",
         config.to_str().unwrap(),
-    ])
+    ];
+    args.extend(extra);
+    start(&args)
+}
+
+/// The final weights of the run uninterrupted under `launch --nproc 2`, trained once for all
+/// the tests here.
+fn reference() -> &'static BTreeMap<String, Vec<u8>> {
+    static REFERENCE: OnceLock<BTreeMap<String, Vec<u8>>> = OnceLock::new();
+    REFERENCE.get_or_init(|| {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        wait_for_success(launch(dir.path(), "reference", 60, &[]));
+        final_weights(&dir.path().join("reference"))
+    })
 }
 
 fn children(pid: u32) -> Vec<u32> {
@@ -60,10 +76,8 @@ fn alive(pid: u32) -> bool {
 /// are recorded; checks that the launcher restarts it to the uninterrupted run's final weights.
 /// Returns how many seconds rank 0 lived on after the signal, and the launcher's stderr.
 fn interrupted_run(dir: &Path, heartbeat_timeout_secs: u64, interrupt: &str) -> (u64, String) {
-    wait_for_success(launch(dir, "reference", heartbeat_timeout_secs));
-
     let run = dir.join("interrupted");
-    let mut launcher = launch(dir, "interrupted", heartbeat_timeout_secs);
+    let mut launcher = launch(dir, "interrupted", heartbeat_timeout_secs, &[]);
     wait_for_train_steps(&run, 12, &mut launcher);
     let ranks = children(launcher.id());
     assert_eq!(ranks.len(), 2, "two ranks running");
@@ -82,10 +96,7 @@ fn interrupted_run(dir: &Path, heartbeat_timeout_secs: u64, interrupt: &str) -> 
         stderr.contains("restarting all ranks from the newest checkpoint"),
         "{stderr}"
     );
-    assert!(
-        final_weights(&run) == final_weights(&dir.join("reference")),
-        "weights differ"
-    );
+    assert!(final_weights(&run) == *reference(), "weights differ");
     (survivor_ended_after.as_secs(), stderr)
 }
 
@@ -114,6 +125,32 @@ fn a_hung_rank_is_caught_by_its_heartbeat_and_the_job_restarts() {
     assert!(stderr.contains("ended as hung"), "{stderr}");
 }
 
+/// SIGTERM to the launcher (a cluster's stop) reaches the ranks, which checkpoint and stop
+/// well within torchrun's 30 s grace; the run then continues to an uninterrupted run's weights.
+#[test]
+fn a_stopped_launcher_has_its_ranks_checkpoint_and_the_run_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("stopped");
+    let mut launcher = launch(dir.path(), "stopped", 60, &[]);
+    wait_for_train_steps(&run, 12, &mut launcher);
+    let ranks = children(launcher.id());
+    Command::new("kill")
+        .args(["-TERM", &launcher.id().to_string()])
+        .status()
+        .unwrap();
+    let stopped_at = Instant::now();
+    let stderr = stderr_of_failure(&launcher.wait_with_output().unwrap());
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(15),
+        "took {:?} to stop",
+        stopped_at.elapsed()
+    );
+    assert!(stderr.contains("stopped by a signal"), "{stderr}");
+    assert!(ranks.iter().all(|&pid| !alive(pid)), "a rank outlived its launcher");
+    wait_for_success(launch(dir.path(), "stopped", 60, &["--resume", "auto"]));
+    assert!(final_weights(&run) == *reference(), "weights differ");
+}
+
 #[test]
 fn a_rank_that_cannot_start_ends_the_job_with_its_last_lines() {
     let dir = tempfile::tempdir().unwrap();
@@ -131,9 +168,84 @@ fn a_rank_that_cannot_start_ends_the_job_with_its_last_lines() {
         config.to_str().unwrap(),
     ]);
     let stderr = stderr_of_failure(&output);
+    // The rank's own message, from the error file it left for the agent.
     assert!(
-        stderr.contains("exited with exit status: 1") && stderr.contains("missing.yaml"),
+        stderr.contains("exited with exit status: 1 (") && stderr.contains("missing.yaml"),
         "{stderr}"
     );
     assert!(stderr.contains("no restarts left"), "{stderr}");
+}
+
+/// `srun --ntasks 2 cornet-trainer --config ...` with no wrapper: the tasks know their place
+/// from Slurm's variables, the store's port from the job id, its host from the node list.
+#[test]
+fn two_tasks_with_only_slurms_variables_train_as_launch_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "slurm", CONFIG);
+    let job_id = job_id_of_a_free_port();
+    let ranks: Vec<Child> = (0..2)
+        .map(|rank| {
+            let (procid, job) = (rank.to_string(), job_id.to_string());
+            let vars = [
+                ("SLURM_NTASKS", "2"),
+                ("SLURM_PROCID", procid.as_str()),
+                ("SLURM_LOCALID", procid.as_str()),
+                ("SLURM_NODEID", "0"),
+                ("SLURM_JOB_ID", job.as_str()),
+                ("SLURM_JOB_NODELIST", "localhost"),
+                ("SLURM_TASKS_PER_NODE", "2"),
+            ];
+            start_with_env(&["--config", config.to_str().unwrap()], &vars)
+        })
+        .collect();
+    for rank in ranks {
+        wait_for_success(rank);
+    }
+    assert!(
+        final_weights(&dir.path().join("slurm")) == *reference(),
+        "weights differ"
+    );
+}
+
+/// A job id whose derived store port (10000 + id mod 20000) is free now.
+fn job_id_of_a_free_port() -> u64 {
+    (1_000_000..)
+        .step_by(7919)
+        .find(|id| {
+            let port = 10_000 + (id % 20_000) as u16;
+            std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()
+        })
+        .unwrap()
+}
+
+/// Two launchers as two nodes of one rank each, on 127.0.0.2 and 127.0.0.3: node 1's rank
+/// reaches the store on node 0's address and accepts its ring peer on its own.
+#[test]
+fn two_nodes_on_two_loopback_addresses_train_as_one_node_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "two_nodes", CONFIG);
+    let port = free_port().to_string();
+    let nodes: Vec<Child> = ["127.0.0.2", "127.0.0.3"]
+        .iter()
+        .enumerate()
+        .map(|(node, addr)| {
+            let node = node.to_string();
+            let args = [
+                "launch", "--nproc", "1", "--nnodes", "2", "--node-rank", &node,
+                "--master-addr", "127.0.0.2", "--master-port", &port, "--local-addr", addr,
+                "--run-id", "two-nodes", "--", "--config", config.to_str().unwrap(),
+            ];
+            start_with_env(&args, &[("RUST_LOG", "info,cornet_trainer::distributed=debug")])
+        })
+        .collect();
+    let stderrs: Vec<String> = nodes.into_iter().map(wait_for_success).collect();
+    assert!(
+        stderrs[1].contains("rank 1 accepts its ring peer on 127.0.0.3:"),
+        "{}",
+        stderrs[1]
+    );
+    assert!(
+        final_weights(&dir.path().join("two_nodes")) == *reference(),
+        "weights differ"
+    );
 }

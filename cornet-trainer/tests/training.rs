@@ -9,7 +9,7 @@ use cornet_model::{Arch, Model, ModelConfig};
 use cornet_trainer::checkpoint::CheckpointDir;
 use cornet_trainer::distributed::{env::RankEnv, tcp::TcpRing, Communicator, SingleRank};
 use cornet_trainer::optim::StepLr;
-use cornet_trainer::train::{BatchSource, LabelledBatch, RunSettings, Trainer};
+use cornet_trainer::train::{BatchSource, Interrupts, LabelledBatch, RunSettings, Trainer};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::collections::BTreeMap;
@@ -53,8 +53,9 @@ struct MemorySource {
     batch: usize,
     rank: usize,
     world: usize,
-    /// Sets `stop` when asked for the batch of this global step (simulates a Ctrl-C there).
-    stop_at: Option<(u64, Arc<AtomicBool>)>,
+    /// Raises the flag when asked for the batch of this global step (simulates a signal
+    /// there: Ctrl-C for the stop flag, SIGUSR1 for the checkpoint flag).
+    flag_at: Option<(u64, Arc<AtomicBool>)>,
     served: AtomicU64,
 }
 
@@ -66,7 +67,7 @@ impl MemorySource {
             batch,
             rank,
             world,
-            stop_at: None,
+            flag_at: None,
             served: AtomicU64::new(0),
         }
     }
@@ -85,9 +86,9 @@ impl BatchSource for MemorySource {
         let spe = self.steps_per_epoch();
         Ok(Box::new((start..spe).map(move |step| {
             let global_step = epoch * spe + step;
-            if let Some((at, stop)) = &self.stop_at {
+            if let Some((at, flag)) = &self.flag_at {
                 if global_step == *at {
-                    stop.store(true, Ordering::SeqCst);
+                    flag.store(true, Ordering::SeqCst);
                 }
             }
             self.served.fetch_add(1, Ordering::SeqCst);
@@ -158,9 +159,14 @@ fn loss_falls_and_validation_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let model = small(Arch::Z);
     let mut comm = SingleRank;
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut trainer =
-        Trainer::new(&model, &mut comm, settings(dir.path(), 4), &train, stop).unwrap();
+    let mut trainer = Trainer::new(
+        &model,
+        &mut comm,
+        settings(dir.path(), 4),
+        &train,
+        Interrupts::default(),
+    )
+    .unwrap();
     let summary = trainer.run(&train, Some(&val)).unwrap();
     assert_eq!(summary.global_step, 32);
     assert!(!summary.interrupted);
@@ -200,11 +206,12 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
     let (images, labels) = dataset(48);
     let run = |stop_at: Option<u64>, dir: &Path| -> (Model, bool) {
         let model = small(Arch::S);
-        let stop = Arc::new(AtomicBool::new(false));
+        let interrupts = Interrupts::default();
         let mut train = MemorySource::new(images.clone(), labels.clone(), 8, 0, 1);
-        train.stop_at = stop_at.map(|s| (s, stop.clone()));
+        train.flag_at = stop_at.map(|s| (s, interrupts.stop.clone()));
         let mut comm = SingleRank;
-        let mut trainer = Trainer::new(&model, &mut comm, settings(dir, 3), &train, stop).unwrap();
+        let mut trainer =
+            Trainer::new(&model, &mut comm, settings(dir, 3), &train, interrupts).unwrap();
         if let Some((_, checkpoint)) = CheckpointDir::new(dir.join("checkpoints"), 2)
             .latest_valid(&Device::Cpu)
             .unwrap()
@@ -227,6 +234,33 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
             "stopped at step {stop_at}: weights differ"
         );
     }
+}
+
+/// A checkpoint asked for mid-run (SIGUSR1) is written after the current step, and training
+/// goes on to the end.
+#[test]
+fn a_checkpoint_request_saves_after_the_step_and_training_goes_on() {
+    let (images, labels) = dataset(48);
+    let dir = tempfile::tempdir().unwrap();
+    let model = small(Arch::Z);
+    let interrupts = Interrupts::default();
+    let mut train = MemorySource::new(images, labels, 8, 0, 1);
+    // Raised while fetching the batch of step 2 (0-based): saved once step 3 is done.
+    train.flag_at = Some((2, interrupts.checkpoint.clone()));
+    let mut s = settings(dir.path(), 2);
+    s.keep = 10;
+    let mut comm = SingleRank;
+    let mut trainer = Trainer::new(&model, &mut comm, s, &train, interrupts).unwrap();
+    let summary = trainer.run(&train, None).unwrap();
+    assert_eq!((summary.global_step, summary.interrupted), (12, false));
+    let steps: Vec<String> = CheckpointDir::new(dir.path().join("checkpoints"), 10)
+        .list()
+        .unwrap()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    // Newest first: the two epoch ends, and the one asked for.
+    assert_eq!(steps, ["step-0000000012", "step-0000000006", "step-0000000003"]);
 }
 
 /// ||a - b|| / ||b|| over all parameters together, in f64.
@@ -256,7 +290,7 @@ fn two_ranks_match_one(arch: Arch) {
             &mut comm,
             s,
             &train,
-            Arc::new(AtomicBool::new(false)),
+            Interrupts::default(),
         )
         .unwrap();
         trainer.run(&train, None).unwrap();
@@ -267,14 +301,8 @@ fn two_ranks_match_one(arch: Arch) {
             .map(|rank| {
                 let (images, labels) = (images.clone(), labels.clone());
                 s.spawn(move || {
-                    let env = RankEnv {
-                        rank,
-                        local_rank: rank,
-                        world_size: 2,
-                        master_addr: "127.0.0.1".into(),
-                        master_port: port,
-                        timeout: Duration::from_secs(20),
-                    };
+                    let mut env = RankEnv::on_this_machine(rank, 2, port);
+                    env.timeout = Duration::from_secs(20);
                     let mut ring = TcpRing::connect(&env).unwrap();
                     // Different initial weights on rank 1: rank 0's must win.
                     let model = if rank == 0 {
@@ -291,7 +319,7 @@ fn two_ranks_match_one(arch: Arch) {
                         &mut ring as &mut dyn Communicator,
                         s,
                         &train,
-                        Arc::new(AtomicBool::new(false)),
+                        Interrupts::default(),
                     )
                     .unwrap();
                     let summary = trainer.run(&train, None).unwrap();

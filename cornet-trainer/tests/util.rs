@@ -27,7 +27,13 @@ pub fn run(args: &[&str]) -> Output {
 /// `cornet-trainer` with `args`, started for a test that signals it or watches it work: its
 /// stdout is dropped, its stderr kept for [`Child::wait_with_output`].
 pub fn start(args: &[&str]) -> Child {
+    start_with_env(args, &[])
+}
+
+/// [`start`] with these variables added to the environment (a rank's, as a launcher sets).
+pub fn start_with_env(args: &[&str], vars: &[(&str, &str)]) -> Child {
     cornet_trainer(args)
+        .envs(vars.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

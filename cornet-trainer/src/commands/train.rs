@@ -1,12 +1,14 @@
 //! `cornet-trainer --config X`: training.
 
 use crate::cli::TrainArgs;
+use cornet_trainer::distributed::env::{cpu_threads, RankEnv};
 use cornet_trainer::experiment::{self, Launch};
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let Some(config) = args.config.clone() else {
         anyhow::bail!("--config is required to train (see --help)");
     };
+    share_cores()?;
     experiment::train(&Launch {
         config,
         overrides: args.overrides(),
@@ -14,4 +16,22 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         force: args.force,
         init: args.init.clone(),
     })
+}
+
+/// Sets this rank's share of the CPU cores (see [`cpu_threads`]) unless `RAYON_NUM_THREADS`
+/// already says. candle and gemm size their thread pools from that variable when first used,
+/// so this runs first, while the process has a single thread (setting a variable is only
+/// sound then).
+fn share_cores() -> anyhow::Result<()> {
+    if std::env::var_os("RAYON_NUM_THREADS").is_some() {
+        return Ok(());
+    }
+    let local_world_size = RankEnv::from_env()?.map_or(1, |env| env.local_world_size);
+    let omp = std::env::var("OMP_NUM_THREADS").ok();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cpu_threads(omp.as_deref(), local_world_size, cores)?;
+    if omp.is_some() || local_world_size > 1 {
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! The training loop of the original `run.py train`, with checkpoints, records and ranks.
 
 mod images;
+mod interrupts;
 mod metrics;
 mod observer;
 mod records;
@@ -9,6 +10,7 @@ mod settings;
 mod source;
 
 pub use images::ImageSource;
+pub use interrupts::Interrupts;
 pub use metrics::Accuracy;
 pub use records::Record;
 pub use run::{Summary, Trainer};

@@ -1,7 +1,9 @@
 //! The loop: SGD steps over epochs, validation every `save_val_epochs`, checkpoints when the
 //! [`CheckpointPolicy`](crate::checkpoint::CheckpointPolicy) says, events to a
-//! [`RunObserver`], and a clean stop on Ctrl-C / SIGTERM.
+//! [`RunObserver`], a clean stop on Ctrl-C / SIGTERM and a checkpoint on SIGUSR1
+//! ([`Interrupts`]).
 
+use super::interrupts::Interrupts;
 use super::metrics::Accuracy;
 use super::observer::{RunObserver, RunReport};
 use super::records::Record;
@@ -16,8 +18,6 @@ use crate::step::forward_backward;
 use anyhow::{bail, Context, Result};
 use candle_core::DType;
 use cornet_model::{weights, Mode, Model};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 /// How a run ended.
@@ -38,19 +38,20 @@ pub struct Trainer<'a> {
     settings: RunSettings,
     sgd: Sgd,
     state: TrainState,
-    stop: Arc<AtomicBool>,
+    interrupts: Interrupts,
     heartbeat: Heartbeat,
 }
 
 impl<'a> Trainer<'a> {
     /// A run from the model's current weights; rank 0's weights are broadcast to the others.
-    /// `stop` set (by a signal) makes the loop checkpoint and return after the current step.
+    /// `interrupts` set (by signals) make the loop checkpoint after the current step, and
+    /// return if asked to stop.
     pub fn new(
         model: &'a Model,
         comm: &'a mut dyn Communicator,
         settings: RunSettings,
         train: &dyn BatchSource,
-        stop: Arc<AtomicBool>,
+        interrupts: Interrupts,
     ) -> Result<Self> {
         broadcast_from_rank0(comm, model.store().entries().iter())?;
         let state = TrainState {
@@ -70,7 +71,7 @@ impl<'a> Trainer<'a> {
             sgd: Sgd::new(settings.momentum, settings.weight_decay),
             settings,
             state,
-            stop,
+            interrupts,
             heartbeat: Heartbeat::from_env(),
         })
     }
@@ -102,12 +103,17 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
-    /// Whether to stop after this step. A signal reaches the ranks at slightly different
-    /// moments; they agree (any rank asked) so that all stop after the same step.
-    fn agree_to_stop(&mut self) -> Result<bool> {
-        let mut asked = [f32::from(u8::from(self.stop.load(Ordering::SeqCst)))];
+    /// Whether to checkpoint, and whether to stop, after this step. A signal reaches the
+    /// ranks at slightly different moments; they agree (any rank asked) so that all act after
+    /// the same step.
+    fn agree_on_interrupts(&mut self) -> Result<(bool, bool)> {
+        let flag = |asked: bool| f32::from(u8::from(asked));
+        let mut asked = [
+            flag(self.interrupts.take_checkpoint_request()),
+            flag(self.interrupts.stop_asked()),
+        ];
         self.comm.all_reduce_sum(&mut asked)?;
-        Ok(asked[0] > 0.0)
+        Ok((asked[0] > 0.0, asked[1] > 0.0))
     }
 
     fn is_rank0(&self) -> bool {
@@ -186,8 +192,8 @@ impl<'a> Trainer<'a> {
                     check_in_sync(self.comm, self.model.store())?;
                 }
                 let due = policy.after_step(self.state.global_step);
-                let stopping = self.agree_to_stop()?;
-                if due || stopping {
+                let (checkpoint_asked, stopping) = self.agree_on_interrupts()?;
+                if due || checkpoint_asked || stopping {
                     self.save(&checkpoints, observer)?;
                     policy.saved();
                 }
