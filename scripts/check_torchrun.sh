@@ -38,6 +38,10 @@ dist: {ngpus: 2, backend: tcp}
 output: {path: $work/unused, save_val_epochs: 0, save_model_steps: 2, save_model_secs: 0, keep: 2}
 YAML
 
+# torchrun gives each of several ranks one thread (OMP_NUM_THREADS=1); so does every run here,
+# since sums split over other thread counts round differently.
+export OMP_NUM_THREADS=1
+
 port() { "$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 torchrun() { "$python" -m torch.distributed.run "$@"; }
 weights() { sha256sum < "$work/$1/final.safetensors" | cut -c1-16; }

@@ -13,6 +13,11 @@ use std::process::{Child, Command};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// One thread per rank in every run here, whatever the machine and however the ranks are
+/// placed: sums split over other thread counts round differently, and the runs are compared
+/// bit for bit.
+const ONE_THREAD: (&str, &str) = ("OMP_NUM_THREADS", "1");
+
 /// Two ranks, 8 epochs of 6 steps, checkpointed every 2 steps.
 const CONFIG: &str = "\
 model: {arch: Z, num_classes: 4, widths: [16, 32, 48, 64]}
@@ -46,7 +51,7 @@ fn launch(dir: &Path, run: &str, heartbeat_timeout_secs: u64, extra: &[&str]) ->
         config.to_str().unwrap(),
     ];
     args.extend(extra);
-    start(&args)
+    start_with_env(&args, &[ONE_THREAD])
 }
 
 /// The final weights of the run uninterrupted under `launch --nproc 2`, trained once for all
@@ -194,6 +199,7 @@ fn two_tasks_with_only_slurms_variables_train_as_launch_does() {
                 ("SLURM_JOB_ID", job.as_str()),
                 ("SLURM_JOB_NODELIST", "localhost"),
                 ("SLURM_TASKS_PER_NODE", "2"),
+                ONE_THREAD,
             ];
             start_with_env(&["--config", config.to_str().unwrap()], &vars)
         })
@@ -235,7 +241,8 @@ fn two_nodes_on_two_loopback_addresses_train_as_one_node_does() {
                 "--master-addr", "127.0.0.2", "--master-port", &port, "--local-addr", addr,
                 "--run-id", "two-nodes", "--", "--config", config.to_str().unwrap(),
             ];
-            start_with_env(&args, &[("RUST_LOG", "info,cornet_trainer::distributed=debug")])
+            let vars = [("RUST_LOG", "info,cornet_trainer::distributed=debug"), ONE_THREAD];
+            start_with_env(&args, &vars)
         })
         .collect();
     let stderrs: Vec<String> = nodes.into_iter().map(wait_for_success).collect();
