@@ -9,7 +9,7 @@ use cornet_model::{Arch, Model, ModelConfig};
 use cornet_trainer::checkpoint::CheckpointDir;
 use cornet_trainer::distributed::{env::RankEnv, tcp::TcpRing, Communicator, SingleRank};
 use cornet_trainer::optim::StepLr;
-use cornet_trainer::train::{BatchSource, LabelledBatch, RunSettings, Trainer};
+use cornet_trainer::train::{BatchSource, LabelledBatch, RunSettings, TrainError, Trainer};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::collections::BTreeMap;
@@ -77,7 +77,7 @@ impl BatchSource for MemorySource {
         &self,
         epoch: u64,
         start: u64,
-    ) -> Result<Box<dyn Iterator<Item = Result<LabelledBatch>> + '_>> {
+    ) -> Result<Box<dyn Iterator<Item = Result<LabelledBatch, TrainError>> + '_>, TrainError> {
         let n = self.labels.dim(0)?;
         let mut order: Vec<u32> = (0..n as u32).collect();
         order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(1000 + epoch));

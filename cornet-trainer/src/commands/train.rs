@@ -13,5 +13,6 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         resume: args.resume.clone(),
         force: args.force,
         init: args.init.clone(),
-    })
+    })?;
+    Ok(())
 }

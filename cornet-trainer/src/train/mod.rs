@@ -1,5 +1,6 @@
 //! The training loop of the original `run.py train`, with checkpoints, records and ranks.
 
+mod error;
 mod images;
 mod metrics;
 mod observer;
@@ -8,6 +9,7 @@ mod run;
 mod settings;
 mod source;
 
+pub use error::{Result, TrainError};
 pub use images::ImageSource;
 pub use metrics::Accuracy;
 pub use records::Record;
