@@ -2,13 +2,33 @@
 //! input, after a warm-up, as timm's benchmark script reports them.
 
 use crate::config::Precision;
-use crate::optim::Sgd;
+use crate::distributed::DistributedError;
+use crate::optim::{OptimError, Sgd};
 use crate::step::forward_backward;
-use anyhow::Result;
 use candle_core::{Device, Tensor};
 use cornet_model::{Arch, Mode, Model, ModelConfig};
 use serde::Serialize;
 use std::time::Instant;
+
+/// A benchmark that could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The model could not be built or run.
+    #[error(transparent)]
+    Model(#[from] cornet_model::Error),
+    /// The SGD update failed.
+    #[error(transparent)]
+    Optim(#[from] OptimError),
+    /// A collective failed (or the ranks never met).
+    #[error(transparent)]
+    Distributed(#[from] DistributedError),
+    /// A tensor operation (or the device's synchronisation) failed.
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+}
+
+/// What benchmarks return.
+pub type Result<T, E = BenchError> = std::result::Result<T, E>;
 
 /// What to time.
 #[derive(Debug, Clone)]

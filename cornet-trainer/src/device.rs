@@ -1,39 +1,60 @@
 //! Choosing where tensors live.
 
-use anyhow::{bail, Result};
 use candle_core::Device;
 
+/// A device name that this build or this machine cannot give a device for.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// Neither `cpu` nor `cuda[:N]`.
+    #[error("unknown device `{0}`: expected `cpu`, `cuda` or `cuda:N`")]
+    Unknown(String),
+    /// `cuda:N` whose `N` is not a number.
+    #[error("bad device ordinal in `{0}`")]
+    BadOrdinal(String),
+    /// The CUDA device could not be opened (no such GPU, no driver, ...).
+    #[error(
+        "cannot open CUDA device {ordinal}: {cause} (`nvidia-smi` lists the GPUs this machine \
+         sees; CUDA_VISIBLE_DEVICES narrows them)"
+    )]
+    Unavailable {
+        /// The device's ordinal.
+        ordinal: usize,
+        /// The driver's verdict (`CUDA_ERROR_NO_DEVICE`, ...), shown in the message.
+        cause: candle_core::Error,
+    },
+    /// A CUDA device asked of a build without the `cuda` feature.
+    #[error("device `{0}` needs a build with the `cuda` feature (cargo build --features cuda)")]
+    NoCuda(String),
+}
+
 /// `cpu`, or `cuda` / `cuda:N` in a build with the `cuda` feature.
-pub fn parse_device(name: &str) -> Result<Device> {
+pub fn parse_device(name: &str) -> Result<Device, DeviceError> {
     match name {
         "cpu" => Ok(Device::Cpu),
         cuda if cuda == "cuda" || cuda.starts_with("cuda:") => cuda_device(cuda),
-        other => bail!("unknown device `{other}`: expected `cpu`, `cuda` or `cuda:N`"),
+        other => Err(DeviceError::Unknown(other.to_owned())),
     }
 }
 
 #[cfg(feature = "cuda")]
-fn cuda_device(name: &str) -> Result<Device> {
+fn cuda_device(name: &str) -> Result<Device, DeviceError> {
     let ordinal = match name.strip_prefix("cuda:") {
         Some(n) => n
             .parse()
-            .map_err(|_| anyhow::anyhow!("bad device ordinal in `{name}`"))?,
+            .map_err(|_| DeviceError::BadOrdinal(name.to_owned()))?,
         None => 0,
     };
-    Device::new_cuda(ordinal).map_err(|e| {
-        // The driver's verdict alone (CUDA_ERROR_NO_DEVICE, ...), without candle's backtrace.
-        let cause = match e {
+    Device::new_cuda(ordinal).map_err(|e| DeviceError::Unavailable {
+        ordinal,
+        // The driver's verdict alone, without candle's backtrace.
+        cause: match e {
             candle_core::Error::WithBacktrace { inner, .. } => *inner,
             e => e,
-        };
-        anyhow::anyhow!(
-            "cannot open CUDA device {ordinal}: {cause} (`nvidia-smi` lists the GPUs this \
-             machine sees; CUDA_VISIBLE_DEVICES narrows them)"
-        )
+        },
     })
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda_device(name: &str) -> Result<Device> {
-    bail!("device `{name}` needs a build with the `cuda` feature (cargo build --features cuda)")
+fn cuda_device(name: &str) -> Result<Device, DeviceError> {
+    Err(DeviceError::NoCuda(name.to_owned()))
 }

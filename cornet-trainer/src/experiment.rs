@@ -7,9 +7,11 @@ use crate::config::{Config, DataFormat};
 use crate::device::parse_device;
 use crate::distributed::placement::Placement;
 use crate::distributed::{self, Communicator, RankEnv};
+use crate::error::Explain;
 use crate::loading::open_images;
-use crate::train::{BatchSource, ImageSource, Interrupts, RunSettings, Summary, Trainer};
-use anyhow::{bail, Context, Result};
+use crate::train::{
+    BatchSource, ImageSource, Interrupts, Result, RunSettings, Summary, TrainError, Trainer,
+};
 use candle_core::Device;
 use cornet_data::{check_same_classes, Dataset, Pipeline, PipelineOptions, Transform};
 use cornet_model::Model;
@@ -31,6 +33,7 @@ pub struct Launch {
 }
 
 /// Trains the experiment `launch` names, as this process's rank, to the end (or to a signal).
+/// Fails with a [`TrainError`] saying which part of the experiment is at fault.
 pub fn train(launch: &Launch) -> Result<()> {
     let config = Config::load(&launch.config, &launch.overrides)?;
     let rank = place_rank(&config)?;
@@ -39,7 +42,7 @@ pub fn train(launch: &Launch) -> Result<()> {
     let mut comm = connect_ranks(&config, &rank)?;
     let resume = resume_requests(launch.resume.as_deref(), rank.env.as_ref());
     let checkpoints = open_run_folder(&config, !resume.is_empty(), rank.rank)?;
-    let interrupts = Interrupts::from_signals().context("installing the signal handlers")?;
+    let interrupts = Interrupts::from_signals().map_err(TrainError::Signals)?;
     let settings = RunSettings::from_config(&config);
     let mut trainer = Trainer::new(&model, comm.as_mut(), settings, &data.train, interrupts)?;
     if !resume.is_empty() {
@@ -89,12 +92,12 @@ fn place_rank(config: &Config) -> Result<RankPlace> {
         tracing::warn!("{warning}");
     }
     if config.train.batch_size % world_size != 0 {
-        bail!(
-            "train.batch_size {} does not split evenly over {world_size} ranks",
-            config.train.batch_size
-        );
+        return Err(TrainError::UnevenBatch {
+            batch_size: config.train.batch_size,
+            world_size,
+        });
     }
-    let device = parse_device(&placement.device).context("train.device")?;
+    let device = parse_device(&placement.device).map_err(TrainError::Device)?;
     Ok(RankPlace {
         env,
         rank,
@@ -132,7 +135,7 @@ fn prepare_data(config: &Config, rank: &RankPlace) -> Result<Data> {
         }
     }
     if data.format == DataFormat::Shards && data.synthetic.is_some() {
-        bail!("data.synthetic generates an ImageFolder: use it with data.format: imagefolder");
+        return Err(TrainError::SyntheticShards);
     }
     let options = PipelineOptions {
         batch_size: rank.batch_size,
@@ -165,10 +168,11 @@ fn prepare_data(config: &Config, rank: &RankPlace) -> Result<Data> {
 
 fn check_classes(config: &Config, found: usize, key: &str) -> Result<()> {
     if found > config.model.num_classes {
-        bail!(
-            "{key} has {found} classes but model.num_classes is {}",
-            config.model.num_classes
-        );
+        return Err(TrainError::TooManyClasses {
+            key: key.to_owned(),
+            found,
+            num_classes: config.model.num_classes,
+        });
     }
     Ok(())
 }
@@ -189,12 +193,11 @@ fn build_model(config: &Config, init: Option<&Path>, device: &Device) -> Result<
         device,
     )?;
     if model.config() != &config.model_config() {
-        bail!(
-            "--init {}: the weights are a {:?}, the config asks for {:?}",
-            weights.display(),
-            model.config(),
-            config.model_config()
-        );
+        return Err(TrainError::InitMismatch {
+            path: weights.to_owned(),
+            found: Box::new(model.config().clone()),
+            expected: Box::new(config.model_config()),
+        });
     }
     Ok(model)
 }
@@ -214,18 +217,15 @@ fn open_run_folder(config: &Config, resuming: bool, rank: usize) -> Result<Check
     let out = &config.output.path;
     let checkpoints = CheckpointDir::new(out.join("checkpoints"), config.output.keep);
     if !resuming && !checkpoints.list()?.is_empty() {
-        bail!(
-            "{} already holds checkpoints of a run: continue it with --resume auto, or train \
-             into another output.path (-o)",
-            out.display()
-        );
+        return Err(TrainError::RunExists { out: out.clone() });
     }
     if rank == 0 {
-        std::fs::create_dir_all(out)
-            .with_context(|| format!("creating output.path {}", out.display()))?;
+        std::fs::create_dir_all(out).explain(TrainError::Io, || {
+            format!("creating output.path {}", out.display())
+        })?;
         let resolved = out.join("config.yaml");
         std::fs::write(&resolved, config.to_yaml())
-            .with_context(|| format!("writing {}", resolved.display()))?;
+            .explain(TrainError::Io, || format!("writing {}", resolved.display()))?;
     }
     Ok(checkpoints)
 }
@@ -317,7 +317,8 @@ fn ensure_synthetic(
         return Ok(());
     }
     let parent = root.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    std::fs::create_dir_all(parent)
+        .explain(TrainError::Io, || format!("creating {}", parent.display()))?;
     let staging = parent.join(format!(
         ".{}.{}",
         root.file_name().unwrap_or_default().to_string_lossy(),

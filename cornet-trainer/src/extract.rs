@@ -1,12 +1,14 @@
 //! Feature extraction, the original's `run.py test`: run images through a model and save what
 //! chosen modules output.
 
-use crate::features::{collect_taps, image_batches, write_file_list};
-use anyhow::{bail, Context, Result};
+use crate::error::Explain;
+use crate::features::{collect_taps, image_batches, write_file_list, Result};
 use candle_core::{Device, Tensor};
 use cornet_data::ImageFolder;
 use cornet_model::{Arch, Model, TapFilter};
 use std::path::{Path, PathBuf};
+
+pub use crate::features::ExtractError;
 
 /// What to keep from each forward pass.
 #[derive(Debug, Clone)]
@@ -89,7 +91,8 @@ impl Extraction {
             Some(request.arch),
             request.times,
             &request.device,
-        )?;
+        )
+        .map_err(ExtractError::Weights)?;
         let (input, file_list) = match &request.images {
             Images::Npy(path) => (Input::Tensor(read_input_npy(path)?), None),
             Images::Folder {
@@ -183,8 +186,9 @@ pub fn extract(
         collect_taps(model, batches, total, filter, with_logits)?
             .into_iter()
             .unzip();
-    std::fs::create_dir_all(output_dir)
-        .with_context(|| format!("creating {}", output_dir.display()))?;
+    std::fs::create_dir_all(output_dir).explain(ExtractError::Output, || {
+        format!("creating {}", output_dir.display())
+    })?;
     let arch = model.config().arch;
     let path = match selection {
         Selection::AllTaps => {
@@ -194,14 +198,17 @@ pub fn extract(
                 .map(String::as_str)
                 .zip(arrays.iter())
                 .collect();
-            Tensor::write_npz(&entries, &path)?;
+            Tensor::write_npz(&entries, &path).map_err(ExtractError::WriteArray)?;
             path
         }
         Selection::Layer {
             layer, sublayer, ..
         } => {
             let path = output_dir.join(format!("CORnet-{arch}_{layer}_{sublayer}_feats.npy"));
-            arrays[0].flatten_from(1)?.write_npy(&path)?;
+            arrays[0]
+                .flatten_from(1)?
+                .write_npy(&path)
+                .map_err(ExtractError::WriteArray)?;
             path
         }
     };
@@ -210,13 +217,16 @@ pub fn extract(
 
 /// Reads a preprocessed float32 NCHW batch from an `.npy` file.
 pub fn read_input_npy(path: &Path) -> Result<Tensor> {
-    let tensor = Tensor::read_npy(path).with_context(|| format!("reading {}", path.display()))?;
+    let tensor = Tensor::read_npy(path).explain(ExtractError::Input, || {
+        format!("reading {}", path.display())
+    })?;
     if tensor.rank() != 4 || tensor.dim(1)? != 3 {
-        bail!(
+        let message = format!(
             "{}: expected preprocessed images as float32 [N, 3, H, W], got shape {:?}",
             path.display(),
             tensor.dims()
         );
+        return Err(ExtractError::Input(message, None));
     }
     Ok(tensor.to_dtype(candle_core::DType::F32)?)
 }

@@ -2,13 +2,47 @@
 //! preprocessed batches. Shared by extraction (`test`) and scoring (`score --model`), which
 //! depend on this module and not on each other.
 
+use crate::error::{Cause, Explain};
 use crate::loading::batch_tensors;
-use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
-use cornet_data::{Dataset, ImageFolder, Pipeline, PipelineOptions, Transform};
+use cornet_data::{DataError, Dataset, ImageFolder, Pipeline, PipelineOptions, Transform};
 use cornet_model::{Mode, Model, TapFilter};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
+
+/// Why features could not be extracted: the weights, the images, the model's run or the
+/// output. Messages name the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    /// The weights could not be read, or are not the model asked for.
+    #[error(transparent)]
+    Weights(cornet_model::Error),
+    /// The model could not run on the images (a tap it does not have, an input it cannot
+    /// take).
+    #[error(transparent)]
+    Model(#[from] cornet_model::Error),
+    /// The images could not be read: a folder without images, an image that does not decode.
+    #[error(transparent)]
+    Images(#[from] DataError),
+    /// Preprocessed images (`.npy`) that could not be read or are not `[N, 3, H, W]`.
+    #[error("{0}")]
+    Input(String, #[source] Option<Cause>),
+    /// There were no images at all.
+    #[error("no images to extract features from")]
+    NoImages,
+    /// An output file or folder could not be written; the message names it.
+    #[error("{0}")]
+    Output(String, #[source] Option<Cause>),
+    /// An output array could not be written (candle's message says why).
+    #[error(transparent)]
+    WriteArray(candle_core::Error),
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+}
+
+/// What extraction returns.
+pub type Result<T, E = ExtractError> = std::result::Result<T, E>;
 
 /// The taps `filter` selects (and the logits, if asked) of `total` images arriving in
 /// `batches`, each concatenated over all images, in call order.
@@ -20,7 +54,7 @@ pub fn collect_taps(
     with_logits: bool,
 ) -> Result<Vec<(String, Tensor)>> {
     if total == 0 {
-        bail!("no images to extract features from");
+        return Err(ExtractError::NoImages);
     }
     let progress = ProgressBar::new(total as u64).with_style(
         ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} images ({per_sec}, eta {eta})")
@@ -86,14 +120,17 @@ pub fn image_batches(
 
 /// Writes `OUT/file_list.txt`, the images in the order of the feature rows.
 pub fn write_file_list(folder: &ImageFolder, output_dir: &Path) -> Result<PathBuf> {
-    std::fs::create_dir_all(output_dir)
-        .with_context(|| format!("creating {}", output_dir.display()))?;
+    std::fs::create_dir_all(output_dir).explain(ExtractError::Output, || {
+        format!("creating {}", output_dir.display())
+    })?;
     let path = output_dir.join("file_list.txt");
     let mut text = String::new();
     for i in 0..folder.len() {
         text.push_str(&folder.path(i).display().to_string());
         text.push('\n');
     }
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(&path, text).explain(ExtractError::Output, || {
+        format!("writing {}", path.display())
+    })?;
     Ok(path)
 }

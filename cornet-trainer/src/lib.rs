@@ -5,6 +5,9 @@
 //! ([`distributed`]). [`extract`] saves a model's features as the original `run.py test`
 //! did, and [`score`] measures how brain-like features are. The `cornet-trainer` binary is a
 //! thin command line over these modules.
+//!
+//! Each area returns its own error type, whose variants tell apart the failures a caller
+//! could act on and keep the error behind them as their `source()` ([`error`]).
 
 #![warn(missing_docs)]
 
@@ -13,6 +16,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod device;
 pub mod distributed;
+pub mod error;
 pub mod experiment;
 pub mod extract;
 pub mod features;

@@ -1,10 +1,26 @@
 //! `torch.optim.SGD` and the step schedule of the original `run.py`, with PyTorch's semantics.
 
-use anyhow::{Context, Result};
 use candle_core::backprop::GradStore;
 use candle_core::Tensor;
 use cornet_model::Entry;
 use std::collections::HashMap;
+
+/// An SGD update that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OptimError {
+    /// A parameter did not take its updated value (its shape or dtype is not the gradient's).
+    #[error("updating `{name}`")]
+    Update {
+        /// The parameter's state-dict name.
+        name: String,
+        /// What candle said.
+        #[source]
+        source: candle_core::Error,
+    },
+    /// A tensor operation of the update failed.
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+}
 
 /// SGD with momentum and L2 weight decay (no dampening, no Nesterov), as PyTorch computes it:
 /// `g = grad + wd * p`; `buf = g` at a parameter's first step, else `buf = momentum * buf + g`;
@@ -34,7 +50,7 @@ impl Sgd {
         params: impl IntoIterator<Item = &'a Entry>,
         grads: &GradStore,
         lr: f64,
-    ) -> Result<()> {
+    ) -> Result<(), OptimError> {
         for entry in params {
             let Some(grad) = grads.get(entry.var.as_tensor()) else {
                 continue;
@@ -55,7 +71,10 @@ impl Sgd {
             entry
                 .var
                 .set(&updated)
-                .with_context(|| format!("updating `{}`", entry.name))?;
+                .map_err(|source| OptimError::Update {
+                    name: entry.name.clone(),
+                    source,
+                })?;
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! loopback addresses: every way ends with the weights of `launch --nproc 2`.
 
 use crate::util::{
-    final_weights, free_port, run, start, start_with_env, stderr_of_failure, wait_for_success,
+    final_weights, free_port, run, start_with_env, stderr_of_failure, wait_for_success,
     wait_for_train_steps, write_config,
 };
 use std::collections::BTreeMap;
@@ -151,7 +151,10 @@ fn a_stopped_launcher_has_its_ranks_checkpoint_and_the_run_resumes() {
         stopped_at.elapsed()
     );
     assert!(stderr.contains("stopped by a signal"), "{stderr}");
-    assert!(ranks.iter().all(|&pid| !alive(pid)), "a rank outlived its launcher");
+    assert!(
+        ranks.iter().all(|&pid| !alive(pid)),
+        "a rank outlived its launcher"
+    );
     wait_for_success(launch(dir.path(), "stopped", 60, &["--resume", "auto"]));
     assert!(final_weights(&run) == *reference(), "weights differ");
 }
@@ -237,11 +240,29 @@ fn two_nodes_on_two_loopback_addresses_train_as_one_node_does() {
         .map(|(node, addr)| {
             let node = node.to_string();
             let args = [
-                "launch", "--nproc", "1", "--nnodes", "2", "--node-rank", &node,
-                "--master-addr", "127.0.0.2", "--master-port", &port, "--local-addr", addr,
-                "--run-id", "two-nodes", "--", "--config", config.to_str().unwrap(),
+                "launch",
+                "--nproc",
+                "1",
+                "--nnodes",
+                "2",
+                "--node-rank",
+                &node,
+                "--master-addr",
+                "127.0.0.2",
+                "--master-port",
+                &port,
+                "--local-addr",
+                addr,
+                "--run-id",
+                "two-nodes",
+                "--",
+                "--config",
+                config.to_str().unwrap(),
             ];
-            let vars = [("RUST_LOG", "info,cornet_trainer::distributed=debug"), ONE_THREAD];
+            let vars = [
+                ("RUST_LOG", "info,cornet_trainer::distributed=debug"),
+                ONE_THREAD,
+            ];
             start_with_env(&args, &vars)
         })
         .collect();

@@ -9,7 +9,9 @@ use cornet_model::{Arch, Model, ModelConfig};
 use cornet_trainer::checkpoint::CheckpointDir;
 use cornet_trainer::distributed::{env::RankEnv, tcp::TcpRing, Communicator, SingleRank};
 use cornet_trainer::optim::StepLr;
-use cornet_trainer::train::{BatchSource, Interrupts, LabelledBatch, RunSettings, Trainer};
+use cornet_trainer::train::{
+    BatchSource, Interrupts, LabelledBatch, RunSettings, TrainError, Trainer,
+};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::collections::BTreeMap;
@@ -78,7 +80,7 @@ impl BatchSource for MemorySource {
         &self,
         epoch: u64,
         start: u64,
-    ) -> Result<Box<dyn Iterator<Item = Result<LabelledBatch>> + '_>> {
+    ) -> Result<Box<dyn Iterator<Item = Result<LabelledBatch, TrainError>> + '_>, TrainError> {
         let n = self.labels.dim(0)?;
         let mut order: Vec<u32> = (0..n as u32).collect();
         order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(1000 + epoch));
@@ -260,7 +262,10 @@ fn a_checkpoint_request_saves_after_the_step_and_training_goes_on() {
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     // Newest first: the two epoch ends, and the one asked for.
-    assert_eq!(steps, ["step-0000000012", "step-0000000006", "step-0000000003"]);
+    assert_eq!(
+        steps,
+        ["step-0000000012", "step-0000000006", "step-0000000003"]
+    );
 }
 
 /// ||a - b|| / ||b|| over all parameters together, in f64.
@@ -285,14 +290,8 @@ fn two_ranks_match_one(arch: Arch) {
         let mut comm = SingleRank;
         let mut s = settings(one_dir.path(), 1);
         s.save_val_epochs = 0.0;
-        let mut trainer = Trainer::new(
-            &single,
-            &mut comm,
-            s,
-            &train,
-            Interrupts::default(),
-        )
-        .unwrap();
+        let mut trainer =
+            Trainer::new(&single, &mut comm, s, &train, Interrupts::default()).unwrap();
         trainer.run(&train, None).unwrap();
     }
     let port = free_port();

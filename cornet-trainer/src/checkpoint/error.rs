@@ -69,7 +69,7 @@ pub(super) fn io(doing: impl FnOnce() -> String) -> impl FnOnce(std::io::Error) 
     }
 }
 
-/// `err` and its causes on one line, `: `-separated (as `{:#}` shows an `anyhow` error).
+/// `err` and its causes on one line, `: `-separated (as the command line prints an error).
 pub(super) fn with_causes(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut cause = err.source();

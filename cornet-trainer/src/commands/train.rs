@@ -15,7 +15,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         resume: args.resume.clone(),
         force: args.force,
         init: args.init.clone(),
-    })
+    })?;
+    Ok(())
 }
 
 /// Sets this rank's share of the CPU cores (see [`cpu_threads`]) unless `RAYON_NUM_THREADS`

@@ -88,9 +88,9 @@ impl RankEnv {
 
     fn torchrun(vars: &Vars) -> Result<Self> {
         let world_size = vars.number("WORLD_SIZE")?.unwrap_or_default();
-        let rank = vars.number("RANK")?.explain(Invalid, || {
-            "WORLD_SIZE is set but RANK is not".to_string()
-        })?;
+        let rank = vars
+            .number("RANK")?
+            .explain(Invalid, || "WORLD_SIZE is set but RANK is not".to_string())?;
         check_rank(rank, world_size, "RANK", "WORLD_SIZE")?;
         Ok(RankEnv {
             rank,
@@ -98,10 +98,14 @@ impl RankEnv {
             world_size,
             local_world_size: vars.number("LOCAL_WORLD_SIZE")?.unwrap_or(1),
             node_rank: vars.number("GROUP_RANK")?.unwrap_or(0),
-            master_addr: vars.text("MASTER_ADDR").unwrap_or_else(|| "127.0.0.1".into()),
+            master_addr: vars
+                .text("MASTER_ADDR")
+                .unwrap_or_else(|| "127.0.0.1".into()),
             master_port: vars.port("MASTER_PORT")?.unwrap_or(DEFAULT_PORT),
             agent_store: vars.flag("TORCHELASTIC_USE_AGENT_STORE"),
-            run_id: vars.text("TORCHELASTIC_RUN_ID").unwrap_or_else(|| "none".into()),
+            run_id: vars
+                .text("TORCHELASTIC_RUN_ID")
+                .unwrap_or_else(|| "none".into()),
             restart_count: vars.number("TORCHELASTIC_RESTART_COUNT")?.unwrap_or(0),
             error_file: vars.text("TORCHELASTIC_ERROR_FILE").map(PathBuf::from),
             local_addr: vars.address("CORNET_LOCAL_ADDR")?,
@@ -212,8 +216,12 @@ fn first_host(vars: &Vars) -> Result<String> {
         .explain(Invalid, || {
             "under Slurm, MASTER_ADDR or SLURM_JOB_NODELIST must be set".to_string()
         })?;
-    let hosts = hostlist_parser::parse(&list)
-        .map_err(|e| Invalid(format!("{name}={list:?} is not a Slurm node list: {e}"), None))?;
+    let hosts = hostlist_parser::parse(&list).map_err(|e| {
+        Invalid(
+            format!("{name}={list:?} is not a Slurm node list: {e}"),
+            None,
+        )
+    })?;
     hosts
         .into_iter()
         .next()
@@ -341,7 +349,13 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(
-            (env.rank, env.local_rank, env.world_size, env.local_world_size, env.node_rank),
+            (
+                env.rank,
+                env.local_rank,
+                env.world_size,
+                env.local_world_size,
+                env.node_rank
+            ),
             (5, 1, 8, 4, 1)
         );
         assert_eq!((env.master_addr.as_str(), env.master_port), ("node0", 1234));
@@ -362,7 +376,10 @@ mod tests {
         .unwrap()
         .unwrap();
         // One process per pod: the pod's only device, its only rank, rank 0 serves the store.
-        assert_eq!((env.local_rank, env.local_world_size, env.node_rank), (0, 1, 0));
+        assert_eq!(
+            (env.local_rank, env.local_world_size, env.node_rank),
+            (0, 1, 0)
+        );
         assert!(!env.agent_store);
         assert_eq!(env.key_prefix(), "cornet/none/attempt_0/");
     }
@@ -380,7 +397,13 @@ mod tests {
         ];
         let env = parse(&slurm).unwrap().unwrap();
         assert_eq!(
-            (env.rank, env.local_rank, env.world_size, env.local_world_size, env.node_rank),
+            (
+                env.rank,
+                env.local_rank,
+                env.world_size,
+                env.local_world_size,
+                env.node_rank
+            ),
             (6, 2, 8, 4, 1)
         );
         assert_eq!(env.master_addr, "gpu01");
@@ -397,17 +420,26 @@ mod tests {
             ("SLURM_RESTART_COUNT", "1"),
         ]);
         let env = parse(&more).unwrap().unwrap();
-        assert_eq!((env.master_addr.as_str(), env.master_port), ("10.0.0.9", 4242));
+        assert_eq!(
+            (env.master_addr.as_str(), env.master_port),
+            ("10.0.0.9", 4242)
+        );
         assert_eq!(env.restart_count, 1);
 
         // torchrun inside the allocation: its variables win.
         let mut both = slurm.to_vec();
         both.extend([("WORLD_SIZE", "2"), ("RANK", "1"), ("LOCAL_RANK", "1")]);
         let env = parse(&both).unwrap().unwrap();
-        assert_eq!((env.rank, env.world_size, env.launcher), (1, 2, Launcher::Torchrun));
+        assert_eq!(
+            (env.rank, env.world_size, env.launcher),
+            (1, 2, Launcher::Torchrun)
+        );
 
         // One task is a single process.
-        assert_eq!(parse(&[("SLURM_NTASKS", "1"), ("SLURM_PROCID", "0")]).unwrap(), None);
+        assert_eq!(
+            parse(&[("SLURM_NTASKS", "1"), ("SLURM_PROCID", "0")]).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -459,14 +491,19 @@ mod tests {
 
     #[test]
     fn inconsistent_variables_are_named() {
-        assert_eq!(err(&[("WORLD_SIZE", "2")]), "WORLD_SIZE is set but RANK is not");
+        assert_eq!(
+            err(&[("WORLD_SIZE", "2")]),
+            "WORLD_SIZE is set but RANK is not"
+        );
         assert_eq!(
             err(&[("WORLD_SIZE", "2"), ("RANK", "2")]),
             "RANK=2 is not below WORLD_SIZE=2"
         );
         assert!(err(&[("WORLD_SIZE", "two"), ("RANK", "0")]).starts_with("WORLD_SIZE=\"two\""));
-        assert!(err(&[("WORLD_SIZE", "1"), ("RANK", "0"), ("MASTER_PORT", "99999")])
-            .starts_with("MASTER_PORT"));
+        assert!(
+            err(&[("WORLD_SIZE", "1"), ("RANK", "0"), ("MASTER_PORT", "99999")])
+                .starts_with("MASTER_PORT")
+        );
         assert_eq!(
             err(&[("SLURM_NTASKS", "2"), ("SLURM_PROCID", "2")]),
             "SLURM_PROCID=2 is not below SLURM_NTASKS=2"

@@ -1,7 +1,9 @@
 //! What can go wrong between ranks, each message naming the rank, variable or address.
 
-/// The cause of a [`DistributedError`], when there is one.
-pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+// The crate's shared helper: `result.explain(DistributedError::Rendezvous, || format!(".."))`
+// is that kind of error with the original error as its cause.
+pub use crate::error::Cause;
+pub(crate) use crate::error::Explain;
 
 /// A failure to place, connect, synchronise or launch the ranks. The kinds tell apart a
 /// wrong environment, ranks that never met, a collective that broke, and the launcher.
@@ -43,34 +45,3 @@ pub enum DistributedError {
 
 /// What distribution's operations return.
 pub type Result<T, E = DistributedError> = std::result::Result<T, E>;
-
-/// Explains a failure as one kind of [`DistributedError`], the original error as its cause:
-/// `result.explain(DistributedError::Rendezvous, || format!("..."))`.
-pub(crate) trait Explain<T> {
-    /// On failure, `kind(message(), cause)`.
-    fn explain(
-        self,
-        kind: fn(String, Option<Cause>) -> DistributedError,
-        message: impl FnOnce() -> String,
-    ) -> Result<T>;
-}
-
-impl<T, E: Into<Cause>> Explain<T> for std::result::Result<T, E> {
-    fn explain(
-        self,
-        kind: fn(String, Option<Cause>) -> DistributedError,
-        message: impl FnOnce() -> String,
-    ) -> Result<T> {
-        self.map_err(|cause| kind(message(), Some(cause.into())))
-    }
-}
-
-impl<T> Explain<T> for Option<T> {
-    fn explain(
-        self,
-        kind: fn(String, Option<Cause>) -> DistributedError,
-        message: impl FnOnce() -> String,
-    ) -> Result<T> {
-        self.ok_or_else(|| kind(message(), None))
-    }
-}

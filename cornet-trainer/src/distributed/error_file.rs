@@ -58,7 +58,10 @@ mod tests {
             data["message"]["message"],
             "CornetError: data.train: no such folder: /x"
         );
-        assert_eq!(read(&path).as_deref(), Some("data.train: no such folder: /x"));
+        assert_eq!(
+            read(&path).as_deref(),
+            Some("data.train: no such folder: /x")
+        );
         assert!(!dir.path().join("error.json.partial").exists());
     }
 

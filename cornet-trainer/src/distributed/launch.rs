@@ -115,7 +115,8 @@ pub fn launch(options: &LaunchOptions) -> Result<()> {
     };
     let mut agents = Agents::connect(options)?;
     let stop = stop_on_signals()?;
-    let workdir = tempfile::tempdir().explain(Launch, || "creating the launcher's folder".into())?;
+    let workdir =
+        tempfile::tempdir().explain(Launch, || "creating the launcher's folder".into())?;
     for attempt in 0..=options.max_restarts {
         match run_attempt(options, attempt, workdir.path(), &mut agents, &stop)? {
             Outcome::Finished => return Ok(()),
@@ -297,7 +298,10 @@ fn start_rank(
         .env("MASTER_PORT", options.master_port.to_string())
         .env("TORCHELASTIC_RUN_ID", &options.run_id)
         .env("TORCHELASTIC_RESTART_COUNT", attempt.to_string())
-        .env("TORCHELASTIC_MAX_RESTARTS", options.max_restarts.to_string())
+        .env(
+            "TORCHELASTIC_MAX_RESTARTS",
+            options.max_restarts.to_string(),
+        )
         .env("TORCHELASTIC_USE_AGENT_STORE", "True")
         .env("TORCHELASTIC_ERROR_FILE", &error_file)
         .env(HEARTBEAT_ENV, &heartbeat)

@@ -44,12 +44,14 @@ impl Nccl {
             rendezvous.publish(ID_KEY, &bytes)?;
             id
         } else {
-            let bytes = rendezvous.fetch(ID_KEY, env.timeout)?.explain(Rendezvous, || {
-                format!(
-                    "rank 0 did not publish the NCCL id within {:?}",
-                    env.timeout
-                )
-            })?;
+            let bytes = rendezvous
+                .fetch(ID_KEY, env.timeout)?
+                .explain(Rendezvous, || {
+                    format!(
+                        "rank 0 did not publish the NCCL id within {:?}",
+                        env.timeout
+                    )
+                })?;
             let mut internal = [0 as std::ffi::c_char; 128];
             if bytes.len() != internal.len() {
                 return Err(Rendezvous(

@@ -67,7 +67,10 @@ mod tests {
     #[test]
     fn each_rank_takes_its_local_ranks_device_unless_given_one() {
         assert_eq!(Placement::resolve(8, "cuda", 8, 3, None).device, "cuda:3");
-        assert_eq!(Placement::resolve(8, "cuda", 8, 3, Some(4)).device, "cuda:3");
+        assert_eq!(
+            Placement::resolve(8, "cuda", 8, 3, Some(4)).device,
+            "cuda:3"
+        );
         assert_eq!(Placement::resolve(8, "cuda", 8, 3, Some(1)).device, "cuda");
         assert_eq!(Placement::resolve(8, "cuda:0", 8, 3, None).device, "cuda:0");
     }

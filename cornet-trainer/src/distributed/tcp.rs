@@ -44,8 +44,8 @@ impl TcpRing {
             let entry = rendezvous
                 .fetch(&format!("ring/{rank}"), left)?
                 .explain(Rendezvous, || missing_rank(env, rank))?;
-            let entry = String::from_utf8(entry)
-                .explain(Rendezvous, || "malformed ring entry".into())?;
+            let entry =
+                String::from_utf8(entry).explain(Rendezvous, || "malformed ring entry".into())?;
             let (world, addr) = entry
                 .split_once(' ')
                 .explain(Rendezvous, || "malformed ring entry".into())?;

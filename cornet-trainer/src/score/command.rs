@@ -1,10 +1,11 @@
 //! `cornet-trainer score`: features and recordings from .npy files to a table or JSON.
 
+use super::error::{Result, ScoreError};
 use super::{
     centred_gram, cka_from_grams, cross_validated_predictivity, mean_over_repetitions, rdm, rsa,
     split_half_ceiling, LayerFeatures,
 };
-use anyhow::{bail, Context, Result};
+use crate::error::Explain;
 use candle_core::Tensor;
 use nalgebra::DMatrix;
 use npyz::WriterBuilder;
@@ -140,7 +141,7 @@ impl Recordings {
         let (has_repetitions, stimuli, neuroids) = match shape[..] {
             [_, s, n] => (true, s, n),
             [s, n] => (false, s, n),
-            _ => bail!("{}: recordings must be [repetitions, stimuli, neuroids] or [stimuli, neuroids], got {shape:?}", path.display()),
+            _ => return Err(ScoreError::Shape(format!("{}: recordings must be [repetitions, stimuli, neuroids] or [stimuli, neuroids], got {shape:?}", path.display()))),
         };
         let trials = values
             .chunks(stimuli * neuroids)
@@ -180,17 +181,17 @@ impl Protocol {
         for f in 0..fold_count {
             let train = folds.iter().filter(|&&g| g != f).count();
             if train < COMPONENTS {
-                bail!("fold {f} leaves {train} training stimuli, fewer than the {COMPONENTS} PLS components");
+                return Err(ScoreError::Protocol(format!("fold {f} leaves {train} training stimuli, fewer than the {COMPONENTS} PLS components")));
             }
         }
         let reps = recordings.trials.len();
         // A repetition axis (or given split halves) asks for a ceiling; 2-D responses have none.
         let splits = if recordings.has_repetitions || split_halves.is_some() {
             if reps < 2 {
-                bail!(
+                return Err(ScoreError::Protocol(format!(
                     "{}: a ceiling needs at least 2 repetitions, got {reps}",
                     request.recordings.display()
-                );
+                )));
             }
             Some(match split_halves {
                 Some(path) => read_splits(path, reps)?,
@@ -281,30 +282,34 @@ pub fn score_layer(
 pub fn score(request: &ScoreRequest) -> Result<Scores> {
     let (features_shape, features) = read_npy(&request.features)?;
     let [stimuli, units] = features_shape[..] else {
-        bail!(
+        return Err(ScoreError::Shape(format!(
             "{}: features must be [stimuli, units], got {features_shape:?}",
             request.features.display()
-        );
+        )));
     };
     let neural = &request.neural;
     let recordings = Recordings::load(&neural.recordings)?;
     if recordings.stimuli() != stimuli {
-        bail!(
+        return Err(ScoreError::Shape(format!(
             "{} has {stimuli} stimuli but {} has {}",
             request.features.display(),
             neural.recordings.display(),
             recordings.stimuli()
-        );
+        )));
     }
     let protocol = neural.protocol(&recordings)?;
     let features = Tensor::from_vec(features, (stimuli, units), &candle_core::Device::Cpu)?;
-    let Some(features) =
-        LayerFeatures::new(&features).with_context(|| format!("{}", request.features.display()))?
+    let Some(features) = LayerFeatures::new(&features).explain(ScoreError::Features, || {
+        request.features.display().to_string()
+    })?
     else {
-        bail!(
-            "{}: the features are the same for every stimulus; nothing to score",
-            request.features.display()
-        );
+        return Err(ScoreError::Features(
+            format!(
+                "{}: the features are the same for every stimulus; nothing to score",
+                request.features.display()
+            ),
+            None,
+        ));
     };
     let target = NeuralTarget::new(&recordings, &protocol);
     Ok(score_layer(&features, &target, &protocol, neural.metric))
@@ -315,18 +320,24 @@ pub fn score(request: &ScoreRequest) -> Result<Scores> {
 fn array_bytes(path: &Path) -> Result<Vec<u8>> {
     let text = path.to_string_lossy();
     let Some((archive, name)) = text.split_once(".npz:") else {
-        return std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+        return std::fs::read(path)
+            .explain(ScoreError::Read, || format!("reading {}", path.display()));
     };
     let archive = format!("{archive}.npz");
-    let file = std::fs::File::open(&archive).with_context(|| format!("reading {archive}"))?;
+    let file =
+        std::fs::File::open(&archive).explain(ScoreError::Read, || format!("reading {archive}"))?;
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
-        .with_context(|| format!("{archive}: not an .npz archive"))?;
+        .explain(ScoreError::Read, || {
+            format!("{archive}: not an .npz archive")
+        })?;
     let mut entry = zip
         .by_name(&format!("{name}.npy"))
-        .with_context(|| format!("{archive} has no array `{name}`"))?;
+        .explain(ScoreError::Read, || {
+            format!("{archive} has no array `{name}`")
+        })?;
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut entry, &mut bytes)
-        .with_context(|| format!("reading {archive}:{name}"))?;
+        .explain(ScoreError::Read, || format!("reading {archive}:{name}"))?;
     Ok(bytes)
 }
 
@@ -334,13 +345,17 @@ fn array_bytes(path: &Path) -> Result<Vec<u8>> {
 /// infinity are refused, naming the file.
 fn read_npy(path: &Path) -> Result<(Vec<usize>, Vec<f64>)> {
     let bytes = array_bytes(path)?;
-    let npy = npyz::NpyFile::new(&bytes[..])
-        .with_context(|| format!("{}: not an .npy file", path.display()))?;
+    let npy = npyz::NpyFile::new(&bytes[..]).explain(ScoreError::Read, || {
+        format!("{}: not an .npy file", path.display())
+    })?;
     if npy.order() != npyz::Order::C {
-        bail!(
-            "{}: Fortran-ordered arrays are not supported",
-            path.display()
-        );
+        return Err(ScoreError::Read(
+            format!(
+                "{}: Fortran-ordered arrays are not supported",
+                path.display()
+            ),
+            None,
+        ));
     }
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let values: Vec<f64> = match npy.dtype() {
@@ -350,39 +365,48 @@ fn read_npy(path: &Path) -> Result<(Vec<usize>, Vec<f64>)> {
         npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 8 => {
             npy.into_vec::<f64>()?
         }
-        other => bail!(
-            "{}: expected float32 or float64, got {other:?}",
-            path.display()
-        ),
+        other => {
+            return Err(ScoreError::Read(
+                format!(
+                    "{}: expected float32 or float64, got {other:?}",
+                    path.display()
+                ),
+                None,
+            ))
+        }
     };
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        bail!(
-            "{}: element {i} is {} (NaN or infinite values cannot be scored)",
-            path.display(),
-            values[i]
-        );
+        return Err(ScoreError::Read(
+            format!(
+                "{}: element {i} is {} (NaN or infinite values cannot be scored)",
+                path.display(),
+                values[i]
+            ),
+            None,
+        ));
     }
     Ok((shape, values))
 }
 
 fn read_int_npy(path: &Path) -> Result<(Vec<usize>, Vec<i64>)> {
     let bytes = array_bytes(path)?;
-    let npy = npyz::NpyFile::new(&bytes[..])
-        .with_context(|| format!("{}: not an .npy file", path.display()))?;
+    let npy = npyz::NpyFile::new(&bytes[..]).explain(ScoreError::Read, || {
+        format!("{}: not an .npy file", path.display())
+    })?;
     let shape = npy.shape().iter().map(|&d| d as usize).collect();
-    let values = npy
-        .into_vec::<i64>()
-        .with_context(|| format!("{}: expected int64", path.display()))?;
+    let values = npy.into_vec::<i64>().explain(ScoreError::Read, || {
+        format!("{}: expected int64", path.display())
+    })?;
     Ok((shape, values))
 }
 
 fn read_indices(path: &Path, stimuli: usize) -> Result<Vec<usize>> {
     let (shape, values) = read_int_npy(path)?;
     if shape != [stimuli] || values.iter().any(|&v| v < 0) {
-        bail!(
+        return Err(ScoreError::Protocol(format!(
             "{}: folds must be {stimuli} non-negative fold numbers, got shape {shape:?}",
             path.display()
-        );
+        )));
     }
     Ok(values.into_iter().map(|v| v as usize).collect())
 }
@@ -390,7 +414,7 @@ fn read_indices(path: &Path, stimuli: usize) -> Result<Vec<usize>> {
 fn read_splits(path: &Path, reps: usize) -> Result<Vec<Vec<usize>>> {
     let (shape, values) = read_int_npy(path)?;
     if shape.len() != 2 || shape[1] != reps {
-        bail!("{}: split halves must be [splits, {reps}] permutations of the repetitions, got {shape:?}", path.display());
+        return Err(ScoreError::Protocol(format!("{}: split halves must be [splits, {reps}] permutations of the repetitions, got {shape:?}", path.display())));
     }
     let splits: Vec<Vec<usize>> = values
         .chunks(reps)
@@ -400,10 +424,10 @@ fn read_splits(path: &Path, reps: usize) -> Result<Vec<Vec<usize>>> {
         let mut sorted = split.clone();
         sorted.sort();
         if sorted != (0..reps).collect::<Vec<_>>() {
-            bail!(
+            return Err(ScoreError::Protocol(format!(
                 "{}: row {split:?} is not a permutation of 0..{reps}",
                 path.display()
-            );
+            )));
         }
     }
     Ok(splits)
@@ -420,7 +444,8 @@ fn write_indices(path: &Path, shape: &[usize], values: &[usize]) -> Result<()> {
         .begin_nd()?;
     writer.extend(values.iter().map(|&v| v as i64))?;
     writer.finish()?;
-    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(path, bytes)
+        .explain(ScoreError::Output, || format!("writing {}", path.display()))?;
     tracing::info!(
         "wrote {} (pass it back to reproduce this score)",
         path.display()

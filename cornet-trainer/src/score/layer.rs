@@ -13,8 +13,8 @@
 //!   Xr Xr' = G + c 1' + 1 c' + |d|² 1 1' - b b'/p with c = Xc d.
 //!   Each term is as large as the data it describes, so no large common offset cancels.
 
+use super::error::{Result, ScoreError};
 use super::similarity::rdm_from_gram;
-use anyhow::{bail, Result};
 use candle_core::{DType, Tensor, D};
 use nalgebra::{DMatrix, SymmetricEigen};
 
@@ -41,7 +41,7 @@ impl LayerFeatures {
         let (n, p) = features.dims2()?;
         let grams = StimulusGrams::new(features)?;
         if !grams.centred.iter().all(|v| v.is_finite()) {
-            bail!("the features hold NaN or infinite values");
+            return Err(ScoreError::NonFinite);
         }
         // Variation over stimuli below a millionth of the features' size (RMS) is rounding:
         // f32 features resolve no finer.
@@ -70,7 +70,7 @@ struct StimulusGrams {
 }
 
 impl StimulusGrams {
-    fn new(x: &Tensor) -> Result<StimulusGrams> {
+    fn new(x: &Tensor) -> candle_core::Result<StimulusGrams> {
         let (n, p) = x.dims2()?;
         let width = (BLOCK_VALUES / n.max(1)).clamp(1, p.max(1));
         let blocks = || {
@@ -130,7 +130,7 @@ fn gram_factor(gram: &DMatrix<f64>) -> DMatrix<f64> {
 }
 
 /// A 2-D f64 tensor as a matrix on the CPU.
-fn to_matrix(t: &Tensor) -> Result<DMatrix<f64>> {
+fn to_matrix(t: &Tensor) -> candle_core::Result<DMatrix<f64>> {
     let (rows, cols) = t.dims2()?;
     let values = t.flatten_all()?.to_device(&candle_core::Device::Cpu)?;
     Ok(DMatrix::from_row_slice(

@@ -3,6 +3,7 @@
 
 mod ceiling;
 pub mod command;
+mod error;
 mod layer;
 pub mod plot;
 mod pls;
@@ -11,6 +12,7 @@ mod similarity;
 mod stats;
 
 pub use ceiling::split_half_ceiling;
+pub use error::{Result, ScoreError};
 pub use layer::LayerFeatures;
 pub use pls::{cross_validated_predictivity, Pls, Predictivity};
 pub use similarity::{centred_gram, cka_from_grams, cka_linear, rdm, rdm_from_gram, rsa};

@@ -1,7 +1,8 @@
 //! The scan as a picture: score against time step, one panel per metric, one line per area.
 
+use super::error::{Result, ScoreError};
 use super::scan::Scan;
-use anyhow::{Context, Result};
+use crate::error::{Cause, Explain};
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -11,12 +12,13 @@ const LEGEND: u32 = 40;
 
 /// Writes `scan` to `path` as SVG (text as SVG text: no fonts needed to draw it).
 pub fn write_svg(scan: &Scan, path: &Path) -> Result<()> {
-    draw(scan, path).with_context(|| format!("drawing {}", path.display()))
+    draw(scan, path).explain(ScoreError::Output, || format!("drawing {}", path.display()))
 }
 
-fn draw(scan: &Scan, path: &Path) -> Result<()> {
+/// The plot; fails as plotters does (or with nothing to plot), the caller naming the file.
+fn draw(scan: &Scan, path: &Path) -> Result<(), Cause> {
     let Some(first) = scan.taps.first() else {
-        anyhow::bail!("no taps to plot");
+        return Err("no taps to plot".into());
     };
     let metrics: Vec<(&str, &str)> = first.values().map(|(n, label, _)| (n, label)).collect();
     let areas = scan.areas();

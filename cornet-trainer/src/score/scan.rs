@@ -2,9 +2,10 @@
 //! decoder's pooled features, scored against recordings of the same images.
 
 use super::command::{score_layer, NeuralRequest, NeuralTarget, Recordings, Scores};
+use super::error::{Result, ScoreError};
 use super::LayerFeatures;
-use crate::features::{collect_taps, image_batches, write_file_list};
-use anyhow::{bail, Context, Result};
+use crate::error::Explain;
+use crate::features::{collect_taps, image_batches, write_file_list, ExtractError};
 use candle_core::Device;
 use cornet_data::{Dataset, ImageFolder};
 use cornet_model::{Arch, Model, TapFilter};
@@ -128,8 +129,8 @@ impl Scan {
             metric: &'a str,
             value: f64,
         }
-        let mut writer =
-            csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
+        let mut writer = csv::Writer::from_path(path)
+            .explain(ScoreError::Output, || format!("writing {}", path.display()))?;
         for tap in &self.taps {
             for (metric, _, value) in tap.values() {
                 writer.serialize(Row {
@@ -142,7 +143,7 @@ impl Scan {
         }
         writer
             .flush()
-            .with_context(|| format!("writing {}", path.display()))
+            .explain(ScoreError::Output, || format!("writing {}", path.display()))
     }
 }
 
@@ -157,15 +158,16 @@ pub fn scan(request: &ScanRequest) -> Result<Scan> {
             Some(list) => format!("{} lists", list.display()),
             None => format!("{} holds", request.images.display()),
         };
-        bail!(
+        return Err(ScoreError::Shape(format!(
             "{source} {} images but {} has {} stimuli",
             images.len(),
             neural.recordings.display(),
             recordings.stimuli()
-        );
+        )));
     }
-    std::fs::create_dir_all(&neural.out_dir)
-        .with_context(|| format!("creating {}", neural.out_dir.display()))?;
+    std::fs::create_dir_all(&neural.out_dir).explain(ScoreError::Output, || {
+        format!("creating {}", neural.out_dir.display())
+    })?;
     let protocol = neural.protocol(&recordings)?;
     let target = NeuralTarget::new(&recordings, &protocol);
     let model = Model::from_checkpoint(
@@ -173,7 +175,8 @@ pub fn scan(request: &ScanRequest) -> Result<Scan> {
         Some(request.arch),
         request.times,
         &request.device,
-    )?;
+    )
+    .map_err(ExtractError::Weights)?;
     write_file_list(&images, &neural.out_dir)?;
     let batches = image_batches(images, request.imsize, request.workers, request.batch_size)?;
     let taps = collect_taps(&model, batches.images, batches.total, scored_taps(), false)?;
@@ -188,7 +191,9 @@ pub fn scan(request: &ScanRequest) -> Result<Scan> {
         progress.set_message(name.clone());
         let (area, time_step) = area_and_step(&name)?;
         let features = LayerFeatures::new(&features.flatten_from(1)?)
-            .with_context(|| format!("tap {name} of {}", request.weights.display()))?;
+            .explain(ScoreError::Features, || {
+                format!("tap {name} of {}", request.weights.display())
+            })?;
         match features {
             Some(features) => scored.push(TapScore {
                 area,
@@ -217,17 +222,18 @@ pub fn scan(request: &ScanRequest) -> Result<Scan> {
 /// in sorted file-name order without one.
 fn stimulus_images(folder: &Path, list: Option<&Path>) -> Result<ImageFolder> {
     let Some(list) = list else {
-        return Ok(ImageFolder::flat(folder)?);
+        return Ok(ImageFolder::flat(folder).map_err(ExtractError::Images)?);
     };
-    let text =
-        std::fs::read_to_string(list).with_context(|| format!("reading {}", list.display()))?;
+    let text = std::fs::read_to_string(list)
+        .explain(ScoreError::Read, || format!("reading {}", list.display()))?;
     let names: Vec<String> = text
         .lines()
         .map(str::trim)
         .filter(|line| !line.is_empty())
         .map(str::to_owned)
         .collect();
-    ImageFolder::listed(folder, &names).with_context(|| format!("--stimuli {}", list.display()))
+    ImageFolder::listed(folder, &names)
+        .explain(ScoreError::Read, || format!("--stimuli {}", list.display()))
 }
 
 /// The areas of `taps` in the order of their first tap.
@@ -260,5 +266,7 @@ fn area_and_step(tap: &str) -> Result<(String, usize)> {
         let area = module.strip_suffix(".output").unwrap_or(module);
         Some((area.to_owned(), call.parse().ok()?))
     });
-    parsed.with_context(|| format!("tap `{tap}` is not <module>.<call>"))
+    parsed.explain(ScoreError::Features, || {
+        format!("tap `{tap}` is not <module>.<call>")
+    })
 }

@@ -1,8 +1,8 @@
 //! The loop's batches from image files: a `cornet-data` pipeline.
 
+use super::error::Result;
 use super::source::{BatchSource, LabelledBatch};
 use crate::loading::batch_tensors;
-use anyhow::Result;
 use cornet_data::{Dataset, Pipeline};
 
 /// A [`BatchSource`] over images decoded by a [`Pipeline`].

@@ -1,6 +1,5 @@
 //! Top-1 and top-5 accuracy, as the original's `accuracy(output, target, topk=(1, 5))`.
 
-use anyhow::Result;
 use candle_core::{DType, Tensor};
 
 /// Correct predictions among `count` samples.
@@ -19,7 +18,7 @@ impl Accuracy {
     /// Ties are broken by class index like `torch.topk` on distinct values. A NaN logit is
     /// never a hit: a diverged model scores 0, not 100% (every comparison with NaN is false,
     /// so without this a NaN label logit would have no class above it).
-    pub fn of(logits: &Tensor, labels: &Tensor) -> Result<Self> {
+    pub fn of(logits: &Tensor, labels: &Tensor) -> candle_core::Result<Self> {
         let logits = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
         let labels = labels.to_dtype(DType::U32)?.to_vec1::<u32>()?;
         let mut acc = Accuracy::default();
@@ -61,7 +60,7 @@ impl Accuracy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
+    use candle_core::{Device, Result};
 
     #[test]
     fn counts_top1_and_top5() -> Result<()> {

@@ -1,5 +1,6 @@
 //! The training loop of the original `run.py train`, with checkpoints, records and ranks.
 
+mod error;
 mod images;
 mod interrupts;
 mod metrics;
@@ -9,6 +10,7 @@ mod run;
 mod settings;
 mod source;
 
+pub use error::{Result, TrainError};
 pub use images::ImageSource;
 pub use interrupts::Interrupts;
 pub use metrics::Accuracy;

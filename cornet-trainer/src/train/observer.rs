@@ -1,8 +1,8 @@
 //! What the loop tells the outside as it goes, kept out of the loop: the progress bar and the
 //! records file are one observer of it.
 
+use super::error::Result;
 use super::records::{Record, RecordsFile};
-use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
 

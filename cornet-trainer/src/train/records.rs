@@ -1,6 +1,7 @@
 //! `OUT/records.jsonl`: one JSON object per train step and per validation.
 
-use anyhow::{Context, Result};
+use super::error::{Result, TrainError};
+use crate::error::Explain;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -45,7 +46,8 @@ impl RecordsFile {
     pub fn open(path: &Path, keep_through_step: u64) -> Result<Self> {
         if path.exists() {
             let kept: Vec<String> = BufReader::new(
-                File::open(path).with_context(|| format!("reading {}", path.display()))?,
+                File::open(path)
+                    .explain(TrainError::Io, || format!("reading {}", path.display()))?,
             )
             .lines()
             .map_while(|line| line.ok())
@@ -60,13 +62,14 @@ impl RecordsFile {
             if !text.is_empty() {
                 text.push('\n');
             }
-            std::fs::write(path, text).with_context(|| format!("rewriting {}", path.display()))?;
+            std::fs::write(path, text)
+                .explain(TrainError::Io, || format!("rewriting {}", path.display()))?;
         }
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-            .with_context(|| format!("opening {}", path.display()))?;
+            .explain(TrainError::Io, || format!("opening {}", path.display()))?;
         Ok(RecordsFile {
             path: path.to_owned(),
             file,
@@ -75,7 +78,10 @@ impl RecordsFile {
 
     /// Writes `record` as one line.
     pub fn append(&mut self, record: &Record) -> Result<()> {
-        let line = serde_json::to_string(record)?;
-        writeln!(self.file, "{line}").with_context(|| format!("writing {}", self.path.display()))
+        // Numbers and a string: nothing in a record can fail to serialize.
+        let line = serde_json::to_string(record).expect("a record serializes");
+        writeln!(self.file, "{line}").explain(TrainError::Io, || {
+            format!("writing {}", self.path.display())
+        })
     }
 }

@@ -3,6 +3,7 @@
 //! [`RunObserver`], a clean stop on Ctrl-C / SIGTERM and a checkpoint on SIGUSR1
 //! ([`Interrupts`]).
 
+use super::error::{Result, TrainError};
 use super::interrupts::Interrupts;
 use super::metrics::Accuracy;
 use super::observer::{RunObserver, RunReport};
@@ -13,9 +14,9 @@ use crate::checkpoint::{Checkpoint, CheckpointDir, Provenance, TrainState};
 use crate::distributed::grads::{average_gradients, broadcast_from_rank0, buffers, check_in_sync};
 use crate::distributed::launch::Heartbeat;
 use crate::distributed::Communicator;
+use crate::error::Explain;
 use crate::optim::Sgd;
 use crate::step::forward_backward;
-use anyhow::{bail, Context, Result};
 use candle_core::DType;
 use cornet_model::{weights, Mode, Model};
 use std::time::Instant;
@@ -84,16 +85,13 @@ impl<'a> Trainer<'a> {
             .provenance
             .differences(&checkpoint.state.provenance);
         if !changes.is_empty() && !force {
-            bail!(
-                "refusing to resume: {} (pass --force to resume anyway)",
-                changes.join("; ")
-            );
+            return Err(TrainError::ProvenanceChanged { changes });
         }
         let tensors = checkpoint.model.into_iter().collect();
         self.model
             .store()
             .load(&tensors)
-            .context("loading the checkpoint's weights")?;
+            .map_err(TrainError::CheckpointWeights)?;
         self.sgd.set_buffers(checkpoint.momentum);
         let provenance = self.state.provenance.clone();
         self.state = TrainState {
@@ -129,7 +127,7 @@ impl<'a> Trainer<'a> {
     ) -> Result<Summary> {
         let spe = train.steps_per_epoch();
         if spe == 0 {
-            bail!("the training set gives no full batch: lower train.batch_size or add images");
+            return Err(TrainError::NoFullBatch);
         }
         let total = self.settings.epochs * spe;
         if self.state.global_step >= total {
@@ -178,9 +176,7 @@ impl<'a> Trainer<'a> {
                     last_val = Some(self.validate(val, spe, observer)?);
                 }
                 let wait = Instant::now();
-                let batch = batches
-                    .next()
-                    .context("the data ran out before the epoch's last step")??;
+                let batch = batches.next().ok_or(TrainError::DataRanOut)??;
                 let data_load_dur = wait.elapsed().as_secs_f64();
                 let images = batch.images.dim(0)?;
                 let record = self.train_step(batch, spe, data_load_dur)?;
@@ -350,7 +346,7 @@ impl<'a> Trainer<'a> {
                 .buffers()
                 .iter()
                 .map(|(k, v)| Ok((k.clone(), v.copy()?)))
-                .collect::<Result<_>>()?,
+                .collect::<candle_core::Result<_>>()?,
             state: self.state.clone(),
         };
         let path = checkpoints.save(&checkpoint)?;
@@ -366,7 +362,8 @@ impl<'a> Trainer<'a> {
         let path = self.settings.output_dir.join("final.safetensors");
         let staging = self.settings.output_dir.join(".final.safetensors.tmp");
         weights::write_safetensors(&staging, &self.model.store().state_dict()?)?;
-        std::fs::rename(&staging, &path).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::rename(&staging, &path)
+            .explain(TrainError::Io, || format!("writing {}", path.display()))?;
         tracing::info!("trained weights written to {}", path.display());
         Ok(())
     }

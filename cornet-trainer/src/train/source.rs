@@ -1,6 +1,6 @@
 //! What the loop needs from the data side: an epoch's batches for this rank, from any step.
 
-use anyhow::Result;
+use super::error::Result;
 use candle_core::Tensor;
 
 /// Images `[N, 3, H, W]` (f32, on the CPU) and their class indices `[N]` (u32).

@@ -66,7 +66,10 @@ impl StoreClient {
         })?;
         if u32::from_le_bytes(echo) != nonce {
             return Err(Rendezvous(
-                format!("{} answered the handshake wrongly: not a PyTorch TCPStore", self.peer),
+                format!(
+                    "{} answered the handshake wrongly: not a PyTorch TCPStore",
+                    self.peer
+                ),
                 None,
             ));
         }
@@ -80,7 +83,11 @@ impl StoreClient {
 
     /// Sets `key` to `value`.
     pub fn set(&mut self, key: &str, value: &[u8]) -> Result<()> {
-        self.send(Message::request(Command::Set).bytes(&slashed(key)).bytes(value))
+        self.send(
+            Message::request(Command::Set)
+                .bytes(&slashed(key))
+                .bytes(value),
+        )
     }
 
     /// The value of `key` once it exists, or `None` if it does not within `timeout`.
@@ -94,7 +101,11 @@ impl StoreClient {
 
     /// Adds `delta` to the integer held at `key` (0 if unset) and returns the sum.
     pub fn add(&mut self, key: &str, delta: i64) -> Result<i64> {
-        self.send(Message::request(Command::Add).bytes(&slashed(key)).i64(delta))?;
+        self.send(
+            Message::request(Command::Add)
+                .bytes(&slashed(key))
+                .i64(delta),
+        )?;
         self.read_i64()
     }
 
@@ -121,7 +132,10 @@ impl StoreClient {
             return Ok(None);
         }
         self.send(Message::request(Command::MultiGet).list(&slash_all(keys)))?;
-        keys.iter().map(|_| self.read_bytes()).collect::<Result<_>>().map(Some)
+        keys.iter()
+            .map(|_| self.read_bytes())
+            .collect::<Result<_>>()
+            .map(Some)
     }
 
     /// Sets each key to its value.
@@ -147,7 +161,11 @@ impl StoreClient {
 
     /// Appends `value` to the value of `key` (sets it if unset).
     pub fn append(&mut self, key: &str, value: &[u8]) -> Result<()> {
-        self.send(Message::request(Command::Append).bytes(&slashed(key)).bytes(value))
+        self.send(
+            Message::request(Command::Append)
+                .bytes(&slashed(key))
+                .bytes(value),
+        )
     }
 
     /// Waits until every key exists; `false` if they do not within `timeout`. On a timeout

@@ -123,7 +123,10 @@ impl Store {
     }
 
     fn append(&mut self, key: Vec<u8>, value: &[u8]) {
-        self.values.entry(key.clone()).or_default().extend_from_slice(value);
+        self.values
+            .entry(key.clone())
+            .or_default()
+            .extend_from_slice(value);
         self.wake(&key);
     }
 
@@ -223,7 +226,11 @@ async fn serve_client(socket: tokio::net::TcpStream, store: Arc<Mutex<Store>>, i
 }
 
 /// Reads and answers one request; `None` for something to close the connection over.
-async fn handle(reader: &mut Reader, store: &Mutex<Store>, id: ClientId) -> std::io::Result<Option<()>> {
+async fn handle(
+    reader: &mut Reader,
+    store: &Mutex<Store>,
+    id: ClientId,
+) -> std::io::Result<Option<()>> {
     let Some(command) = Command::from_byte(reader.u8().await?) else {
         return Ok(None);
     };
@@ -257,7 +264,11 @@ async fn handle(reader: &mut Reader, store: &Mutex<Store>, id: ClientId) -> std:
         Command::Check => {
             let keys = reader.list().await?;
             let ready = store.lock().unwrap().all_present(&keys);
-            let answer = if ready { CheckReply::Ready } else { CheckReply::NotReady };
+            let answer = if ready {
+                CheckReply::Ready
+            } else {
+                CheckReply::NotReady
+            };
             Some(Message::default().byte(answer as u8))
         }
         Command::Wait => {

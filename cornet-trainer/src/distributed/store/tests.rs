@@ -63,21 +63,25 @@ fn utf8(bytes: Vec<u8>) -> Value {
 fn perform(client: &mut StoreClient, step: &Step) -> Value {
     let a = &step.args;
     match step.op.as_str() {
-        "set" => client.set(text(&a[0]), text(&a[1]).as_bytes()).map(|()| Value::Null),
+        "set" => client
+            .set(text(&a[0]), text(&a[1]).as_bytes())
+            .map(|()| Value::Null),
         "get" => client
             .get(text(&a[0]), LONG)
             .map(|v| utf8(v.expect("the key is set"))),
         "get_timeout" => client
             .get(text(&a[0]), Duration::from_millis(a[1].as_u64().unwrap()))
             .map(|v| v.map_or(Value::Null, utf8)),
-        "add" => client.add(text(&a[0]), a[1].as_i64().unwrap()).map(Value::from),
+        "add" => client
+            .add(text(&a[0]), a[1].as_i64().unwrap())
+            .map(Value::from),
         "check" => client.check(&texts(&a[0])).map(Value::from),
         "compare_set" => client
             .compare_set(text(&a[0]), text(&a[1]).as_bytes(), text(&a[2]).as_bytes())
             .map(utf8),
-        "multi_get" => client.multi_get(&texts(&a[0]), LONG).map(|values| {
-            Value::from(values.unwrap().into_iter().map(utf8).collect::<Vec<_>>())
-        }),
+        "multi_get" => client
+            .multi_get(&texts(&a[0]), LONG)
+            .map(|values| Value::from(values.unwrap().into_iter().map(utf8).collect::<Vec<_>>())),
         "multi_set" => {
             let (keys, values) = (texts(&a[0]), texts(&a[1]));
             let pairs: Vec<(&str, &[u8])> = keys
@@ -89,7 +93,9 @@ fn perform(client: &mut StoreClient, step: &Step) -> Value {
         }
         "num_keys" => client.num_keys().map(Value::from),
         "delete_key" => client.delete_key(text(&a[0])).map(Value::from),
-        "append" => client.append(text(&a[0]), text(&a[1]).as_bytes()).map(|()| Value::Null),
+        "append" => client
+            .append(text(&a[0]), text(&a[1]).as_bytes())
+            .map(|()| Value::Null),
         "wait" => client.wait(&texts(&a[0]), LONG).map(Value::from),
         op => panic!("the recording has an operation the test does not know: {op}"),
     }
@@ -105,7 +111,11 @@ fn the_client_sends_what_pytorchs_client_sent_and_reads_its_server_replies() {
     let expected: Vec<(usize, Vec<u8>, Vec<u8>)> = steps
         .iter()
         .enumerate()
-        .flat_map(|(i, s)| s.exchanges.iter().map(move |(a, b)| (i, a.clone(), b.clone())))
+        .flat_map(|(i, s)| {
+            s.exchanges
+                .iter()
+                .map(move |(a, b)| (i, a.clone(), b.clone()))
+        })
         .collect();
     let server = std::thread::spawn(move || {
         let (mut socket, _) = listener.accept().unwrap();
@@ -119,7 +129,11 @@ fn the_client_sends_what_pytorchs_client_sent_and_reads_its_server_replies() {
                 assert_eq!(hex::encode(&got[..n]), hex::encode(&sent[..n]), "handshake");
                 got[n..].to_vec()
             } else {
-                assert_eq!(hex::encode(&got), hex::encode(&sent), "a request of step {step}");
+                assert_eq!(
+                    hex::encode(&got),
+                    hex::encode(&sent),
+                    "a request of step {step}"
+                );
                 received
             };
             socket.write_all(&reply).unwrap();
@@ -127,7 +141,13 @@ fn the_client_sends_what_pytorchs_client_sent_and_reads_its_server_replies() {
     });
     let mut client = StoreClient::connect("127.0.0.1", port, LONG).unwrap();
     for step in &steps[1..] {
-        assert_eq!(perform(&mut client, step), step.result, "{} {:?}", step.op, step.args);
+        assert_eq!(
+            perform(&mut client, step),
+            step.result,
+            "{} {:?}",
+            step.op,
+            step.args
+        );
     }
     server.join().unwrap();
 }
@@ -152,7 +172,9 @@ fn the_server_answers_pytorchs_requests_as_pytorchs_server_did() {
         }
     }
     // Nothing more was said than PyTorch's server said.
-    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     assert!(socket.read(&mut [0u8; 1]).is_err());
 }
 
@@ -168,9 +190,15 @@ fn a_wait_ends_when_another_client_sets_the_last_key() {
     setter.set("ring/0", b"a").unwrap();
     std::thread::sleep(Duration::from_millis(100));
     setter.set("ring/1", b"b").unwrap();
-    assert_eq!(waiter.join().unwrap(), Some(vec![b"a".to_vec(), b"b".to_vec()]));
+    assert_eq!(
+        waiter.join().unwrap(),
+        Some(vec![b"a".to_vec(), b"b".to_vec()])
+    );
     // A wait that times out leaves the connection usable.
-    assert_eq!(setter.get("missing", Duration::from_millis(100)).unwrap(), None);
+    assert_eq!(
+        setter.get("missing", Duration::from_millis(100)).unwrap(),
+        None
+    );
     assert_eq!(setter.add("counter", 2).unwrap(), 2);
 }
 

@@ -56,8 +56,8 @@ impl Command {
     pub fn from_byte(byte: u8) -> Option<Self> {
         use Command::*;
         [
-            Validate, Set, CompareSet, Get, Add, Check, Wait, NumKeys, DeleteKey, Append,
-            MultiGet, MultiSet, CancelWait, Ping,
+            Validate, Set, CompareSet, Get, Add, Check, Wait, NumKeys, DeleteKey, Append, MultiGet,
+            MultiSet, CancelWait, Ping,
         ]
         .get(usize::from(byte))
         .copied()

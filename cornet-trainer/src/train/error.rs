@@ -1,0 +1,134 @@
+//! What can go wrong in training, from an experiment's config to its final weights. Messages
+//! name the config key, file or rank at fault.
+
+use crate::checkpoint::CheckpointError;
+use crate::config::ConfigError;
+use crate::device::DeviceError;
+use crate::distributed::DistributedError;
+use crate::error::Cause;
+use crate::loading::OpenDatasetError;
+use crate::optim::OptimError;
+use cornet_data::DataError;
+use cornet_model::ModelConfig;
+use std::path::PathBuf;
+
+/// A training run that could not start, continue or finish. The kinds tell apart a wrong
+/// experiment (config, device, data that do not fit the model), a run folder in the way,
+/// failures of the data, the model, checkpoints or the ranks, and I/O on the run's files.
+///
+/// The largest causes are boxed, so that every `Result` of the loop stays small.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The config could not be read or is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `train.device` names no device this build and machine have.
+    #[error("train.device")]
+    Device(#[source] DeviceError),
+    /// `train.batch_size` cannot be shared equally by the ranks.
+    #[error("train.batch_size {batch_size} does not split evenly over {world_size} ranks")]
+    UnevenBatch {
+        /// The configured (global) batch size.
+        batch_size: usize,
+        /// The number of ranks.
+        world_size: usize,
+    },
+    /// `data.synthetic` asked for together with `data.format: shards`.
+    #[error("data.synthetic generates an ImageFolder: use it with data.format: imagefolder")]
+    SyntheticShards,
+    /// A dataset (`data.train`, `data.val`) could not be opened.
+    #[error(transparent)]
+    Dataset(#[from] OpenDatasetError),
+    /// A dataset has more classes than the model has outputs.
+    #[error("{key} has {found} classes but model.num_classes is {num_classes}")]
+    TooManyClasses {
+        /// The dataset's config key.
+        key: String,
+        /// Its classes.
+        found: usize,
+        /// `model.num_classes`.
+        num_classes: usize,
+    },
+    /// The data failed: synthetic images not written, classes that differ between the
+    /// training and validation sets, an unreadable batch (the message names the file).
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// The training set is smaller than one batch.
+    #[error("the training set gives no full batch: lower train.batch_size or add images")]
+    NoFullBatch,
+    /// A batch source ended before the last step of its epoch.
+    #[error("the data ran out before the epoch's last step")]
+    DataRanOut,
+    /// The model could not be built, loaded, run or written.
+    #[error(transparent)]
+    Model(#[from] cornet_model::Error),
+    /// The `--init` weights are another model than the config's.
+    #[error(
+        "--init {}: the weights are a {found:?}, the config asks for {expected:?}",
+        path.display()
+    )]
+    InitMismatch {
+        /// The weights file.
+        path: PathBuf,
+        /// The model they are.
+        found: Box<ModelConfig>,
+        /// The model the config asks for.
+        expected: Box<ModelConfig>,
+    },
+    /// `output.path` holds checkpoints of an earlier run and `--resume` was not given.
+    #[error(
+        "{} already holds checkpoints of a run: continue it with --resume auto, or train \
+         into another output.path (-o)",
+        out.display()
+    )]
+    RunExists {
+        /// The run's folder.
+        out: PathBuf,
+    },
+    /// A checkpoint could not be written, read or verified.
+    #[error(transparent)]
+    Checkpoint(Box<CheckpointError>),
+    /// The checkpoint to resume from belongs to another config or dataset (and no `--force`).
+    #[error(
+        "refusing to resume: {} (pass --force to resume anyway)",
+        changes.join("; ")
+    )]
+    ProvenanceChanged {
+        /// What changed, one line each.
+        changes: Vec<String>,
+    },
+    /// The checkpoint's weights do not fit the model.
+    #[error("loading the checkpoint's weights")]
+    CheckpointWeights(#[source] cornet_model::Error),
+    /// The ranks could not meet, a collective failed, or their weights diverged.
+    #[error(transparent)]
+    Distributed(#[from] DistributedError),
+    /// An SGD update failed.
+    #[error(transparent)]
+    Optim(Box<OptimError>),
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+    /// A file or folder of the run (`output.path`, its config, records or final weights)
+    /// could not be created, read or written; the message names it.
+    #[error("{0}")]
+    Io(String, #[source] Option<Cause>),
+    /// The handlers of SIGINT, SIGTERM and SIGUSR1 could not be installed.
+    #[error("installing the signal handlers")]
+    Signals(#[source] std::io::Error),
+}
+
+impl From<CheckpointError> for TrainError {
+    fn from(err: CheckpointError) -> Self {
+        TrainError::Checkpoint(Box::new(err))
+    }
+}
+
+impl From<OptimError> for TrainError {
+    fn from(err: OptimError) -> Self {
+        TrainError::Optim(Box::new(err))
+    }
+}
+
+/// What training returns.
+pub type Result<T, E = TrainError> = std::result::Result<T, E>;
