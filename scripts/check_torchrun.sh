@@ -100,7 +100,7 @@ fi
     echo "# cornet-trainer under torchrun"
     echo
     echo "Written by \`scripts/check_torchrun.sh\` on $(date -u +%Y-%m-%d) with"
-    echo "torch $("$python" -c 'import torch; print(torch.__version__)'), $(uname -sr), $(nproc) cores."
+    echo "torch $("$python" -c 'import torch; print(torch.__version__)'), $(uname -sr), $(getconf _NPROCESSORS_ONLN) cores."
     echo
     echo "| check | outcome |"
     echo "|---|---|"

@@ -28,7 +28,7 @@ pub struct Nccl {
 const ID_KEY: &str = "nccl/unique_id";
 
 impl Nccl {
-    /// Meets the other ranks through rank 0's store (which hands out the NCCL id) and joins
+    /// Meets the other ranks through the store (rank 0 hands out the NCCL id there) and joins
     /// the NCCL communicator on `device`'s stream.
     pub fn connect(env: &RankEnv, device: &Device) -> Result<Self> {
         let Device::Cuda(cuda) = device else {

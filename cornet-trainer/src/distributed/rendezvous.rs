@@ -51,3 +51,39 @@ impl Rendezvous {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An agent's store outlives the ranks it restarts: the restarted attempt must wait for
+    /// its own peers, never read what the failed attempt published (pytorch/pytorch#135712).
+    #[test]
+    fn a_restarted_attempt_never_reads_the_previous_attempts_keys() {
+        let server = StoreServer::start(0).unwrap();
+        let mut env = RankEnv::on_this_machine(1, 2, server.port());
+        env.agent_store = true;
+        env.run_id = "job".into();
+        let mut first = Rendezvous::join(&env).unwrap();
+        first.publish("ring/1", b"2 10.0.0.1:4000").unwrap();
+        let short = Duration::from_millis(200);
+        assert_eq!(
+            first.fetch("ring/1", short).unwrap().as_deref(),
+            Some(&b"2 10.0.0.1:4000"[..])
+        );
+
+        env.restart_count = 1;
+        let mut second = Rendezvous::join(&env).unwrap();
+        assert_eq!(second.fetch("ring/1", short).unwrap(), None);
+        // Nor does another job sharing the store.
+        env.restart_count = 0;
+        env.run_id = "other".into();
+        assert_eq!(
+            Rendezvous::join(&env)
+                .unwrap()
+                .fetch("ring/1", short)
+                .unwrap(),
+            None
+        );
+    }
+}
