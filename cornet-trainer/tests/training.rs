@@ -238,6 +238,54 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
     }
 }
 
+/// A diverging run stops with an error naming the step, having checkpointed nothing that is
+/// not finite, and top-1 never counts a NaN logit as a hit.
+#[test]
+fn a_diverging_run_stops_at_the_first_non_finite_loss_keeping_finite_checkpoints() {
+    let (images, labels) = dataset(48);
+    let dir = tempfile::tempdir().unwrap();
+    let model = small(Arch::Z);
+    let train = MemorySource::new(images, labels, 8, 0, 1);
+    let mut s = settings(dir.path(), 20);
+    s.schedule.base_lr = 1e4;
+    s.save_model_steps = 1;
+    s.keep = 100;
+    let mut comm = SingleRank;
+    let mut trainer = Trainer::new(&model, &mut comm, s, &train, Interrupts::default()).unwrap();
+    let err = trainer
+        .run(&train, None)
+        .err()
+        .expect("the run diverges")
+        .to_string();
+    assert!(
+        err.contains("is not finite") && err.starts_with("step "),
+        "{err}"
+    );
+    let step: u64 = err["step ".len()..]
+        .split(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let records = std::fs::read_to_string(dir.path().join("records.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(records.lines().last().unwrap()).unwrap();
+    assert_eq!(last["step"].as_u64(), Some(step));
+    let checkpoints = CheckpointDir::new(dir.path().join("checkpoints"), 100);
+    let (newest, checkpoint) = checkpoints.latest_valid(&Device::Cpu).unwrap().unwrap();
+    assert!(checkpoint.state.global_step < step, "{}", newest.display());
+    for (_, tensor) in &checkpoint.model {
+        let magnitude = tensor.to_dtype(DType::F64).unwrap().abs().unwrap();
+        let sum = magnitude.sum_all().unwrap().to_scalar::<f64>().unwrap();
+        assert!(
+            sum.is_finite(),
+            "a non-finite tensor in {}",
+            newest.display()
+        );
+    }
+    assert!(!dir.path().join("final.safetensors").exists());
+}
+
 /// A checkpoint asked for mid-run (SIGUSR1) is written after the current step, and training
 /// goes on to the end.
 #[test]

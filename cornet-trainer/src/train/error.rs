@@ -25,6 +25,20 @@ pub enum TrainError {
     /// `train.device` names no device this build and machine have.
     #[error("train.device")]
     Device(#[source] DeviceError),
+    /// The run diverged: the loss of a step, or the weights about to be saved, are not finite.
+    /// Nothing non-finite is ever checkpointed, so the newest checkpoint is the last finite
+    /// state.
+    #[error(
+        "step {step}: the {what} is not finite (NaN or infinite): the run diverged and stopped; \
+         the newest checkpoint holds the last finite weights: continue with --resume auto and a \
+         lower optim.lr"
+    )]
+    Diverged {
+        /// The optimizer step after which it was found.
+        step: u64,
+        /// `loss` or `weights`.
+        what: &'static str,
+    },
     /// `train.batch_size` cannot be shared equally by the ranks.
     #[error("train.batch_size {batch_size} does not split evenly over {world_size} ranks")]
     UnevenBatch {

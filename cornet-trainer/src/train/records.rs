@@ -32,6 +32,14 @@ pub struct Record {
     pub comm_dur: f64,
 }
 
+/// Where a line of `records.jsonl` stands in the run: all that deciding to keep it needs.
+/// (Read apart from [`Record`], whose numbers may have been written as `null`: JSON has no NaN.)
+#[derive(Deserialize)]
+struct Position {
+    phase: String,
+    step: u64,
+}
+
 /// `records.jsonl`, open for appending.
 pub struct RecordsFile {
     path: PathBuf,
@@ -43,27 +51,29 @@ impl RecordsFile {
     /// `keep_through_step` recorded beyond it is dropped first, since the resumed run redoes
     /// it: train records after that step, and validations from that step on (a validation at
     /// step k runs after the checkpoint of step k). A resumed run's records read as one run's.
+    /// Lines of diverged steps (NaN written as `null`) are kept; a torn last line is not. The
+    /// rewrite goes to a temporary file renamed over the old, so a kill during it loses nothing.
     pub fn open(path: &Path, keep_through_step: u64) -> Result<Self> {
         if path.exists() {
-            let kept: Vec<String> = BufReader::new(
-                File::open(path)
-                    .explain(TrainError::Io, || format!("reading {}", path.display()))?,
-            )
-            .lines()
-            .map_while(|line| line.ok())
-            .filter(|line| {
-                serde_json::from_str::<Record>(line).is_ok_and(|r| match r.phase.as_str() {
-                    "val" => r.step < keep_through_step,
-                    _ => r.step <= keep_through_step,
-                })
-            })
-            .collect();
-            let mut text = kept.join("\n");
-            if !text.is_empty() {
-                text.push('\n');
+            let reading = || format!("reading {}", path.display());
+            let mut kept = String::new();
+            let lines = BufReader::new(File::open(path).explain(TrainError::Io, reading)?).lines();
+            for line in lines {
+                let line = line.explain(TrainError::Io, reading)?;
+                let keep =
+                    serde_json::from_str::<Position>(&line).is_ok_and(|r| match r.phase.as_str() {
+                        "val" => r.step < keep_through_step,
+                        _ => r.step <= keep_through_step,
+                    });
+                if keep {
+                    kept.push_str(&line);
+                    kept.push('\n');
+                }
             }
-            std::fs::write(path, text)
-                .explain(TrainError::Io, || format!("rewriting {}", path.display()))?;
+            let staging = path.with_extension("jsonl.partial");
+            let rewriting = || format!("rewriting {}", path.display());
+            std::fs::write(&staging, kept).explain(TrainError::Io, rewriting)?;
+            std::fs::rename(&staging, path).explain(TrainError::Io, rewriting)?;
         }
         let file = OpenOptions::new()
             .create(true)
@@ -83,5 +93,67 @@ impl RecordsFile {
         writeln!(self.file, "{line}").explain(TrainError::Io, || {
             format!("writing {}", self.path.display())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(phase: &str, step: u64, loss: f64) -> Record {
+        Record {
+            phase: phase.into(),
+            epoch: step as f64 / 4.0,
+            step,
+            loss,
+            top1: 0.5,
+            top5: 1.0,
+            lr: 0.1,
+            dur: 0.01,
+            data_load_dur: 0.0,
+            comm_dur: 0.0,
+        }
+    }
+
+    #[test]
+    fn resuming_keeps_diverged_steps_and_drops_what_is_redone_and_a_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("records.jsonl");
+        let mut records = RecordsFile::open(&path, 0).unwrap();
+        for (phase, step, loss) in [
+            ("val", 0, 2.0),
+            ("train", 1, 1.5),
+            ("train", 2, f64::NAN),
+            ("val", 2, f64::NAN),
+            ("train", 3, f64::NAN),
+        ] {
+            records.append(&record(phase, step, loss)).unwrap();
+        }
+        drop(records);
+        // A kill in the middle of a line.
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"phase\":\"train\",\"ep");
+        std::fs::write(&path, text).unwrap();
+
+        // Resumed from the checkpoint of step 2: its validation and step 3 are redone.
+        RecordsFile::open(&path, 2).unwrap();
+        let kept: Vec<(String, u64, Option<f64>)> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                let phase = v["phase"].as_str().unwrap().to_string();
+                (phase, v["step"].as_u64().unwrap(), v["loss"].as_f64())
+            })
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("val".to_string(), 0, Some(2.0)),
+                ("train".to_string(), 1, Some(1.5)),
+                ("train".to_string(), 2, None),
+            ]
+        );
+        assert!(!dir.path().join("records.jsonl.partial").exists());
     }
 }

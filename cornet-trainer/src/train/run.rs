@@ -32,6 +32,14 @@ pub struct Summary {
     pub last_val: Option<Record>,
 }
 
+/// What the ranks agreed to do after a step.
+struct AfterStep {
+    /// Save a checkpoint now (SIGUSR1 on some rank).
+    checkpoint: bool,
+    /// Save a checkpoint and stop (SIGINT or SIGTERM on some rank).
+    stop: bool,
+}
+
 /// One rank's training run: its model, optimizer and place in the run.
 pub struct Trainer<'a> {
     model: &'a Model,
@@ -101,17 +109,28 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
-    /// Whether to checkpoint, and whether to stop, after this step. A signal reaches the
-    /// ranks at slightly different moments; they agree (any rank asked) so that all act after
-    /// the same step.
-    fn agree_on_interrupts(&mut self) -> Result<(bool, bool)> {
+    /// What all ranks do after this step, any rank's cause being enough for all: stop with an
+    /// error if a loss was not finite (`diverged` here; each rank sees only its own batch),
+    /// else checkpoint and perhaps stop as signals asked. A signal reaches the ranks at
+    /// slightly different moments; agreeing makes all act after the same step.
+    fn agree_after_step(&mut self, diverged: bool) -> Result<AfterStep> {
         let flag = |asked: bool| f32::from(u8::from(asked));
         let mut asked = [
+            flag(diverged),
             flag(self.interrupts.take_checkpoint_request()),
             flag(self.interrupts.stop_asked()),
         ];
         self.comm.all_reduce_sum(&mut asked)?;
-        Ok((asked[0] > 0.0, asked[1] > 0.0))
+        if asked[0] > 0.0 {
+            return Err(TrainError::Diverged {
+                step: self.state.global_step,
+                what: "loss",
+            });
+        }
+        Ok(AfterStep {
+            checkpoint: asked[1] > 0.0,
+            stop: asked[2] > 0.0,
+        })
     }
 
     fn is_rank0(&self) -> bool {
@@ -182,18 +201,18 @@ impl<'a> Trainer<'a> {
                 let record = self.train_step(batch, spe, data_load_dur)?;
                 self.heartbeat.beat();
                 observer.on_step(&record, images)?;
+                let after = self.agree_after_step(!record.loss.is_finite())?;
                 if self.settings.sync_check_steps > 0
                     && self.state.global_step % self.settings.sync_check_steps == 0
                 {
                     check_in_sync(self.comm, self.model.store())?;
                 }
                 let due = policy.after_step(self.state.global_step);
-                let (checkpoint_asked, stopping) = self.agree_on_interrupts()?;
-                if due || checkpoint_asked || stopping {
+                if due || after.checkpoint || after.stop {
                     self.save(&checkpoints, observer)?;
                     policy.saved();
                 }
-                if stopping {
+                if after.stop {
                     observer.on_stop();
                     return Ok(Summary {
                         global_step: self.state.global_step,
@@ -335,7 +354,15 @@ impl<'a> Trainer<'a> {
         Ok(record)
     }
 
+    /// Saves a checkpoint on rank 0, unless the weights are not finite: every rank checks
+    /// (their weights are the same) and stops, so the newest checkpoint stays a finite one.
     fn save(&mut self, checkpoints: &CheckpointDir, observer: &mut dyn RunObserver) -> Result<()> {
+        if !self.weights_are_finite()? {
+            return Err(TrainError::Diverged {
+                step: self.state.global_step,
+                what: "weights",
+            });
+        }
         if !self.is_rank0() {
             return Ok(());
         }
@@ -352,6 +379,24 @@ impl<'a> Trainer<'a> {
         let path = checkpoints.save(&checkpoint)?;
         observer.on_checkpoint(&path);
         Ok(())
+    }
+
+    /// Whether every parameter and buffer is finite (a NaN or infinity anywhere makes the sum
+    /// of magnitudes non-finite; summed in f64, finite f32 values cannot overflow).
+    fn weights_are_finite(&self) -> Result<bool> {
+        for entry in self.model.store().entries() {
+            let magnitude = entry
+                .var
+                .as_tensor()
+                .to_dtype(DType::F64)?
+                .abs()?
+                .sum_all()?
+                .to_scalar::<f64>()?;
+            if !magnitude.is_finite() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// `OUT/final.safetensors`, written atomically by rank 0.
