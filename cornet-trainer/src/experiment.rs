@@ -10,7 +10,8 @@ use crate::distributed::{self, Communicator, RankEnv};
 use crate::error::Explain;
 use crate::loading::open_images;
 use crate::train::{
-    BatchSource, ImageSource, Interrupts, Result, RunSettings, Summary, TrainError, Trainer,
+    earlier_run_artifact, BatchSource, ImageSource, Interrupts, Result, RunLock, RunSettings,
+    Summary, TrainError, Trainer,
 };
 use candle_core::Device;
 use cornet_data::{check_same_classes, Dataset, Pipeline, PipelineOptions, Transform};
@@ -41,7 +42,7 @@ pub fn train(launch: &Launch) -> Result<()> {
     let model = build_model(&config, launch.init.as_deref(), &rank.device)?;
     let mut comm = connect_ranks(&config, &rank)?;
     let resume = resume_requests(launch.resume.as_deref(), rank.env.as_ref());
-    let checkpoints = open_run_folder(&config, !resume.is_empty(), rank.rank)?;
+    let (checkpoints, _lock) = open_run_folder(&config, !resume.is_empty(), rank.rank)?;
     let interrupts = Interrupts::from_signals().map_err(TrainError::Signals)?;
     let settings = RunSettings::from_config(&config);
     let mut trainer = Trainer::new(&model, comm.as_mut(), settings, &data.train, interrupts)?;
@@ -211,23 +212,38 @@ fn connect_ranks(config: &Config, rank: &RankPlace) -> Result<Box<dyn Communicat
     )?)
 }
 
-/// The run's checkpoints; a fresh run (no `--resume`) refuses a folder that already holds
-/// some. Rank 0 creates `output.path` and writes the resolved config into it.
-fn open_run_folder(config: &Config, resuming: bool, rank: usize) -> Result<CheckpointDir> {
+/// The run's checkpoints, and on rank 0 the run folder's lock (held for the run's life; the
+/// other ranks write nothing there). A fresh run (no `--resume`) refuses a folder that holds
+/// what an earlier run left. Rank 0 creates `output.path` and writes the resolved config into
+/// it.
+fn open_run_folder(
+    config: &Config,
+    resuming: bool,
+    rank: usize,
+) -> Result<(CheckpointDir, Option<RunLock>)> {
     let out = &config.output.path;
+    // Taken before anything is read: another run's writes must not be seen half done.
+    let lock = match rank {
+        0 => Some(RunLock::acquire(out)?),
+        _ => None,
+    };
     let checkpoints = CheckpointDir::new(out.join("checkpoints"), config.output.keep);
-    if !resuming && !checkpoints.list()?.is_empty() {
-        return Err(TrainError::RunExists { out: out.clone() });
+    if !resuming {
+        if let Some(what) = earlier_run_artifact(out, &checkpoints.list()?) {
+            return Err(TrainError::RunExists {
+                out: out.clone(),
+                what,
+            });
+        }
     }
     if rank == 0 {
-        std::fs::create_dir_all(out).explain(TrainError::Io, || {
-            format!("creating output.path {}", out.display())
-        })?;
         let resolved = out.join("config.yaml");
-        std::fs::write(&resolved, config.to_yaml())
-            .explain(TrainError::Io, || format!("writing {}", resolved.display()))?;
+        let staging = out.join(".config.yaml.partial");
+        let writing = || format!("writing {}", resolved.display());
+        std::fs::write(&staging, config.to_yaml()).explain(TrainError::Io, writing)?;
+        std::fs::rename(&staging, &resolved).explain(TrainError::Io, writing)?;
     }
-    Ok(checkpoints)
+    Ok((checkpoints, lock))
 }
 
 /// What to resume from, in order of preference: `--resume`; after a restart by the agent
@@ -255,7 +271,7 @@ fn resume_from(
     let mut found = None;
     for request in requests {
         found = match *request {
-            "auto" => checkpoints.latest_valid(device)?,
+            "auto" => newest_checkpoint(checkpoints, out, device)?,
             path => {
                 let path = PathBuf::from(path);
                 let c = checkpoint::load(&path, device)?;
@@ -281,6 +297,29 @@ fn resume_from(
         ),
     }
     Ok(())
+}
+
+/// The newest checkpoint of the run in `out` that loads, or `None` for a run that has not
+/// written one yet. Checkpoints none of which loads, or a finished run whose checkpoints are
+/// gone, are refused: starting over would replace them.
+fn newest_checkpoint(
+    checkpoints: &CheckpointDir,
+    out: &Path,
+    device: &Device,
+) -> Result<Option<(PathBuf, checkpoint::Checkpoint)>> {
+    if let Some(found) = checkpoints.latest_valid(device)? {
+        return Ok(Some(found));
+    }
+    let damaged = checkpoints.list()?;
+    if !damaged.is_empty() {
+        let dir = out.join("checkpoints");
+        return Err(TrainError::NoUsableCheckpoint { dir, damaged });
+    }
+    if out.join("final.safetensors").exists() {
+        let out = out.to_owned();
+        return Err(TrainError::FinishedWithoutCheckpoint { out });
+    }
+    Ok(None)
 }
 
 /// How the run ended, for the user: how to continue it, or where its weights are.

@@ -84,11 +84,84 @@ fn a_fresh_start_never_mixes_with_an_earlier_run() {
     );
 }
 
+/// What an earlier run left is never replaced by a start that did not ask to resume, nor
+/// started over by a resume that has nothing to resume from.
+#[test]
+fn a_finished_or_damaged_run_is_never_started_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = one_epoch_trained(dir.path());
+    let run = dir.path().join("run");
+    let final_weights_before = std::fs::read(run.join("final.safetensors")).unwrap();
+
+    // Every checkpoint damaged: --resume auto refuses, naming them, and touches nothing.
+    let checkpoints: Vec<PathBuf> = std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    for checkpoint in &checkpoints {
+        std::fs::write(checkpoint.join("model.safetensors"), b"").unwrap();
+    }
+    let records_before = std::fs::read(run.join("records.jsonl")).unwrap();
+    let stderr = stderr_of_failure(&train(&config, &["--resume", "auto"]));
+    assert!(
+        stderr.contains("--resume auto: no checkpoint in"),
+        "{stderr}"
+    );
+    let name = checkpoints[0].file_name().unwrap().to_string_lossy();
+    assert!(stderr.contains(name.as_ref()), "{stderr}");
+    assert_eq!(
+        std::fs::read(run.join("records.jsonl")).unwrap(),
+        records_before
+    );
+
+    // The checkpoints gone: a fresh start is refused for the final weights, a resume too.
+    std::fs::remove_dir_all(run.join("checkpoints")).unwrap();
+    let stderr = stderr_of_failure(&train(&config, &["--set", "train.epochs=1"]));
+    assert!(
+        stderr.contains("already holds the final weights (final.safetensors) of a run"),
+        "{stderr}"
+    );
+    let stderr = stderr_of_failure(&train(&config, &["--resume", "auto"]));
+    assert!(
+        stderr.contains("holds a finished run's final weights"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(run.join("final.safetensors")).unwrap(),
+        final_weights_before
+    );
+    assert_eq!(
+        std::fs::read(run.join("records.jsonl")).unwrap(),
+        records_before
+    );
+}
+
+/// Two trainers never write into one folder: the second is refused, naming the first's PID,
+/// whether it starts afresh or resumes.
+#[test]
+fn a_second_trainer_in_a_running_runs_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "busy", CONFIG);
+    let run = dir.path().join("busy");
+    let mut first = start_training(&config, &["--set", "train.epochs=40"]);
+    wait_for_train_steps(&run, 2, &mut first);
+    for extra in [&[][..], &["--resume", "auto"][..]] {
+        let stderr = stderr_of_failure(&train(&config, extra));
+        assert!(
+            stderr.contains(&format!("its lock is held by process {}", first.id())),
+            "{stderr}"
+        );
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+}
+
 #[test]
 fn a_changed_config_is_refused_unless_forced() {
     let dir = tempfile::tempdir().unwrap();
     let config = one_epoch_trained(dir.path());
-    let refused = train(&config, &["--resume", "auto", "--set", "optim.lr=0.5"]);
+    // (0.03, not more: a rate that makes the run diverge now stops it with an error.)
+    let refused = train(&config, &["--resume", "auto", "--set", "optim.lr=0.03"]);
     let stderr = stderr_of_failure(&refused);
     assert!(
         stderr.contains("refusing to resume: the config changed"),
@@ -96,7 +169,7 @@ fn a_changed_config_is_refused_unless_forced() {
     );
     let forced = train(
         &config,
-        &["--resume", "auto", "--set", "optim.lr=0.5", "--force"],
+        &["--resume", "auto", "--set", "optim.lr=0.03", "--force"],
     );
     stdout_of_success(&forced);
 }

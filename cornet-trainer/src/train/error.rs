@@ -89,13 +89,50 @@ pub enum TrainError {
         /// The model the config asks for.
         expected: Box<ModelConfig>,
     },
-    /// `output.path` holds checkpoints of an earlier run and `--resume` was not given.
+    /// `output.path` holds what an earlier run left and `--resume` was not given.
     #[error(
-        "{} already holds checkpoints of a run: continue it with --resume auto, or train \
-         into another output.path (-o)",
+        "{} already holds {what} of a run: continue it with --resume auto, or train into \
+         another output.path (-o)",
         out.display()
     )]
     RunExists {
+        /// The run's folder.
+        out: PathBuf,
+        /// What it holds: checkpoints, the final weights or the records.
+        what: &'static str,
+    },
+    /// Another run is writing into `output.path` now.
+    #[error(
+        "{} is in use by another run (its lock is held by process {holder}): wait for it, or \
+         train into another output.path (-o)",
+        out.display()
+    )]
+    RunFolderBusy {
+        /// The run's folder.
+        out: PathBuf,
+        /// The PID the lock file names.
+        holder: String,
+    },
+    /// `--resume auto` found checkpoints, but none that loads.
+    #[error(
+        "--resume auto: no checkpoint in {} loads ({}): nothing was changed; resume from a \
+         checkpoint folder with --resume DIR, or train into another output.path (-o)",
+        dir.display(),
+        damaged.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    NoUsableCheckpoint {
+        /// The checkpoints' folder.
+        dir: PathBuf,
+        /// Every checkpoint in it, none of which loads.
+        damaged: Vec<PathBuf>,
+    },
+    /// `--resume auto` in a finished run's folder whose checkpoints are gone.
+    #[error(
+        "--resume auto: {} holds a finished run's final weights but no checkpoint to resume \
+         from: nothing was changed; train into another output.path (-o)",
+        out.display()
+    )]
+    FinishedWithoutCheckpoint {
         /// The run's folder.
         out: PathBuf,
     },

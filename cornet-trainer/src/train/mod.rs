@@ -7,6 +7,7 @@ mod metrics;
 mod observer;
 mod records;
 mod run;
+mod run_folder;
 mod settings;
 mod source;
 
@@ -16,5 +17,6 @@ pub use interrupts::Interrupts;
 pub use metrics::Accuracy;
 pub use records::Record;
 pub use run::{Summary, Trainer};
+pub use run_folder::{earlier_run_artifact, RunLock};
 pub use settings::RunSettings;
 pub use source::{BatchSource, LabelledBatch};
