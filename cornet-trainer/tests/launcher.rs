@@ -159,6 +159,28 @@ fn a_stopped_launcher_has_its_ranks_checkpoint_and_the_run_resumes() {
     assert!(final_weights(&run) == *reference(), "weights differ");
 }
 
+/// A launcher killed outright (SIGKILL: nothing of it runs) takes its ranks with it: they get
+/// the parent-death signal and stop, where they used to train on, orphaned.
+#[test]
+fn ranks_die_with_a_killed_launcher() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("orphans");
+    let mut launcher = launch(dir.path(), "orphans", 60, &[]);
+    wait_for_train_steps(&run, 4, &mut launcher);
+    let ranks = children(launcher.id());
+    assert_eq!(ranks.len(), 2, "two ranks running");
+    launcher.kill().unwrap();
+    launcher.wait().unwrap();
+    let killed_at = Instant::now();
+    while ranks.iter().any(|&pid| alive(pid)) {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(15),
+            "ranks still alive 15 s after their launcher was killed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_rank_that_cannot_start_ends_the_job_with_its_last_lines() {
     let dir = tempfile::tempdir().unwrap();
