@@ -213,9 +213,9 @@ fn connect_ranks(config: &Config, rank: &RankPlace) -> Result<Box<dyn Communicat
 }
 
 /// The run's checkpoints, and on rank 0 the run folder's lock (held for the run's life; the
-/// other ranks write nothing there). A fresh run (no `--resume`) refuses a folder that holds
-/// what an earlier run left. Rank 0 creates `output.path` and writes the resolved config into
-/// it.
+/// other ranks write nothing there). On a fresh run (no `--resume`) rank 0 refuses a folder
+/// that holds what an earlier run left. Rank 0 creates `output.path` and writes the resolved
+/// config into it.
 fn open_run_folder(
     config: &Config,
     resuming: bool,
@@ -228,7 +228,8 @@ fn open_run_folder(
         _ => None,
     };
     let checkpoints = CheckpointDir::new(out.join("checkpoints"), config.output.keep);
-    if !resuming {
+    // Rank 0 alone looks: the others may get here after it has started the run's records.
+    if rank == 0 && !resuming {
         if let Some(what) = earlier_run_artifact(out, &checkpoints.list()?) {
             return Err(TrainError::RunExists {
                 out: out.clone(),

@@ -92,6 +92,9 @@ enum Outcome {
     /// The launcher was asked to stop; the ranks were told to checkpoint and stop.
     Stopped,
     Failed(String),
+    /// A rank reported an error before any rank took a step (a bad config, a missing data
+    /// folder): a restart would fail the same way.
+    FailedAtStart(String),
 }
 
 /// Starts this node's ranks and watches them until all finish; restarts all (they resume
@@ -124,6 +127,15 @@ pub fn launch(options: &LaunchOptions) -> Result<()> {
                 return Err(Launch(
                     "stopped by a signal; the ranks checkpointed: continue with --resume auto"
                         .into(),
+                    None,
+                ))
+            }
+            Outcome::FailedAtStart(summary) => {
+                return Err(Launch(
+                    format!(
+                        "{summary}\nnot restarting: a rank failed with an error before the first \
+                         training step, and would fail the same way again"
+                    ),
                     None,
                 ))
             }
@@ -250,6 +262,9 @@ fn run_attempt(
             std::thread::sleep(Duration::from_millis(300));
             let cause = describe_failures(&mut ranks)?;
             agents.announce_failure(attempt, &cause);
+            if options.nnodes == 1 && failed_at_start(&mut ranks) {
+                break Outcome::FailedAtStart(cause);
+            }
             break Outcome::Failed(cause);
         }
         if finished == ranks.len() {
@@ -259,13 +274,17 @@ fn run_attempt(
             break Outcome::Failed(elsewhere);
         }
     };
-    if let Outcome::Failed(cause) = outcome {
+    if let Outcome::Failed(cause) | Outcome::FailedAtStart(cause) = &outcome {
         // The others are likely blocked in a collective with the failed rank: end them now.
         for rank in &mut ranks {
             let _ = rank.child.kill();
             let _ = rank.child.wait();
         }
-        return Ok(Outcome::Failed(summarize(&cause, &ranks)));
+        let summary = summarize(cause, &ranks);
+        return Ok(match outcome {
+            Outcome::FailedAtStart(_) => Outcome::FailedAtStart(summary),
+            _ => Outcome::Failed(summary),
+        });
     }
     Ok(outcome)
 }
@@ -350,6 +369,17 @@ fn stop_ranks(ranks: &mut [Rank]) {
         let _ = rank.child.kill();
         let _ = rank.child.wait();
     }
+}
+
+/// Whether no rank took a training step (none has beaten its heartbeat) and one reported an
+/// error of its own (its error file), rather than dying of a signal or a crash.
+fn failed_at_start(ranks: &mut [Rank]) -> bool {
+    let stepped = ranks.iter().any(|rank| rank.heartbeat.exists());
+    let reported = ranks.iter_mut().any(|rank| {
+        matches!(rank.child.try_wait(), Ok(Some(status)) if status.code().is_some())
+            && rank.error_file.exists()
+    });
+    !stepped && reported
 }
 
 /// Ends a rank that stopped beating, noting why in its output tail.
