@@ -25,6 +25,12 @@ pub enum BenchError {
     /// A tensor operation (or the device's synchronisation) failed.
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
+    /// The all-reduce benchmark started as a single process: it would time a no-op.
+    #[error(
+        "bench-allreduce times the all-reduce between ranks, and this is a single process: start \
+         it under a launcher, e.g. cornet-trainer launch --nproc 2 -- bench-allreduce"
+    )]
+    SingleRank,
 }
 
 /// What benchmarks return.
@@ -167,6 +173,9 @@ pub fn all_reduce(
     floats: usize,
     iters: usize,
 ) -> Result<AllReduceReport> {
+    if comm.world_size() < 2 {
+        return Err(BenchError::SingleRank);
+    }
     let mut data = vec![1.0f32; floats];
     comm.all_reduce_sum(&mut data)?; // warm-up: connections, page faults
     let mut times = Vec::with_capacity(iters);

@@ -161,4 +161,7 @@ fn the_resolved_config_round_trips_and_hashes_stably() {
     assert_eq!(c.hash(), again.hash());
     let other = parse(MINIMAL, &["optim.lr=0.2"]).unwrap();
     assert_ne!(c.hash(), other.hash());
+    // A run folder moved elsewhere is the same run.
+    let moved = parse(MINIMAL, &["output.path=/elsewhere/run"]).unwrap();
+    assert_eq!(c.hash(), moved.hash());
 }

@@ -209,6 +209,16 @@ fn a_rank_that_cannot_start_ends_the_job_with_its_last_lines() {
     assert!(!stderr.contains("restarting all ranks"), "{stderr}");
 }
 
+/// Timing the all-reduce of one process would time nothing: refused, saying how to start ranks.
+#[test]
+fn the_all_reduce_benchmark_outside_a_launcher_is_refused() {
+    let stderr = stderr_of_failure(&run(&["bench-allreduce", "--floats", "1000"]));
+    assert!(
+        stderr.contains("this is a single process") && stderr.contains("launch --nproc 2"),
+        "{stderr}"
+    );
+}
+
 /// `srun --ntasks 2 cornet-trainer --config ...` with no wrapper: the tasks know their place
 /// from Slurm's variables, the store's port from the job id, its host from the node list.
 #[test]

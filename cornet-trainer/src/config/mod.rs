@@ -434,9 +434,12 @@ impl Config {
         serde_yaml::to_string(self).expect("a config always serializes")
     }
 
-    /// SHA-256 of the resolved config: what a checkpoint records to tell runs apart.
+    /// SHA-256 of the resolved config: what a checkpoint records to tell runs apart. The run
+    /// folder's own path is left out, so that a run moved elsewhere still resumes.
     pub fn hash(&self) -> String {
-        let json = serde_json::to_vec(self).expect("a config always serializes");
+        let mut unplaced = self.clone();
+        unplaced.output.path = PathBuf::new();
+        let json = serde_json::to_vec(&unplaced).expect("a config always serializes");
         hex::encode(Sha256::digest(json))[..16].to_string()
     }
 }
