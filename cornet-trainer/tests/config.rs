@@ -151,6 +151,9 @@ fn bad_overrides_name_the_flag() {
     assert!(err.starts_with("--set train.epochs: invalid type"), "{err}");
     let err = parse(MINIMAL, &["model.arch.x=1"]).unwrap_err();
     assert_eq!(err, "--set model.arch.x: `model.arch` is not a section");
+    // An impossible value from a flag (`--lr 0` sets optim.lr) is the flag's, not a line's.
+    let err = parse(MINIMAL, &["optim.lr=0"]).unwrap_err();
+    assert!(err.starts_with("--set optim.lr: "), "{err}");
 }
 
 #[test]

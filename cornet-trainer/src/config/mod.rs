@@ -309,24 +309,25 @@ impl Config {
             locate::set(&mut value, key, parsed)
                 .map_err(|message| ConfigError::flag(key, message))?;
         }
+        // A wrong value is blamed on where it came from: the flag that set it, else its line.
+        let blame = |key: &str, message: String| {
+            let overridden = overrides.iter().any(|o| o.split('=').next() == Some(key));
+            match overridden {
+                true => ConfigError::flag(key, message),
+                false => at(key, message),
+            }
+        };
         let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let key = e.path().to_string();
-            let message = e.inner().to_string();
             let key = match key.as_str() {
-                "." => String::new(),
-                _ => key,
+                "." => "",
+                key => key,
             };
-            match overrides
-                .iter()
-                .find(|o| o.split('=').next() == Some(key.as_str()))
-            {
-                Some(_) => ConfigError::flag(&key, message),
-                None => at(&key, message),
-            }
+            blame(key, e.inner().to_string())
         })?;
         config
             .validate()
-            .map_err(|(key, message)| at(key, message))?;
+            .map_err(|(key, message)| blame(key, message))?;
         Ok(config)
     }
 
