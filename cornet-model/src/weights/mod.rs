@@ -76,10 +76,29 @@ fn looks_like_safetensors(head: &[u8]) -> bool {
 /// `safetensors.torch.load_file`.
 pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
     let map: HashMap<_, _> = tensors.iter().cloned().collect();
-    candle_core::safetensors::save(&map, path).map_err(|e| match e {
-        candle_core::Error::Io(io) => Error::io(path, io),
-        other => Error::Candle(other),
-    })
+    candle_core::safetensors::save(&map, path).map_err(|e| written_file_error(path, e))
+}
+
+/// candle's error from writing `path`, as ours naming the file. An I/O error inside it (a full
+/// disk: candle wraps safetensors' error, which wraps the OS's) becomes the cause itself, so
+/// the message says it once, after the file, rather than twice with no file.
+fn written_file_error(path: &Path, err: candle_core::Error) -> Error {
+    let err = match err {
+        candle_core::Error::Io(io) => return Error::io(path, io),
+        other => other,
+    };
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            let io = match io.raw_os_error() {
+                Some(code) => std::io::Error::from_raw_os_error(code),
+                None => std::io::Error::new(io.kind(), io.to_string()),
+            };
+            return Error::io(path, io);
+        }
+        source = e.source();
+    }
+    Error::Candle(err)
 }
 
 /// The graph's family, told apart by V1's parameter names.
@@ -152,4 +171,31 @@ pub fn infer_config(state: &StateDict, arch: Option<Arch>) -> Result<ModelConfig
         }
     }
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full disk while writing weights, as safetensors reports it inside candle's error.
+    #[test]
+    fn a_full_disk_names_the_file_and_says_so_once() {
+        let no_space = std::io::Error::from_raw_os_error(28);
+        let candles =
+            candle_core::Error::SafeTensor(safetensors::SafeTensorError::IoError(no_space));
+        let err = written_file_error(Path::new("/runs/x/final.safetensors"), candles);
+        // The message with its causes, as the command line prints it.
+        let mut chain = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            chain.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        assert!(chain.contains("/runs/x/final.safetensors"), "{chain}");
+        assert_eq!(
+            chain.matches("No space left on device").count(),
+            1,
+            "{chain}"
+        );
+    }
 }
