@@ -161,7 +161,9 @@ impl Geometry {
                     let cols = self.valid_outputs(kx, self.width, self.out_width);
                     let patch = (c * k + ky) * k + kx;
                     for oy in 0..self.out_height {
-                        let input_row = rows.contains(&oy).then(|| {
+                        // A tap whose every column falls in the padding reads no input.
+                        let reads = rows.contains(&oy) && !cols.is_empty();
+                        let input_row = reads.then(|| {
                             c * self.height * self.width
                                 + (oy * self.stride + ky - self.padding) * self.width
                         });
@@ -597,6 +599,11 @@ mod tests {
             (2, 5, 7, 10, 7, 3, 2, 1),
             (1, 2, 3, 5, 6, 3, 1, 0),
             (4, 8, 16, 7, 7, 3, 1, 1),
+            // Inputs smaller than the kernel's reach, where whole taps fall in the padding
+            // (PyTorch takes CORnet's V1 on 1x1 and 2x2 images).
+            (1, 3, 4, 1, 1, 7, 2, 3),
+            (2, 3, 4, 2, 2, 7, 2, 3),
+            (1, 2, 3, 2, 3, 3, 2, 1),
         ];
         let randn = |shape: &[usize]| Tensor::randn(0f32, 1., shape, &Device::Cpu);
         let f64 = |t: &Tensor| t.to_dtype(DType::F64);
