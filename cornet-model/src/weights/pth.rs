@@ -125,10 +125,63 @@ pub(super) fn read_legacy(path: &Path) -> Result<StateDict> {
 /// Legacy storages have no directory; tensor records name them `<LEGACY_DIR>/<key>`.
 const LEGACY_DIR: &str = "storages";
 
+/// Nesting no checkpoint comes near (a state dict's tensors sit a handful of levels deep).
+/// Deeper objects are refused before anything walks them: dropping, cloning or printing an
+/// `Object` recurses once per level, and a million nested lists overflow the stack.
+const MAX_NESTING: usize = 256;
+
 fn parse_pickle<R: std::io::BufRead>(reader: &mut R) -> candle_core::Result<Object> {
     let mut stack = Stack::empty();
     stack.read_loop(reader)?;
-    stack.finalize()
+    let object = stack.finalize()?;
+    if nested_deeper_than(&object, MAX_NESTING) {
+        dismantle(object);
+        return Err(candle_core::Error::Msg(format!(
+            "objects nested more than {MAX_NESTING} levels deep: not a checkpoint"
+        )));
+    }
+    Ok(object)
+}
+
+/// The objects directly inside `object`.
+fn children(object: &Object) -> Vec<&Object> {
+    match object {
+        Object::Tuple(items) | Object::List(items) => items.iter().collect(),
+        Object::Dict(items) => items.iter().flat_map(|(k, v)| [k, v]).collect(),
+        Object::Reduce { callable, args } | Object::Build { callable, args } => {
+            vec![callable, args]
+        }
+        Object::PersistentLoad(id) => vec![id],
+        _ => Vec::new(),
+    }
+}
+
+/// Whether `object` nests deeper than `limit` levels; walked with a heap stack, not recursion.
+fn nested_deeper_than(object: &Object, limit: usize) -> bool {
+    let mut pending = vec![(object, 0)];
+    while let Some((object, depth)) = pending.pop() {
+        if depth > limit {
+            return true;
+        }
+        pending.extend(children(object).into_iter().map(|child| (child, depth + 1)));
+    }
+    false
+}
+
+/// Drops `object` level by level, so that no drop recurses.
+fn dismantle(object: Object) {
+    let mut pending = vec![object];
+    while let Some(object) = pending.pop() {
+        match object {
+            Object::Tuple(items) | Object::List(items) => pending.extend(items),
+            Object::Dict(items) => pending.extend(items.into_iter().flat_map(|(k, v)| [k, v])),
+            Object::Reduce { callable, args } | Object::Build { callable, args } => {
+                pending.extend([*callable, *args])
+            }
+            Object::PersistentLoad(id) => pending.push(*id),
+            _ => {}
+        }
+    }
 }
 
 /// The state dict inside what `torch.save` stored: `{"state_dict": ...}` as the CORnet
@@ -230,13 +283,7 @@ fn storage_element_sizes(object: &Object) -> HashMap<String, usize> {
                     }
                 }
             }
-            Object::Tuple(items) | Object::List(items) => pending.extend(items),
-            Object::Dict(items) => pending.extend(items.iter().flat_map(|(k, v)| [k, v])),
-            Object::Reduce { callable, args } | Object::Build { callable, args } => {
-                pending.push(callable);
-                pending.push(args);
-            }
-            _ => {}
+            other => pending.extend(children(other)),
         }
     }
     sizes
@@ -250,4 +297,30 @@ fn storage_element_size(class_name: &str) -> Option<usize> {
         "ByteStorage" | "CharStorage" | "BoolStorage" => DType::U8.size_in_bytes(),
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A million nested lists (a pickle of `[[[...]]]`) is refused with a message, where it
+    /// used to overflow the stack and abort the process.
+    #[test]
+    fn deeply_nested_pickles_are_refused_not_a_stack_overflow() {
+        let depth = 1_000_000;
+        let mut pickle = vec![0x80, 2]; // PROTO 2
+        pickle.extend(std::iter::repeat_n(b']', depth)); // EMPTY_LIST
+        pickle.extend(std::iter::repeat_n(b'a', depth - 1)); // APPEND
+        pickle.push(b'.'); // STOP
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deep.pth");
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        zip.start_file("archive/data.pkl", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(&pickle).unwrap();
+        zip.finish().unwrap();
+        let err = read_zip(&path).err().expect("refused").to_string();
+        assert!(err.contains("nested more than 256 levels deep"), "{err}");
+    }
 }
