@@ -3,7 +3,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use cornet_trainer::config::Precision;
-use cornet_trainer::score::command::Metric;
+use cornet_trainer::score::command::{Metric, COMPONENTS};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -171,13 +171,12 @@ pub struct ScoreArgs {
     #[arg(long, value_name = "R.npy")]
     pub recordings: PathBuf,
 
-    /// Cross-validation fold per stimulus (int64 .npy); drawn from --seed and written beside
-    /// the features (or into --output-path) when not given.
+    /// Cross-validation fold per stimulus (int64 .npy); drawn from --seed when not given.
     #[arg(long, value_name = "folds.npy")]
     pub folds: Option<PathBuf>,
 
     /// Split halves (int64 .npy [splits, repetitions], each row a permutation); drawn from
-    /// --seed and written beside the features (or into --output-path) when not given.
+    /// --seed when not given.
     #[arg(long, value_name = "halves.npy")]
     pub split_halves: Option<PathBuf>,
 
@@ -185,9 +184,20 @@ pub struct ScoreArgs {
     #[arg(long, value_enum, default_value = "all")]
     pub metric: MetricArg,
 
+    /// PLS components: at most as many as the features have units (as scikit-learn), and
+    /// fewer than each fold's training stimuli.
+    #[arg(long, default_value_t = COMPONENTS as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub components: u64,
+
     /// Seed of the folds and split halves drawn when not given.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+
+    /// Write the folds and split halves drawn from --seed into this folder (folds.npy,
+    /// split_halves.npy), to pass back with --folds and --split-halves; a different file
+    /// already there is refused, never replaced. With --model they go into --output-path.
+    #[arg(long, value_name = "DIR", conflicts_with = "model")]
+    pub save_draws: Option<PathBuf>,
 
     /// Print one JSON object instead of a table (with --features).
     #[arg(long, conflicts_with = "model")]

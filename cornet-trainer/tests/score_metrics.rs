@@ -105,7 +105,7 @@ fn every_metric_matches_the_reference() {
     );
 
     let folds: Vec<usize> = f["folds"].values.iter().map(|&v| v as usize).collect();
-    let p = cross_validated_predictivity(&features, &neural, &folds, 25);
+    let p = cross_validated_predictivity(&features, &neural, &folds, 25).unwrap();
     close(
         "pls_pred_fold0",
         &row_major(&p.fold0_prediction),
@@ -130,7 +130,7 @@ fn every_metric_matches_the_reference() {
         .chunks(splits_shape[1])
         .map(|row| row.iter().map(|&v| v as usize).collect())
         .collect();
-    let (per_neuroid, ceiling) = split_half_ceiling(&recordings, &splits);
+    let (per_neuroid, ceiling) = split_half_ceiling(&recordings, &splits).unwrap();
     close(
         "ceiling_neuroid",
         &per_neuroid,
@@ -183,8 +183,8 @@ fn wide_features_score_exactly_through_the_stimulus_gram() {
         reduced.pls_input.ncols()
     );
 
-    let direct = cross_validated_predictivity(&x, &y, &folds, 25);
-    let through_z = cross_validated_predictivity(&reduced.pls_input, &y, &folds, 25);
+    let direct = cross_validated_predictivity(&x, &y, &folds, 25).unwrap();
+    let through_z = cross_validated_predictivity(&reduced.pls_input, &y, &folds, 25).unwrap();
     let prediction_gap = max_difference(&direct.fold0_prediction, &through_z.fold0_prediction);
     assert!(
         prediction_gap < 1e-9,
@@ -221,6 +221,8 @@ fn the_score_command_reports_json_and_writes_its_folds() {
         "--recordings",
         recordings.to_str().unwrap(),
         "--json",
+        "--save-draws",
+        dir.path().to_str().unwrap(),
     ]);
     stdout_of_success(&out);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -244,6 +246,61 @@ fn the_score_command_reports_json_and_writes_its_folds() {
         dir.path().join("split_halves.npy").to_str().unwrap(),
     ]);
     assert_eq!(again.stdout, out.stdout);
+}
+
+/// Drawn folds and halves go only where `--save-draws` says, never beside the features, and a
+/// different draw already there is refused by name, not replaced; the same draw is kept.
+#[test]
+fn drawn_folds_are_saved_only_where_asked_and_never_replaced() {
+    let f = expected();
+    let dir = tempfile::tempdir().unwrap();
+    let (features, recordings) = (dir.path().join("feats.npy"), dir.path().join("rec.npy"));
+    let shape = |a: &Array| a.shape.iter().map(|&d| d as u64).collect::<Vec<_>>();
+    write_npy(&features, &shape(&f["features"]), &f["features"].values);
+    write_npy(
+        &recordings,
+        &shape(&f["recordings"]),
+        &f["recordings"].values,
+    );
+    let score = |extra: &[&str]| {
+        let args = [
+            &[
+                "--features",
+                features.to_str().unwrap(),
+                "--recordings",
+                recordings.to_str().unwrap(),
+                "--metric",
+                "pls",
+            ][..],
+            extra,
+        ]
+        .concat();
+        run_score_command(&args)
+    };
+    stdout_of_success(&score(&[]));
+    let beside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(beside.len(), 2, "written beside the features: {beside:?}");
+
+    let draws = dir.path().join("draws");
+    let save = ["--save-draws", draws.to_str().unwrap()];
+    stdout_of_success(&score(&save));
+    let folds = std::fs::read(draws.join("folds.npy")).unwrap();
+    assert!(draws.join("split_halves.npy").is_file());
+    // The same seed draws the same folds: kept as they are.
+    stdout_of_success(&score(&save));
+    // Another seed's folds would replace them: refused, naming the file.
+    let stderr = stderr_of_failure(&score(&[&save[..], &["--seed", "7"]].concat()));
+    assert!(
+        stderr.contains(&format!(
+            "{} already exists",
+            draws.join("folds.npy").display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(draws.join("folds.npy")).unwrap(), folds);
 }
 
 #[test]
@@ -291,6 +348,106 @@ fn bad_inputs_are_named() {
         ]);
         let stderr = stderr_of_failure(&out);
         assert!(stderr.contains(expected), "{expected}: {stderr}");
+    }
+}
+
+/// Inputs for which a score is undefined are refused with the flag or file and the reason,
+/// never printed as NaN, and never left to loop.
+#[test]
+fn undefined_scores_are_refused_with_their_cause() {
+    let f = expected();
+    let dir = tempfile::tempdir().unwrap();
+    let (stimuli, neuroids) = (f["features"].shape[0], f["recordings"].shape[2]);
+    let reps = f["recordings"].shape[0];
+    let recordings = dir.path().join("rec.npy");
+    write_npy(
+        &recordings,
+        &[reps as u64, stimuli as u64, neuroids as u64],
+        &f["recordings"].values,
+    );
+    let units = |n: usize| {
+        let path = dir.path().join(format!("units{n}.npy"));
+        let values: Vec<f64> = f["features"]
+            .values
+            .chunks(f["features"].shape[1])
+            .flat_map(|row| row[..n].to_vec())
+            .collect();
+        write_npy(&path, &[stimuli as u64, n as u64], &values);
+        path
+    };
+    let (one, three) = (units(1), units(3));
+    let leave_one_out = dir.path().join("loo.npy");
+    write_npy(
+        &leave_one_out,
+        &[stimuli as u64],
+        &(0..stimuli as i64).collect::<Vec<_>>(),
+    );
+    let no_halves = dir.path().join("no_halves.npy");
+    write_npy::<i64>(&no_halves, &[0, reps as u64], &[]);
+    let constant = dir.path().join("constant.npy");
+    write_npy(
+        &constant,
+        &[reps as u64, stimuli as u64, neuroids as u64],
+        &vec![0.5; reps * stimuli * neuroids],
+    );
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let cases: [(Vec<String>, &str); 6] = [
+        (
+            vec!["--features".into(), path(&three), "--metric".into(), "pls".into()],
+            "--components 25: PLS fits at most as many components as the features have units, and they have 3",
+        ),
+        (
+            vec!["--features".into(), path(&one), "--metric".into(), "rsa".into()],
+            "RSA needs at least 2 units",
+        ),
+        (
+            vec!["--features".into(), path(&three), "--folds".into(), path(&leave_one_out), "--components".into(), "3".into()],
+            "leave-one-out folds cannot be scored",
+        ),
+        (
+            vec!["--features".into(), path(&three), "--split-halves".into(), path(&no_halves), "--components".into(), "3".into()],
+            "no split halves (0 rows)",
+        ),
+        (
+            vec!["--features".into(), path(&three), "--recordings".into(), path(&constant), "--components".into(), "3".into()],
+            "the mean responses are the same for every stimulus",
+        ),
+        (
+            vec!["--features".into(), path(&three), "--recordings".into(), path(&constant), "--metric".into(), "pls".into(), "--components".into(), "1".into()],
+            "the mean responses are the same for every stimulus",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+        if !all.contains(&"--recordings") {
+            all.extend(["--recordings", recordings.to_str().unwrap()]);
+        }
+        let stderr = stderr_of_failure(&run_score_command(&all));
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    // As many components as units is allowed, and every score is a number.
+    let out = run_score_command(&[
+        "--features",
+        three.to_str().unwrap(),
+        "--recordings",
+        recordings.to_str().unwrap(),
+        "--components",
+        "3",
+        "--json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&stdout_of_success(&out)).unwrap();
+    for key in [
+        "rsa_spearman",
+        "cka_linear",
+        "predictivity_raw",
+        "ceiling",
+        "predictivity_ceiled",
+    ] {
+        assert!(
+            json[key].as_f64().is_some_and(f64::is_finite),
+            "{key}: {json}"
+        );
     }
 }
 

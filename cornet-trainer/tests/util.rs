@@ -159,10 +159,10 @@ pub fn free_port() -> u16 {
 }
 
 /// Writes a row-major f64 array as .npy.
-pub fn write_npy(path: &Path, shape: &[u64], values: &[f64]) {
+pub fn write_npy<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[u64], values: &[T]) {
     use npyz::WriterBuilder;
     let mut bytes = Vec::new();
-    let mut w = npyz::WriteOptions::<f64>::new()
+    let mut w = npyz::WriteOptions::<T>::new()
         .default_dtype()
         .shape(shape)
         .writer(&mut bytes)

@@ -5,16 +5,15 @@ use crate::cli::ScoreArgs;
 use cornet_trainer::device::parse_device;
 use cornet_trainer::score::command::{score, NeuralRequest, ScoreRequest};
 use cornet_trainer::score::scan::{self, ScanRequest};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
     let Some(features) = &args.features else {
         return run_model(args);
     };
-    let out_dir = features.parent().unwrap_or(Path::new(".")).to_owned();
     let scores = score(&ScoreRequest {
         features: features.clone(),
-        neural: neural_request(args, out_dir),
+        neural: neural_request(args, args.save_draws.clone()),
     })?;
     if args.json {
         println!("{}", serde_json::to_string(&scores)?);
@@ -49,7 +48,8 @@ fn run_model(args: &ScoreArgs) -> anyhow::Result<()> {
         imsize: model.imsize,
         batch_size: model.batch_size as usize,
         workers: model.workers,
-        neural: neural_request(args, out_dir.clone()),
+        neural: neural_request(args, Some(out_dir.clone())),
+        out_dir: out_dir.clone(),
     })?;
     let (csv, svg) = result.write_reports(out_dir)?;
     print!("{}", result.table());
@@ -57,14 +57,16 @@ fn run_model(args: &ScoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The recordings and protocol flags that both forms of `score` take.
-fn neural_request(args: &ScoreArgs, out_dir: PathBuf) -> NeuralRequest {
+/// The recordings and protocol flags that both forms of `score` take; drawn folds and halves
+/// go into `save_draws` (`--save-draws`, or `-o` with `--model`).
+fn neural_request(args: &ScoreArgs, save_draws: Option<PathBuf>) -> NeuralRequest {
     NeuralRequest {
         recordings: args.recordings.clone(),
         folds: args.folds.clone(),
         split_halves: args.split_halves.clone(),
         metric: args.metric.into(),
         seed: args.seed,
-        out_dir,
+        components: args.components as usize,
+        save_draws,
     }
 }

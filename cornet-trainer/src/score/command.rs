@@ -3,7 +3,7 @@
 use super::error::{Result, ScoreError};
 use super::{
     centred_gram, cka_from_grams, cross_validated_predictivity, mean_over_repetitions, rdm, rsa,
-    split_half_ceiling, LayerFeatures,
+    split_half_ceiling, stats::varies, LayerFeatures,
 };
 use crate::error::Explain;
 use candle_core::Tensor;
@@ -14,8 +14,8 @@ use rand::SeedableRng;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-/// PLS components, as in Brain-Score.
-const COMPONENTS: usize = 25;
+/// PLS components, as in Brain-Score (`--components`' default).
+pub const COMPONENTS: usize = 25;
 const FOLDS: usize = 10;
 const SPLITS: usize = 10;
 
@@ -30,6 +30,13 @@ pub enum Metric {
     Pls,
     /// All of them.
     All,
+}
+
+impl Metric {
+    /// Whether asking for `self` asks for `metric`.
+    fn includes(self, metric: Metric) -> bool {
+        self == metric || self == Metric::All
+    }
 }
 
 /// The scores of one set of features; those not asked for (or undefined) are `None`.
@@ -96,8 +103,11 @@ pub struct NeuralRequest {
     pub metric: Metric,
     /// Seed of the folds and split halves drawn.
     pub seed: u64,
-    /// Where generated folds and split halves are written.
-    pub out_dir: PathBuf,
+    /// PLS components; at most as many as the features have units, as scikit-learn demands.
+    pub components: usize,
+    /// The folder that drawn folds and split halves are written into (`folds.npy`,
+    /// `split_halves.npy`); not written when `None`, since `seed` draws them again.
+    pub save_draws: Option<PathBuf>,
 }
 
 impl NeuralRequest {
@@ -107,6 +117,7 @@ impl NeuralRequest {
             Metric::Rsa | Metric::Cka => Ok(Protocol {
                 folds: Vec::new(),
                 splits: None,
+                components: self.components,
             }),
             Metric::Pls | Metric::All => Protocol::resolve(self, recordings),
         }
@@ -160,30 +171,21 @@ pub struct Protocol {
     pub folds: Vec<usize>,
     /// `None` when no ceiling is asked for (responses without a repetition axis).
     pub splits: Option<Vec<Vec<usize>>>,
+    /// PLS components.
+    pub components: usize,
 }
 
 impl Protocol {
     /// Reads the request's folds and split halves, or draws them from its seed and writes
-    /// them to its output folder so that the score can be reproduced.
+    /// them into its `save_draws` folder, if any, so that the score can be reproduced.
     fn resolve(request: &NeuralRequest, recordings: &Recordings) -> Result<Protocol> {
-        let (seed, out_dir) = (request.seed, &request.out_dir);
-        let split_halves = request.split_halves.as_deref();
-        let stimuli = recordings.stimuli();
+        let (seed, stimuli) = (request.seed, recordings.stimuli());
         let folds = match request.folds.as_deref() {
             Some(path) => read_indices(path, stimuli)?,
-            None => {
-                let folds = random_folds(stimuli, seed);
-                write_indices(&out_dir.join("folds.npy"), &[stimuli], &folds)?;
-                folds
-            }
+            None => random_folds(stimuli, seed),
         };
-        let fold_count = folds.iter().max().map_or(0, |m| m + 1);
-        for f in 0..fold_count {
-            let train = folds.iter().filter(|&&g| g != f).count();
-            if train < COMPONENTS {
-                return Err(ScoreError::Protocol(format!("fold {f} leaves {train} training stimuli, fewer than the {COMPONENTS} PLS components")));
-            }
-        }
+        check_folds(request, &folds)?;
+        let split_halves = request.split_halves.as_deref();
         let reps = recordings.trials.len();
         // A repetition axis (or given split halves) asks for a ceiling; 2-D responses have none.
         let splits = if recordings.has_repetitions || split_halves.is_some() {
@@ -195,21 +197,56 @@ impl Protocol {
             }
             Some(match split_halves {
                 Some(path) => read_splits(path, reps)?,
-                None => {
-                    let splits = random_splits(reps, seed);
-                    write_indices(
-                        &out_dir.join("split_halves.npy"),
-                        &[SPLITS, reps],
-                        &splits.concat(),
-                    )?;
-                    splits
-                }
+                None => random_splits(reps, seed),
             })
         } else {
             None
         };
-        Ok(Protocol { folds, splits })
+        // Saved once the protocol is known to work: a refused one leaves no files behind.
+        if let Some(dir) = &request.save_draws {
+            if request.folds.is_none() {
+                write_draw(&dir.join("folds.npy"), &[stimuli], &folds)?;
+            }
+            if let (None, Some(splits)) = (split_halves, &splits) {
+                write_draw(
+                    &dir.join("split_halves.npy"),
+                    &[SPLITS, reps],
+                    &splits.concat(),
+                )?;
+            }
+        }
+        Ok(Protocol {
+            folds,
+            splits,
+            components: request.components,
+        })
     }
+}
+
+/// Folds that leave enough training stimuli for the PLS components and at least 2 test
+/// stimuli per fold: predictivity is a Pearson r per neuroid over each fold's test stimuli.
+fn check_folds(request: &NeuralRequest, folds: &[usize]) -> Result<()> {
+    let source = match &request.folds {
+        Some(path) => format!("--folds {}", path.display()),
+        None => format!("the {FOLDS} folds drawn for {} stimuli", folds.len()),
+    };
+    let components = request.components;
+    let fold_count = folds.iter().max().map_or(0, |m| m + 1);
+    for f in 0..fold_count {
+        let test = folds.iter().filter(|&&g| g == f).count();
+        let train = folds.len() - test;
+        let problem = if train < components {
+            format!("fold {f} leaves {train} training stimuli, fewer than the {components} PLS components (--components)")
+        } else if test == 0 {
+            format!("fold {f} has no stimuli: number the folds 0 to k-1 without gaps")
+        } else if test == 1 {
+            format!("fold {f} holds 1 stimulus, but predictivity (a Pearson r per neuroid over a fold's test stimuli) needs at least 2: leave-one-out folds cannot be scored")
+        } else {
+            continue;
+        };
+        return Err(ScoreError::Protocol(format!("{source}: {problem}")));
+    }
+    Ok(())
 }
 
 /// The recordings' side of a score, the same for every layer scored against them.
@@ -223,18 +260,50 @@ pub struct NeuralTarget {
 }
 
 impl NeuralTarget {
-    /// The mean responses and what every layer's scores compare against.
-    pub fn new(recordings: &Recordings, protocol: &Protocol) -> NeuralTarget {
+    /// The mean responses and what every layer's scores compare against. Responses for which
+    /// a score asked for is undefined are refused here, naming the recordings, before any
+    /// layer is scored.
+    pub fn new(
+        request: &NeuralRequest,
+        recordings: &Recordings,
+        protocol: &Protocol,
+    ) -> Result<NeuralTarget> {
+        let path = request.recordings.display();
         let responses = mean_over_repetitions(&recordings.trials);
-        NeuralTarget {
+        let refuse = |why: String| Err(ScoreError::Undefined(format!("{path}: {why}"), None));
+        let column = |n: usize| responses.column(n).iter().copied().collect::<Vec<f64>>();
+        let row = |i: usize| responses.row(i).iter().copied().collect::<Vec<f64>>();
+        let neuroids = responses.ncols();
+        if !(0..neuroids).any(|n| varies(&column(n))) {
+            return refuse(
+                "the mean responses are the same for every stimulus: no score is defined".into(),
+            );
+        }
+        if request.metric.includes(Metric::Rsa) {
+            if let Some(i) = (0..responses.nrows()).find(|&i| !varies(&row(i))) {
+                return refuse(format!("stimulus {i}'s mean response is the same in all {neuroids} neuroids, so its correlation distance to other stimuli, and RSA, are undefined"));
+            }
+        }
+        if request.metric.includes(Metric::Pls) {
+            if let Some(n) = (0..neuroids).find(|&n| !varies(&column(n))) {
+                return refuse(format!("neuroid {n}'s mean response is the same for every stimulus, so its predictivity (a Pearson r over stimuli) is undefined"));
+            }
+        }
+        let ceiling = match &protocol.splits {
+            Some(splits) => Some(
+                split_half_ceiling(&recordings.trials, splits)
+                    .explain(ScoreError::Undefined, || {
+                        format!("the noise ceiling of {path}")
+                    })?,
+            ),
+            None => None,
+        };
+        Ok(NeuralTarget {
             rdm: rdm(&responses),
             centred_gram: centred_gram(&responses),
-            ceiling: protocol
-                .splits
-                .as_ref()
-                .map(|splits| split_half_ceiling(&recordings.trials, splits)),
+            ceiling,
             responses,
-        }
+        })
     }
 
     /// The split-half ceiling's median, when there is one.
@@ -243,16 +312,24 @@ impl NeuralTarget {
     }
 }
 
-/// One layer's `features` against `target` under `protocol`.
+/// One layer's `features` against `target` under `protocol`. A score that the features leave
+/// undefined is an error that says why; no score is ever NaN or infinite.
 pub fn score_layer(
     features: &LayerFeatures,
     target: &NeuralTarget,
     protocol: &Protocol,
     metric: Metric,
-) -> Scores {
-    let wants = |m: Metric| metric == m || metric == Metric::All;
+) -> Result<Scores> {
+    let wants = |m: Metric| metric.includes(m);
+    let undefined = |why: String| Err(ScoreError::Undefined(why, None));
     let mut scores = Scores::default();
     if wants(Metric::Rsa) {
+        if features.units < 2 {
+            return undefined("RSA needs at least 2 units: the correlation distance between stimuli is undefined for features of 1 unit".into());
+        }
+        if let Some(i) = features.constant_stimulus {
+            return undefined(format!("stimulus {i}'s features are the same in all {} units, so its correlation distance to other stimuli, and RSA, are undefined", features.units));
+        }
         let (spearman, pearson) = rsa(&features.rdm, &target.rdm);
         scores.rsa_spearman = Some(spearman);
         scores.rsa_pearson = Some(pearson);
@@ -261,12 +338,17 @@ pub fn score_layer(
         scores.cka_linear = Some(cka_from_grams(&features.centred_gram, &target.centred_gram));
     }
     if wants(Metric::Pls) {
+        let (units, components) = (features.units, protocol.components);
+        if components > units {
+            // scikit-learn's PLSRegression refuses n_components > n_features.
+            return undefined(format!("--components {components}: PLS fits at most as many components as the features have units, and they have {units}: give --components {units} or fewer"));
+        }
         let p = cross_validated_predictivity(
             &features.pls_input,
             &target.responses,
             &protocol.folds,
-            COMPONENTS,
-        );
+            components,
+        )?;
         if let Some((per_neuroid, ceiling)) = &target.ceiling {
             scores.ceiling = Some(*ceiling);
             scores.predictivity_ceiled = Some(p.raw / ceiling);
@@ -275,7 +357,13 @@ pub fn score_layer(
         scores.predictivity_raw = Some(p.raw);
         scores.r_neuroid = Some(p.r_neuroid);
     }
-    scores
+    // What the checks above have not foreseen (a ceiling of 0, say) is still no score.
+    for (_, label, value) in scores.scalars() {
+        if let Some(value) = value.filter(|v| !v.is_finite()) {
+            return undefined(format!("{label} came out {value}, which is not a score"));
+        }
+    }
+    Ok(scores)
 }
 
 /// Scores the features of `request` against its recordings.
@@ -311,8 +399,10 @@ pub fn score(request: &ScoreRequest) -> Result<Scores> {
             None,
         ));
     };
-    let target = NeuralTarget::new(&recordings, &protocol);
-    Ok(score_layer(&features, &target, &protocol, neural.metric))
+    let target = NeuralTarget::new(neural, &recordings, &protocol)?;
+    score_layer(&features, &target, &protocol, neural.metric).explain(ScoreError::Features, || {
+        request.features.display().to_string()
+    })
 }
 
 /// The .npy bytes of `path`: a `.npy` file, or `archive.npz:name` for one array of an
@@ -413,6 +503,12 @@ fn read_indices(path: &Path, stimuli: usize) -> Result<Vec<usize>> {
 
 fn read_splits(path: &Path, reps: usize) -> Result<Vec<Vec<usize>>> {
     let (shape, values) = read_int_npy(path)?;
+    if shape.first() == Some(&0) {
+        return Err(ScoreError::Protocol(format!(
+            "{}: no split halves (0 rows): a ceiling averages over at least one split",
+            path.display()
+        )));
+    }
     if shape.len() != 2 || shape[1] != reps {
         return Err(ScoreError::Protocol(format!("{}: split halves must be [splits, {reps}] permutations of the repetitions, got {shape:?}", path.display())));
     }
@@ -433,8 +529,10 @@ fn read_splits(path: &Path, reps: usize) -> Result<Vec<Vec<usize>>> {
     Ok(splits)
 }
 
-fn write_indices(path: &Path, shape: &[usize], values: &[usize]) -> Result<()> {
-    std::fs::create_dir_all(path.parent().unwrap_or(Path::new("."))).ok();
+/// Writes drawn indices as an int64 `.npy`. A file already there is kept when it holds the
+/// same draw (a rerun with the same seed) and refused otherwise: another score's folds are
+/// never replaced unasked.
+fn write_draw(path: &Path, shape: &[usize], values: &[usize]) -> Result<()> {
     let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
     let mut bytes = Vec::new();
     let mut writer = npyz::WriteOptions::<i64>::new()
@@ -444,6 +542,23 @@ fn write_indices(path: &Path, shape: &[usize], values: &[usize]) -> Result<()> {
         .begin_nd()?;
     writer.extend(values.iter().map(|&v| v as i64))?;
     writer.finish()?;
+    if path.exists() {
+        if std::fs::read(path).is_ok_and(|existing| existing == bytes) {
+            return Ok(());
+        }
+        return Err(ScoreError::Output(
+            format!(
+                "{} already exists and holds another draw: pass it back (--folds, \
+                 --split-halves) to reuse it, or remove it or choose another folder",
+                path.display()
+            ),
+            None,
+        ));
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .explain(ScoreError::Output, || format!("creating {}", dir.display()))?;
+    }
     std::fs::write(path, bytes)
         .explain(ScoreError::Output, || format!("writing {}", path.display()))?;
     tracing::info!(

@@ -23,6 +23,10 @@ pub enum ScoreError {
     /// their file or tap.
     #[error("{0}")]
     Features(String, #[source] Option<Cause>),
+    /// A score that these inputs leave undefined (a correlation over values that do not vary,
+    /// more PLS components than units): the message says which input and why, never a NaN.
+    #[error("{0}")]
+    Undefined(String, #[source] Option<Cause>),
     /// The features hold NaN or infinite values.
     #[error("the features hold NaN or infinite values")]
     NonFinite,

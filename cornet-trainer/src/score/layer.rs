@@ -27,6 +27,11 @@ pub struct LayerFeatures {
     pub centred_gram: DMatrix<f64>,
     /// 1 - Pearson correlation between stimuli over units (RSA).
     pub rdm: DMatrix<f64>,
+    /// The first stimulus whose features are the same in every unit (to rounding), for
+    /// which the correlation distance, and so the RDM, is undefined.
+    pub constant_stimulus: Option<usize>,
+    /// The units (columns) of the features, which bound the PLS components.
+    pub units: usize,
     /// What PLS regresses on: the features themselves when there are no more units than
     /// stimuli, else Z with Z Z' = G (the same predictions, n columns at most).
     pub pls_input: DMatrix<f64>,
@@ -53,8 +58,14 @@ impl LayerFeatures {
         } else {
             to_matrix(&features.to_dtype(DType::F64)?)?
         };
+        // A row that varies less than the features do over stimuli above (a millionth, RMS,
+        // of its size) is the same in every unit.
+        let constant_stimulus =
+            (0..n).find(|&i| grams.row_centred[(i, i)] <= 1e-12 * grams.row_sums_of_squares[i]);
         Ok(Some(LayerFeatures {
             rdm: rdm_from_gram(&grams.row_centred),
+            constant_stimulus,
+            units: p,
             centred_gram: grams.centred,
             pls_input,
         }))
@@ -67,6 +78,8 @@ struct StimulusGrams {
     row_centred: DMatrix<f64>,
     /// The sum of the squared features, sum_ij X_ij².
     sum_of_squares: f64,
+    /// Each stimulus's sum of squared features, sum_j X_ij².
+    row_sums_of_squares: Vec<f64>,
 }
 
 impl StimulusGrams {
@@ -106,10 +119,16 @@ impl StimulusGrams {
         let row_centred = DMatrix::from_fn(n, n, |i, j| {
             centred[(i, j)] + c[i] + c[j] + d_norm - b[i] * b[j] / p as f64
         });
+        // Row i of X is xc_i + m with m = d + g 1: |x_i|² = G_ii + 2 (c_i + g b_i) + |m|².
+        let m_norm = d_norm + p as f64 * grand_mean.powi(2);
+        let row_sums_of_squares = (0..n)
+            .map(|i| centred[(i, i)] + 2.0 * (c[i] + grand_mean * b[i]) + m_norm)
+            .collect();
         Ok(StimulusGrams {
             centred,
             row_centred,
             sum_of_squares,
+            row_sums_of_squares,
         })
     }
 }
@@ -152,6 +171,29 @@ mod tests {
         let mut varied = same.to_vec2::<f32>()?;
         varied[2][7] += 0.5;
         assert!(LayerFeatures::new(&Tensor::new(varied, &candle_core::Device::Cpu)?)?.is_some());
+        Ok(())
+    }
+
+    /// A stimulus whose features are the same in every unit has no correlation distance; one
+    /// unit makes every stimulus so.
+    #[test]
+    fn stimuli_the_same_in_every_unit_are_found() -> Result<()> {
+        let mut rows: Vec<Vec<f32>> = (0..6)
+            .map(|i| {
+                (0..40)
+                    .map(|u| ((i * 7 + u * 3) % 11) as f32 * 0.3)
+                    .collect()
+            })
+            .collect();
+        let cpu = candle_core::Device::Cpu;
+        let features = LayerFeatures::new(&Tensor::new(rows.clone(), &cpu)?)?.expect("varies");
+        assert_eq!(features.constant_stimulus, None);
+        rows[3] = vec![2.5; 40];
+        let features = LayerFeatures::new(&Tensor::new(rows.clone(), &cpu)?)?.expect("varies");
+        assert_eq!((features.constant_stimulus, features.units), (Some(3), 40));
+        let one_unit: Vec<Vec<f32>> = rows.iter().map(|r| vec![r[1]]).collect();
+        let features = LayerFeatures::new(&Tensor::new(one_unit, &cpu)?)?.expect("varies");
+        assert_eq!(features.constant_stimulus, Some(0));
         Ok(())
     }
 }

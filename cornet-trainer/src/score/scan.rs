@@ -33,8 +33,10 @@ pub struct ScanRequest {
     pub batch_size: usize,
     /// Decoding threads.
     pub workers: usize,
-    /// The recordings, folds, metric, and the output folder (scores, file list, folds).
+    /// The recordings, folds and metric (drawn folds are saved where it says).
     pub neural: NeuralRequest,
+    /// The folder of the file list (the scores are written by [`Scan::write_reports`]).
+    pub out_dir: PathBuf,
 }
 
 /// The scores of one tap: `V4.output.3` is area `V4` at time step 3, `decoder.avgpool.0` area
@@ -165,11 +167,11 @@ pub fn scan(request: &ScanRequest) -> Result<Scan> {
             recordings.stimuli()
         )));
     }
-    std::fs::create_dir_all(&neural.out_dir).explain(ScoreError::Output, || {
-        format!("creating {}", neural.out_dir.display())
+    std::fs::create_dir_all(&request.out_dir).explain(ScoreError::Output, || {
+        format!("creating {}", request.out_dir.display())
     })?;
     let protocol = neural.protocol(&recordings)?;
-    let target = NeuralTarget::new(&recordings, &protocol);
+    let target = NeuralTarget::new(neural, &recordings, &protocol)?;
     let model = Model::from_checkpoint(
         &request.weights,
         Some(request.arch),
@@ -177,7 +179,7 @@ pub fn scan(request: &ScanRequest) -> Result<Scan> {
         &request.device,
     )
     .map_err(ExtractError::Weights)?;
-    write_file_list(&images, &neural.out_dir)?;
+    write_file_list(&images, &request.out_dir)?;
     let batches = image_batches(images, request.imsize, request.workers, request.batch_size)?;
     let taps = collect_taps(&model, batches.images, batches.total, scored_taps(), false)?;
     let progress = ProgressBar::new(taps.len() as u64).with_style(
@@ -198,7 +200,10 @@ pub fn scan(request: &ScanRequest) -> Result<Scan> {
             Some(features) => scored.push(TapScore {
                 area,
                 time_step,
-                scores: score_layer(&features, &target, &protocol, neural.metric),
+                scores: score_layer(&features, &target, &protocol, neural.metric)
+                    .explain(ScoreError::Features, || {
+                        format!("tap {name} of {}", request.weights.display())
+                    })?,
             }),
             None => constant.push(name),
         }

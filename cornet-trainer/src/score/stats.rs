@@ -14,6 +14,11 @@ pub fn pearson(a: &[f64], b: &[f64]) -> f64 {
     ab / (aa * bb).sqrt()
 }
 
+/// Whether `values` differ at all: a correlation with values that do not is undefined.
+pub fn varies(values: &[f64]) -> bool {
+    values.iter().any(|v| *v != values[0])
+}
+
 /// Spearman correlation: Pearson of the ranks, ties sharing their average rank (scipy).
 pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
     pearson(&ranks(a), &ranks(b))
