@@ -106,7 +106,11 @@ impl ModelConfig {
                 if self.times == 0 {
                     return fail("times must be at least 1".into());
                 }
-                if let Some(w) = self.widths.iter().find(|w| *w % GROUP_NORM_GROUPS != 0) {
+                if let Some(w) = self
+                    .widths
+                    .iter()
+                    .find(|w| !w.is_multiple_of(GROUP_NORM_GROUPS))
+                {
                     return fail(format!(
                         "CORnet-{} uses GroupNorm with {GROUP_NORM_GROUPS} groups, so every width \
                          must be a multiple of {GROUP_NORM_GROUPS}; got {w} in {:?}",

@@ -92,7 +92,7 @@ fn place_rank(config: &Config) -> Result<RankPlace> {
     if let Some(warning) = &placement.warning {
         tracing::warn!("{warning}");
     }
-    if config.train.batch_size % world_size != 0 {
+    if !config.train.batch_size.is_multiple_of(world_size) {
         return Err(TrainError::UnevenBatch {
             batch_size: config.train.batch_size,
             world_size,

@@ -203,18 +203,24 @@ fn wide_features_score_exactly_through_the_stimulus_gram() {
     assert!((cka - cka_linear(&x, &y)).abs() < 1e-12);
 }
 
+/// The fixture's features and recordings as .npy files in `dir`, for the score command.
+fn write_fixture_inputs(
+    f: &HashMap<String, Array>,
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (features, recordings) = (dir.join("feats.npy"), dir.join("rec.npy"));
+    for (path, name) in [(&features, "features"), (&recordings, "recordings")] {
+        let shape: Vec<u64> = f[name].shape.iter().map(|&d| d as u64).collect();
+        write_npy(path, &shape, &f[name].values);
+    }
+    (features, recordings)
+}
+
 #[test]
 fn the_score_command_reports_json_and_writes_its_folds() {
     let f = expected();
     let dir = tempfile::tempdir().unwrap();
-    let (features, recordings) = (dir.path().join("feats.npy"), dir.path().join("rec.npy"));
-    let shape = |a: &Array| a.shape.iter().map(|&d| d as u64).collect::<Vec<_>>();
-    write_npy(&features, &shape(&f["features"]), &f["features"].values);
-    write_npy(
-        &recordings,
-        &shape(&f["recordings"]),
-        &f["recordings"].values,
-    );
+    let (features, recordings) = write_fixture_inputs(&f, dir.path());
     let out = run_score_command(&[
         "--features",
         features.to_str().unwrap(),
@@ -254,14 +260,7 @@ fn the_score_command_reports_json_and_writes_its_folds() {
 fn drawn_folds_are_saved_only_where_asked_and_never_replaced() {
     let f = expected();
     let dir = tempfile::tempdir().unwrap();
-    let (features, recordings) = (dir.path().join("feats.npy"), dir.path().join("rec.npy"));
-    let shape = |a: &Array| a.shape.iter().map(|&d| d as u64).collect::<Vec<_>>();
-    write_npy(&features, &shape(&f["features"]), &f["features"].values);
-    write_npy(
-        &recordings,
-        &shape(&f["recordings"]),
-        &f["recordings"].values,
-    );
+    let (features, recordings) = write_fixture_inputs(&f, dir.path());
     let score = |extra: &[&str]| {
         let args = [
             &[

@@ -254,8 +254,7 @@ fn a_diverging_run_stops_at_the_first_non_finite_loss_keeping_finite_checkpoints
     let mut trainer = Trainer::new(&model, &mut comm, s, &train, Interrupts::default()).unwrap();
     let err = trainer
         .run(&train, None)
-        .err()
-        .expect("the run diverges")
+        .expect_err("the run diverges")
         .to_string();
     assert!(
         err.contains("is not finite") && err.starts_with("step "),

@@ -320,7 +320,7 @@ mod tests {
             .unwrap();
         zip.write_all(&pickle).unwrap();
         zip.finish().unwrap();
-        let err = read_zip(&path).err().expect("refused").to_string();
+        let err = read_zip(&path).expect_err("refused").to_string();
         assert!(err.contains("nested more than 256 levels deep"), "{err}");
     }
 }

@@ -26,14 +26,14 @@ impl CheckpointPolicy {
 
     /// Whether to save after the step that brought the run to `global_step`.
     pub fn after_step(&self, global_step: u64) -> bool {
-        let by_steps = self.every_steps > 0 && global_step % self.every_steps == 0;
+        let by_steps = self.every_steps > 0 && global_step.is_multiple_of(self.every_steps);
         let by_time = self.every_secs > 0 && self.last_save.elapsed().as_secs() >= self.every_secs;
         by_steps || by_time
     }
 
     /// Whether to save once `epochs_done` epochs are complete.
     pub fn after_epoch(&self, epochs_done: u64) -> bool {
-        self.every_epochs > 0 && epochs_done % self.every_epochs == 0
+        self.every_epochs > 0 && epochs_done.is_multiple_of(self.every_epochs)
     }
 
     /// A checkpoint was just written: the time-based clock starts again.

@@ -326,6 +326,18 @@ mod tests {
         RankEnv::from_lookup(|name| map.get(name).cloned())
     }
 
+    /// Rank, local rank, world size, local world size and node.
+    fn place(env: &RankEnv) -> (usize, usize, usize, usize, usize) {
+        let e = env;
+        (
+            e.rank,
+            e.local_rank,
+            e.world_size,
+            e.local_world_size,
+            e.node_rank,
+        )
+    }
+
     fn err(vars: &[(&str, &str)]) -> String {
         parse(vars).unwrap_err().to_string()
     }
@@ -348,16 +360,7 @@ mod tests {
         ])
         .unwrap()
         .unwrap();
-        assert_eq!(
-            (
-                env.rank,
-                env.local_rank,
-                env.world_size,
-                env.local_world_size,
-                env.node_rank
-            ),
-            (5, 1, 8, 4, 1)
-        );
+        assert_eq!(place(&env), (5, 1, 8, 4, 1));
         assert_eq!((env.master_addr.as_str(), env.master_port), ("node0", 1234));
         assert!(env.agent_store);
         assert_eq!(env.key_prefix(), "cornet/job7/attempt_2/");
@@ -396,16 +399,7 @@ mod tests {
             ("SLURM_TASKS_PER_NODE", "4(x2)"),
         ];
         let env = parse(&slurm).unwrap().unwrap();
-        assert_eq!(
-            (
-                env.rank,
-                env.local_rank,
-                env.world_size,
-                env.local_world_size,
-                env.node_rank
-            ),
-            (6, 2, 8, 4, 1)
-        );
+        assert_eq!(place(&env), (6, 2, 8, 4, 1));
         assert_eq!(env.master_addr, "gpu01");
         assert_eq!(env.master_port, 10000 + (123456 % 20000) as u16);
         assert!(!env.agent_store);

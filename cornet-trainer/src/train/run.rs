@@ -203,7 +203,10 @@ impl<'a> Trainer<'a> {
                 observer.on_step(&record, images)?;
                 let after = self.agree_after_step(!record.loss.is_finite())?;
                 if self.settings.sync_check_steps > 0
-                    && self.state.global_step % self.settings.sync_check_steps == 0
+                    && self
+                        .state
+                        .global_step
+                        .is_multiple_of(self.settings.sync_check_steps)
                 {
                     check_in_sync(self.comm, self.model.store())?;
                 }
