@@ -23,20 +23,9 @@ trainer=$CORNET_TRAINER
 work=$(mktemp -d)
 trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$work"' EXIT
 
-# Two ranks, 8 epochs of 6 steps of a small CORnet-Z on generated images, checkpointed every
-# 2 steps (the configuration of the launcher's tests).
-cat > "$work/config.yaml" <<YAML
-model: {arch: Z, num_classes: 4, widths: [16, 32, 48, 64]}
-data:
-  train: $work/data/train
-  workers: 1
-  image_size: 64
-  synthetic: {classes: 4, train_per_class: 24, val_per_class: 4, size: 72}
-optim: {lr: 0.02, step_size: 2}
-train: {epochs: 8, batch_size: 8, seed: 3}
-dist: {ngpus: 2, backend: tcp}
-output: {path: $work/unused, save_val_epochs: 0, save_model_steps: 2, save_model_secs: 0, keep: 2}
-YAML
+# The launcher tests' run: two ranks, 8 epochs of 6 steps, checkpointed every 2 steps.
+sed -e "s|\$DATA|$work/data|" -e "s|\$OUT|$work/unused|" \
+    "$here/cornet-trainer/tests/configs/two_ranks.yaml" > "$work/config.yaml"
 
 # torchrun gives each of several ranks one thread (OMP_NUM_THREADS=1); so does every run here,
 # since sums split over other thread counts round differently.

@@ -18,19 +18,9 @@ use std::time::{Duration, Instant};
 /// bit for bit.
 const ONE_THREAD: (&str, &str) = ("OMP_NUM_THREADS", "1");
 
-/// Two ranks, 8 epochs of 6 steps, checkpointed every 2 steps.
-const CONFIG: &str = "\
-model: {arch: Z, num_classes: 4, widths: [16, 32, 48, 64]}
-data:
-  train: $DATA/train
-  workers: 1
-  image_size: 64
-  synthetic: {classes: 4, train_per_class: 24, val_per_class: 4, size: 72}
-optim: {lr: 0.02, step_size: 2}
-train: {epochs: 8, batch_size: 8, seed: 3}
-dist: {ngpus: 2, backend: tcp}
-output: {path: $OUT, save_val_epochs: 0, save_model_steps: 2, save_model_secs: 0, keep: 2}
-";
+/// Two ranks, 8 epochs of 6 steps, checkpointed every 2 steps (shared with
+/// scripts/check_torchrun.sh).
+const CONFIG: &str = include_str!("configs/two_ranks.yaml");
 
 /// `cornet-trainer launch` of two ranks of the run `run` in `dir`, the trainer given `extra`.
 fn launch(dir: &Path, run: &str, heartbeat_timeout_secs: u64, extra: &[&str]) -> Child {
