@@ -137,6 +137,17 @@ impl ImageFolder {
         if samples.is_empty() {
             return Err(DataError::Invalid(format!("{}: no images", root.display())));
         }
+        // Unlabelled images are rows of features, listed one per line beside them.
+        if let Some((path, _)) = samples
+            .iter()
+            .find(|(p, _)| p.to_string_lossy().contains(['\n', '\r']))
+        {
+            return Err(DataError::Invalid(format!(
+                "{:?}: a file name with a line break cannot be one line of a list of the \
+                 images: rename it",
+                path.display().to_string()
+            )));
+        }
         Ok(ImageFolder {
             root: root.to_owned(),
             classes: Vec::new(),
@@ -145,8 +156,20 @@ impl ImageFolder {
     }
 
     /// The images `names` (paths relative to `root`) in the order given, unlabelled: stimuli in
-    /// the order of a recording. A name that is not a file under `root` is an error naming it.
+    /// the order of a recording. A name that is not a file under `root`, or that is listed
+    /// twice, is an error naming it.
     pub fn listed(root: &Path, names: &[String]) -> Result<Self> {
+        let mut first_entry = std::collections::HashMap::new();
+        for (entry, name) in names.iter().enumerate() {
+            if let Some(first) = first_entry.insert(name, entry) {
+                return Err(DataError::Invalid(format!(
+                    "`{name}` is listed twice (entries {} and {}): each image is one row of \
+                     features, and a stimulus is one image",
+                    first + 1,
+                    entry + 1
+                )));
+            }
+        }
         let samples = names
             .iter()
             .map(|name| {

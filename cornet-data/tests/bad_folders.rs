@@ -121,3 +121,33 @@ fn validation_classes_must_be_the_training_classes() {
         .to_string();
     assert!(err.contains("label 2") && err.contains("no class"), "{err}");
 }
+
+/// Unlabelled images are rows of features listed one per line: a name with a line break would
+/// shift every name after it, and a stimulus listed twice would be two rows.
+#[test]
+fn stimuli_must_list_one_per_line_and_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    write_image_folder(&images, 1, 2, 16, 0).unwrap();
+    let class = std::fs::read_dir(&images)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let names: Vec<String> = std::fs::read_dir(&class)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    ImageFolder::flat(&class).unwrap();
+    let twice = [names[0].clone(), names[1].clone(), names[0].clone()];
+    let err = ImageFolder::listed(&class, &twice).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("`{}` is listed twice (entries 1 and 3)", names[0])),
+        "{err}"
+    );
+
+    std::fs::copy(class.join(&names[0]), class.join("two\nlines.png")).unwrap();
+    let err = ImageFolder::flat(&class).unwrap_err().to_string();
+    assert!(err.contains("a file name with a line break"), "{err}");
+}

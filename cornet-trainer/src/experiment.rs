@@ -332,8 +332,14 @@ fn report(summary: &Summary, rank: usize, out: &Path) {
         );
     } else if rank == 0 {
         if let Some(val) = &summary.last_val {
+            // save_val_epochs past the run's end leaves only the validation before step 1.
+            let when = match val.step == summary.global_step {
+                true => String::new(),
+                false => format!(" at step {}", val.step),
+            };
             println!(
-                "done: {} steps; validation loss {:.4}, top-1 {:.2}%, top-5 {:.2}%; weights in {}",
+                "done: {} steps; validation{when} loss {:.4}, top-1 {:.2}%, top-5 {:.2}%; \
+                 weights in {}",
                 summary.global_step,
                 val.loss,
                 100.0 * val.top1,

@@ -156,6 +156,33 @@ fn a_second_trainer_in_a_running_runs_folder_is_refused() {
     first.wait().unwrap();
 }
 
+/// The summary line says when its validation ran: with validations farther apart than the run
+/// is long, the only one ran before the first step, and is not passed off as the final one.
+#[test]
+fn the_summary_names_the_step_of_an_early_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "rare", CONFIG);
+    let extra = [
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "output.save_val_epochs=1e308",
+    ];
+    let stdout = stdout_of_success(&train(&config, &extra));
+    assert!(
+        stdout.contains("done: 12 steps; validation at step 0 loss"),
+        "{stdout}"
+    );
+    let stdout = stdout_of_success(&train(
+        &write_config(dir.path(), "usual", CONFIG),
+        &["--set", "train.epochs=1"],
+    ));
+    assert!(
+        stdout.contains("done: 12 steps; validation loss"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn a_changed_config_is_refused_unless_forced() {
     let dir = tempfile::tempdir().unwrap();
