@@ -156,6 +156,28 @@ fn a_second_trainer_in_a_running_runs_folder_is_refused() {
     first.wait().unwrap();
 }
 
+/// A checkpoint's place in its epoch means nothing at another epoch length: resuming with
+/// another batch size is refused even with --force (it used to run epochs backwards).
+#[test]
+fn another_batch_size_cannot_resume_even_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = one_epoch_trained(dir.path());
+    let extra = [
+        "--resume",
+        "auto",
+        "--force",
+        "--set",
+        "train.batch_size=4",
+        "--set",
+        "train.epochs=2",
+    ];
+    let stderr = stderr_of_failure(&train(&config, &extra));
+    assert!(
+        stderr.contains("taken at 12 steps per epoch and this run has 24"),
+        "{stderr}"
+    );
+}
+
 /// The summary line says when its validation ran: with validations farther apart than the run
 /// is long, the only one ran before the first step, and is not passed off as the final one.
 #[test]

@@ -50,6 +50,11 @@ pub struct TrainState {
     pub epoch: u64,
     /// Steps of `epoch` already taken.
     pub step_in_epoch: u64,
+    /// Steps in an epoch when the checkpoint was taken (the training set over the global
+    /// batch): the position above means nothing at another length. 0 in checkpoints written
+    /// before it was recorded.
+    #[serde(default)]
+    pub steps_per_epoch: u64,
     /// The run's seed.
     pub seed: u64,
     /// Where the run came from; a resume under a different one is refused unless forced.
@@ -292,6 +297,7 @@ mod tests {
                 global_step: step,
                 epoch: 0,
                 step_in_epoch: step,
+                steps_per_epoch: 12,
                 seed: 7,
                 provenance: Provenance {
                     config_hash: "c".into(),

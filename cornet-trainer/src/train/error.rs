@@ -39,6 +39,20 @@ pub enum TrainError {
         /// `loss` or `weights`.
         what: &'static str,
     },
+    /// The checkpoint's epochs had another number of steps (`train.batch_size` or the training
+    /// set changed): its place in the epoch cannot carry over, even with `--force`.
+    #[error(
+        "refusing to resume: the checkpoint was taken at {was} steps per epoch and this run has \
+         {now} (train.batch_size or the training set changed); its place in the epoch does not \
+         carry over, even with --force: train into another output.path (-o), or start from \
+         its weights with --init"
+    )]
+    EpochLengthChanged {
+        /// Steps per epoch of the checkpoint's run.
+        was: u64,
+        /// Steps per epoch now.
+        now: u64,
+    },
     /// `train.batch_size` cannot be shared equally by the ranks.
     #[error("train.batch_size {batch_size} does not split evenly over {world_size} ranks")]
     UnevenBatch {

@@ -67,6 +67,7 @@ impl<'a> Trainer<'a> {
             global_step: 0,
             epoch: 0,
             step_in_epoch: 0,
+            steps_per_epoch: train.steps_per_epoch(),
             seed: settings.seed,
             provenance: Provenance {
                 config_hash: settings.config_hash.clone(),
@@ -95,6 +96,10 @@ impl<'a> Trainer<'a> {
         if !changes.is_empty() && !force {
             return Err(TrainError::ProvenanceChanged { changes });
         }
+        let (was, now) = (checkpoint.state.steps_per_epoch, self.state.steps_per_epoch);
+        if was != 0 && was != now {
+            return Err(TrainError::EpochLengthChanged { was, now });
+        }
         let tensors = checkpoint.model.into_iter().collect();
         self.model
             .store()
@@ -104,6 +109,7 @@ impl<'a> Trainer<'a> {
         let provenance = self.state.provenance.clone();
         self.state = TrainState {
             provenance,
+            steps_per_epoch: now,
             ..checkpoint.state
         };
         Ok(())
