@@ -90,6 +90,33 @@ impl ModelConfig {
         }
     }
 
+    /// A lower bound on the floats that training needs: every parameter three times (weights,
+    /// gradients, momentum) and, per image of `image_size` pixels square, each area's output at
+    /// each of its steps twice (kept for the backward pass, and its gradient). The real need
+    /// is several times more (every layer's intermediates); a config over this bound cannot
+    /// fit, whatever else is true.
+    pub fn min_training_floats(&self, image_size: usize, batch_size: usize) -> f64 {
+        let w = self.widths.map(|w| w as f64);
+        // V1 reads 3 channels with a 7x7 kernel; the others 3x3 over the area before; the
+        // decoder maps IT's channels to the classes.
+        let parameters = 147.0 * w[0]
+            + 9.0 * (w[0] * w[1] + w[1] * w[2] + w[2] * w[3])
+            + w[3] * self.num_classes as f64;
+        let steps = match self.arch {
+            Arch::Z => [1, 1, 1, 1],
+            Arch::R | Arch::RT => [self.times; 4],
+            Arch::S => [1, self.s_times[0], self.s_times[1], self.s_times[2]],
+        };
+        // Each area halves the side, V1 twice (a stride-2 convolution and a pool).
+        let per_image: f64 = (0..4)
+            .map(|a| {
+                let side = image_size as f64 / f64::powi(2.0, a as i32 + 2);
+                w[a] * side * side * steps[a] as f64
+            })
+            .sum();
+        3.0 * parameters + 2.0 * per_image * batch_size as f64
+    }
+
     /// Checks what the constructors rely on: positive sizes, widths that R's and RT's
     /// GroupNorm can split into [`GROUP_NORM_GROUPS`] groups. Fails with
     /// [`Error::InvalidConfig`] saying which.

@@ -58,3 +58,12 @@ fn cuda_device(name: &str) -> Result<Device, DeviceError> {
 fn cuda_device(name: &str) -> Result<Device, DeviceError> {
     Err(DeviceError::NoCuda(name.to_owned()))
 }
+
+/// Bytes of memory the kernel says can be allocated without swapping (`MemAvailable` in
+/// `/proc/meminfo`); `None` where that is not known.
+pub fn available_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

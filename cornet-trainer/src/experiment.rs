@@ -99,13 +99,47 @@ fn place_rank(config: &Config) -> Result<RankPlace> {
         });
     }
     let device = parse_device(&placement.device).map_err(TrainError::Device)?;
+    let batch_size = config.train.batch_size / world_size;
+    if device.is_cpu() {
+        let ranks_here = env.as_ref().map_or(1, |e| e.local_world_size);
+        check_memory(config, batch_size, ranks_here)?;
+    }
     Ok(RankPlace {
         env,
         rank,
         world_size,
-        batch_size: config.train.batch_size / world_size,
+        batch_size,
         device,
     })
+}
+
+/// Refuses a config whose lower bound of memory exceeds this rank's share of what the machine
+/// has available (`ranks_here` ranks share it), before anything grows towards the OOM killer.
+fn check_memory(config: &Config, batch_size: usize, ranks_here: usize) -> Result<()> {
+    let Some(available) = crate::device::available_memory() else {
+        return Ok(());
+    };
+    let floats = config
+        .model_config()
+        .min_training_floats(config.data.image_size, batch_size);
+    let needed = 4.0 * floats;
+    let share = available as f64 / ranks_here.max(1) as f64;
+    if needed <= share {
+        return Ok(());
+    }
+    let gib = |bytes: f64| bytes / f64::from(1u32 << 30);
+    Err(TrainError::TooBig(format!(
+        "this run needs at least {:.1} GiB per rank and {:.1} GiB is available to it: lower \
+         data.image_size ({}), train.batch_size ({}), model.widths ({:?}), model.num_classes \
+         ({}) or model.times ({})",
+        gib(needed),
+        gib(share),
+        config.data.image_size,
+        config.train.batch_size,
+        config.model.widths,
+        config.model.num_classes,
+        config.model.times,
+    )))
 }
 
 /// The training and validation batches of this rank.

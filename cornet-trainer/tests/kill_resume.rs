@@ -178,6 +178,27 @@ fn another_batch_size_cannot_resume_even_forced() {
     );
 }
 
+/// A config that cannot fit in memory is refused before anything is allocated, naming the
+/// fields that drive it, where it used to grow until the OOM killer came.
+#[test]
+fn a_run_too_big_for_the_machine_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for (key, value) in [
+        ("data.image_size", "100000"),
+        ("model.widths", "[100000, 100000, 100000, 100000]"),
+        ("model.num_classes", "10000000000"),
+    ] {
+        let config = write_config(dir.path(), "huge", CONFIG);
+        let set = format!("{key}={value}");
+        let stderr = stderr_of_failure(&train(&config, &["--set", &set]));
+        assert!(
+            stderr.contains("this run needs at least") && stderr.contains(key),
+            "{stderr}"
+        );
+        assert!(!dir.path().join("huge").join("records.jsonl").exists());
+    }
+}
+
 /// The summary line says when its validation ran: with validations farther apart than the run
 /// is long, the only one ran before the first step, and is not passed off as the final one.
 #[test]

@@ -53,6 +53,10 @@ pub enum TrainError {
         /// Steps per epoch now.
         now: u64,
     },
+    /// The config needs more memory than the machine has available; the message names the
+    /// fields that drive it.
+    #[error("{0}")]
+    TooBig(String),
     /// `train.batch_size` cannot be shared equally by the ranks.
     #[error("train.batch_size {batch_size} does not split evenly over {world_size} ranks")]
     UnevenBatch {
