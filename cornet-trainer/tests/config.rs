@@ -106,6 +106,17 @@ fn errors_name_the_file_line_and_key() {
         "x.yaml:6: optim.lr: must be a positive number"
     );
 
+    let huge_synthetic = parse(
+        MINIMAL,
+        &["data.synthetic={classes: 100000000, train_per_class: 1, val_per_class: 0, size: 32}"],
+    )
+    .unwrap_err();
+    assert!(
+        huge_synthetic.starts_with("--set data.synthetic: generates at most 100000 images")
+            && huge_synthetic.contains("here 100000000"),
+        "{huge_synthetic}"
+    );
+
     let zero_batch = MINIMAL.replace("batch_size: 256", "batch_size: 0");
     assert_eq!(
         parse(&zero_batch, &[]).unwrap_err(),

@@ -106,6 +106,12 @@ pub struct DataSection {
     pub synthetic: Option<SyntheticData>,
 }
 
+/// The most images `data.synthetic` generates.
+pub const MAX_SYNTHETIC_IMAGES: usize = 100_000;
+
+/// The largest side of a generated image.
+pub const MAX_SYNTHETIC_SIZE: usize = 1024;
+
 /// `data.synthetic`: a generated dataset for smoke runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -408,6 +414,21 @@ impl Config {
                 synthetic.classes >= 2 && synthetic.train_per_class >= 1 && synthetic.size >= 32,
                 "data.synthetic",
                 "needs at least 2 classes, 1 training image per class and images of 32 px",
+            )?;
+            // A smoke set, written to disk before training: bounded so that a typo cannot
+            // fill the disk (1e8 classes wrote 2.7 GB before anything else happened).
+            let images = synthetic.classes.saturating_mul(
+                synthetic
+                    .train_per_class
+                    .saturating_add(synthetic.val_per_class),
+            );
+            check(
+                images <= MAX_SYNTHETIC_IMAGES && synthetic.size <= MAX_SYNTHETIC_SIZE,
+                "data.synthetic",
+                &format!(
+                    "generates at most {MAX_SYNTHETIC_IMAGES} images (classes x (train_per_class \
+                     + val_per_class), here {images}) of at most {MAX_SYNTHETIC_SIZE} px"
+                ),
             )?;
         }
         Ok(())
