@@ -27,12 +27,26 @@ pub enum DeviceError {
     NoCuda(String),
 }
 
-/// `cpu`, or `cuda` / `cuda:N` in a build with the `cuda` feature.
+/// `cpu`, `auto` (see [`auto_device`]), or `cuda` / `cuda:N` in a build with the `cuda`
+/// feature.
 pub fn parse_device(name: &str) -> Result<Device, DeviceError> {
     match name {
         "cpu" => Ok(Device::Cpu),
+        "auto" => Ok(auto_device(0)),
         cuda if cuda == "cuda" || cuda.starts_with("cuda:") => cuda_device(cuda),
         other => Err(DeviceError::Unknown(other.to_owned())),
+    }
+}
+
+/// `auto`: GPU `ordinal` when this build has CUDA and the GPU opens, else the CPU, saying
+/// why in one line.
+pub fn auto_device(ordinal: usize) -> Device {
+    match cuda_device(&format!("cuda:{ordinal}")) {
+        Ok(device) => device,
+        Err(why) => {
+            tracing::info!("train.device auto: training on the CPU ({why})");
+            Device::Cpu
+        }
     }
 }
 
@@ -66,4 +80,19 @@ pub fn available_memory() -> Option<u64> {
     let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_is_the_cpu_where_no_gpu_opens() {
+        // In a build without `cuda` (or on a machine without a GPU): the CPU, not an error.
+        if !cfg!(feature = "cuda") || !candle_core::utils::cuda_is_available() {
+            assert!(parse_device("auto").unwrap().is_cpu());
+            assert!(auto_device(3).is_cpu());
+        }
+        assert!(matches!(parse_device("gpu"), Err(DeviceError::Unknown(_))));
+    }
 }

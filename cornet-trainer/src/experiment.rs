@@ -4,7 +4,7 @@
 
 use crate::checkpoint::{self, CheckpointDir};
 use crate::config::{Config, DataFormat};
-use crate::device::parse_device;
+use crate::device::{auto_device, parse_device};
 use crate::distributed::placement::Placement;
 use crate::distributed::{self, Communicator, RankEnv};
 use crate::error::Explain;
@@ -98,7 +98,10 @@ fn place_rank(config: &Config) -> Result<RankPlace> {
             world_size,
         });
     }
-    let device = parse_device(&placement.device).map_err(TrainError::Device)?;
+    let device = match placement.device.as_str() {
+        "auto" => auto_device(placement.ordinal),
+        name => parse_device(name).map_err(TrainError::Device)?,
+    };
     let batch_size = config.train.batch_size / world_size;
     if device.is_cpu() {
         let ranks_here = env.as_ref().map_or(1, |e| e.local_world_size);

@@ -157,7 +157,8 @@ pub struct TrainSection {
     /// Fixes the initial weights, the data order and the augmentations.
     #[serde(default)]
     pub seed: u64,
-    /// `cpu`, `cuda` or `cuda:N`.
+    /// `auto` (the default: CUDA when this build has it and a GPU opens, else the CPU), `cpu`,
+    /// `cuda` or `cuda:N`.
     #[serde(default = "defaults::device")]
     pub device: String,
     /// The dtype of activations: `f32` (the default, and the parity reference) or `bf16`.
@@ -271,7 +272,7 @@ mod defaults {
         0.1
     }
     pub fn device() -> String {
-        "cpu".into()
+        "auto".into()
     }
     pub fn ngpus() -> usize {
         1

@@ -6,8 +6,11 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
     /// The device to train on: `train.device`, or `cpu` when `dist.ngpus` is 0; a bare `cuda`
-    /// is the local rank's device.
+    /// is the local rank's device ([`Placement::ordinal`]), and `auto` stays `auto`.
     pub device: String,
+    /// The GPU this rank takes if it takes one: its local rank, or 0 where the launcher gave
+    /// it a single GPU.
+    pub ordinal: usize,
     /// Set when `ngpus` asks for several devices but this is a single process: one device
     /// would be used and the others idle, so say how to start the ranks.
     pub warning: Option<String>,
@@ -24,14 +27,16 @@ impl Placement {
         local_rank: usize,
         visible_devices: Option<usize>,
     ) -> Placement {
+        // torchrun's contract: each rank takes the device of its local rank, unless the
+        // launcher already gave it a single one (Slurm's --gpus-per-task).
+        let ordinal = match world_size > 1 && visible_devices != Some(1) {
+            true => local_rank,
+            false => 0,
+        };
         // The original moves the model to the GPU only when ngpus > 0, whatever is installed.
         let device = match (ngpus, device) {
             (0, _) => "cpu".to_string(),
-            // torchrun's contract: each rank takes the device of its local rank, unless the
-            // launcher already gave it a single one (Slurm's --gpus-per-task).
-            (_, "cuda") if world_size > 1 && visible_devices != Some(1) => {
-                format!("cuda:{local_rank}")
-            }
+            (_, "cuda") if ordinal > 0 => format!("cuda:{ordinal}"),
             (_, device) => device.to_string(),
         };
         let warning = (ngpus > 1 && world_size == 1).then(|| {
@@ -40,7 +45,11 @@ impl Placement {
                  `cornet-trainer launch --nproc {ngpus}` or scripts/launch_2gpu.sh"
             )
         });
-        Placement { device, warning }
+        Placement {
+            device,
+            ordinal,
+            warning,
+        }
     }
 }
 
@@ -73,6 +82,9 @@ mod tests {
         );
         assert_eq!(Placement::resolve(8, "cuda", 8, 3, Some(1)).device, "cuda");
         assert_eq!(Placement::resolve(8, "cuda:0", 8, 3, None).device, "cuda:0");
+        let auto = Placement::resolve(8, "auto", 8, 3, None);
+        assert_eq!((auto.device.as_str(), auto.ordinal), ("auto", 3));
+        assert_eq!(Placement::resolve(0, "auto", 8, 3, None).device, "cpu");
     }
 
     #[test]
