@@ -23,6 +23,13 @@ pub struct Pass<'a> {
 
 impl Pass<'_> {
     fn tap(&mut self, module: &str, value: Tensor) -> Tensor {
+        // Nothing is differentiated in evaluation: cutting the autograd graph at each module's
+        // output lets an unrolled recurrence free each step's intermediates (the weights are
+        // variables, so every result would otherwise keep its inputs alive to the end).
+        let value = match self.mode {
+            Mode::Eval => value.detach(),
+            Mode::Train => value,
+        };
         self.taps.record(module, &value);
         value
     }

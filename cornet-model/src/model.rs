@@ -139,3 +139,37 @@ impl Model {
         self.network.forward(images, &mut pass)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Evaluation keeps no autograd graph behind its outputs (so an unrolled recurrence frees
+    /// each step as it goes), while training keeps the whole graph for the backward pass.
+    #[test]
+    fn evaluation_keeps_no_graph_and_training_does() -> Result<()> {
+        let config = ModelConfig {
+            arch: Arch::RT,
+            widths: [32, 32, 32, 32],
+            num_classes: 5,
+            // Enough steps for the image to reach IT (at 3, RT's logits never see V1).
+            times: 5,
+            s_times: [1, 1, 1],
+        };
+        let model = Model::new(&config, &Device::Cpu, 0)?;
+        let images = Tensor::randn(0f32, 1., (2, 3, 64, 64), &Device::Cpu)?;
+        let v1 = |model: &Model| {
+            let entry = model.store().parameters().next().expect("parameters");
+            entry.var.as_tensor().clone()
+        };
+        let first = v1(&model);
+        let eval = model.forward(&images, Mode::Eval)?.sum_all()?.backward()?;
+        assert!(eval.get(&first).is_none(), "an eval forward kept its graph");
+        let train = model.forward(&images, Mode::Train)?.sum_all()?.backward()?;
+        assert!(
+            train.get(&first).is_some(),
+            "a training forward lost its graph"
+        );
+        Ok(())
+    }
+}
