@@ -31,13 +31,16 @@ pub struct Launch {
     pub force: bool,
     /// Initial weights (.pth or safetensors) instead of a random initialisation.
     pub init: Option<PathBuf>,
+    /// This process's place among the ranks ([`RankEnv::from_env`], read once by the caller);
+    /// `None` for a single process.
+    pub rank_env: Option<RankEnv>,
 }
 
 /// Trains the experiment `launch` names, as this process's rank, to the end (or to a signal).
 /// Fails with a [`TrainError`] saying which part of the experiment is at fault.
 pub fn train(launch: &Launch) -> Result<()> {
     let config = Config::load(&launch.config, &launch.overrides)?;
-    let rank = place_rank(&config)?;
+    let rank = place_rank(&config, launch.rank_env.clone())?;
     let data = prepare_data(&config, &rank)?;
     let model = build_model(&config, launch.init.as_deref(), &rank.device)?;
     let mut comm = connect_ranks(&config, &rank)?;
@@ -75,8 +78,7 @@ struct RankPlace {
 }
 
 /// The rank environment, this rank's device (as `dist.ngpus` says) and its share of the batch.
-fn place_rank(config: &Config) -> Result<RankPlace> {
-    let env = RankEnv::from_env()?;
+fn place_rank(config: &Config, env: Option<RankEnv>) -> Result<RankPlace> {
     let (rank, world_size) = env.as_ref().map_or((0, 1), |e| (e.rank, e.world_size));
     let local_rank = env.as_ref().map_or(0, |e| e.local_rank);
     let visible = std::env::var("CUDA_VISIBLE_DEVICES")
@@ -276,10 +278,8 @@ fn open_run_folder(
     }
     if rank == 0 {
         let resolved = out.join("config.yaml");
-        let staging = out.join(".config.yaml.partial");
-        let writing = || format!("writing {}", resolved.display());
-        std::fs::write(&staging, config.to_yaml()).explain(TrainError::Io, writing)?;
-        std::fs::rename(&staging, &resolved).explain(TrainError::Io, writing)?;
+        crate::files::write_whole(&resolved, config.to_yaml())
+            .explain(TrainError::Io, || format!("writing {}", resolved.display()))?;
     }
     Ok((checkpoints, lock))
 }

@@ -20,6 +20,7 @@ pub mod error;
 pub mod experiment;
 pub mod extract;
 pub mod features;
+pub mod files;
 pub mod loading;
 pub mod optim;
 pub mod score;

@@ -8,13 +8,15 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let Some(config) = args.config.clone() else {
         anyhow::bail!("--config is required to train (see --help)");
     };
-    share_cores()?;
+    let rank_env = RankEnv::from_env()?;
+    share_cores(rank_env.as_ref())?;
     experiment::train(&Launch {
         config,
         overrides: args.overrides(),
         resume: args.resume.clone(),
         force: args.force,
         init: args.init.clone(),
+        rank_env,
     })?;
     Ok(())
 }
@@ -23,11 +25,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
 /// already says. candle and gemm size their thread pools from that variable when first used,
 /// so this runs first, while the process has a single thread (setting a variable is only
 /// sound then).
-fn share_cores() -> anyhow::Result<()> {
+fn share_cores(rank_env: Option<&RankEnv>) -> anyhow::Result<()> {
     if std::env::var_os("RAYON_NUM_THREADS").is_some() {
         return Ok(());
     }
-    let local_world_size = RankEnv::from_env()?.map_or(1, |env| env.local_world_size);
+    let local_world_size = rank_env.map_or(1, |env| env.local_world_size);
     let omp = std::env::var("OMP_NUM_THREADS").ok();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = cpu_threads(omp.as_deref(), local_world_size, cores)?;

@@ -22,10 +22,8 @@ pub fn write(path: &Path, message: &str) -> std::io::Result<()> {
             },
         },
     });
-    // Aside and renamed, so the agent never reads half a file.
-    let staging = path.with_extension("json.partial");
-    std::fs::write(&staging, data.to_string())?;
-    std::fs::rename(&staging, path)
+    // Written whole, so the agent never reads half a file.
+    crate::files::write_whole(path, data.to_string())
 }
 
 /// The message a rank left in `path`, if it left one that reads.

@@ -99,15 +99,7 @@ pub fn check_in_sync(comm: &mut dyn Communicator, store: &ParamStore) -> Result<
     if comm.world_size() == 1 {
         return Ok(());
     }
-    let mut sum = 0f64;
-    for entry in store.parameters() {
-        sum += entry
-            .var
-            .as_tensor()
-            .to_dtype(DType::F64)?
-            .sum_all()?
-            .to_scalar::<f64>()?;
-    }
+    let sum = checksum(store.parameters())?;
     // Split the f64 into two f32 words so the comparison is exact.
     let bits = sum.to_bits();
     let mine = [
@@ -124,6 +116,21 @@ pub fn check_in_sync(comm: &mut dyn Communicator, store: &ParamStore) -> Result<
         });
     }
     Ok(())
+}
+
+/// The sum of every value of `entries`, in f64: equal on ranks whose weights are equal, and
+/// finite exactly when every value is (f32 values summed in f64 cannot overflow).
+pub fn checksum<'a>(entries: impl Iterator<Item = &'a Entry>) -> Result<f64> {
+    let mut sum = 0f64;
+    for entry in entries {
+        sum += entry
+            .var
+            .as_tensor()
+            .to_dtype(DType::F64)?
+            .sum_all()?
+            .to_scalar::<f64>()?;
+    }
+    Ok(sum)
 }
 
 fn flatten<'a>(tensors: impl Iterator<Item = &'a Tensor>) -> Result<Vec<f32>> {

@@ -70,10 +70,8 @@ impl RecordsFile {
                     kept.push('\n');
                 }
             }
-            let staging = path.with_extension("jsonl.partial");
-            let rewriting = || format!("rewriting {}", path.display());
-            std::fs::write(&staging, kept).explain(TrainError::Io, rewriting)?;
-            std::fs::rename(&staging, path).explain(TrainError::Io, rewriting)?;
+            crate::files::write_whole(path, kept)
+                .explain(TrainError::Io, || format!("rewriting {}", path.display()))?;
         }
         let file = OpenOptions::new()
             .create(true)

@@ -11,7 +11,9 @@ use super::records::Record;
 use super::settings::RunSettings;
 use super::source::{BatchSource, LabelledBatch};
 use crate::checkpoint::{Checkpoint, CheckpointDir, Provenance, TrainState};
-use crate::distributed::grads::{average_gradients, broadcast_from_rank0, buffers, check_in_sync};
+use crate::distributed::grads::{
+    average_gradients, broadcast_from_rank0, buffers, check_in_sync, checksum,
+};
 use crate::distributed::launch::Heartbeat;
 use crate::distributed::Communicator;
 use crate::error::Explain;
@@ -366,7 +368,7 @@ impl<'a> Trainer<'a> {
     /// Saves a checkpoint on rank 0, unless the weights are not finite: every rank checks
     /// (their weights are the same) and stops, so the newest checkpoint stays a finite one.
     fn save(&mut self, checkpoints: &CheckpointDir, observer: &mut dyn RunObserver) -> Result<()> {
-        if !self.weights_are_finite()? {
+        if !checksum(self.model.store().entries().iter())?.is_finite() {
             return Err(TrainError::Diverged {
                 step: self.state.global_step,
                 what: "weights",
@@ -388,24 +390,6 @@ impl<'a> Trainer<'a> {
         let path = checkpoints.save(&checkpoint)?;
         observer.on_checkpoint(&path);
         Ok(())
-    }
-
-    /// Whether every parameter and buffer is finite (a NaN or infinity anywhere makes the sum
-    /// of magnitudes non-finite; summed in f64, finite f32 values cannot overflow).
-    fn weights_are_finite(&self) -> Result<bool> {
-        for entry in self.model.store().entries() {
-            let magnitude = entry
-                .var
-                .as_tensor()
-                .to_dtype(DType::F64)?
-                .abs()?
-                .sum_all()?
-                .to_scalar::<f64>()?;
-            if !magnitude.is_finite() {
-                return Ok(false);
-            }
-        }
-        Ok(true)
     }
 
     /// `OUT/final.safetensors`, written atomically by rank 0.
