@@ -4,7 +4,7 @@
 //!   cargo bench -p cornet-model --bench ops [-- FILTER]
 
 use candle_core::{DType, Device, Tensor, Var};
-use cornet_model::ops;
+use cornet_model::{ops, BatchGroups};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 /// (name, batch, in channels, out channels, input side, kernel, stride)
@@ -94,7 +94,14 @@ fn batch_norm(c: &mut Criterion) {
     let weight = Var::ones(64, DType::F32, &Device::Cpu).unwrap();
     let bias = Var::zeros(64, DType::F32, &Device::Cpu).unwrap();
     bench_elementwise(c, "batch_norm_train", &shapes, |x| {
-        ops::batch_norm_train(x, &weight, &bias, 1e-5)
+        ops::batch_norm_train(x, &weight, &bias, 1e-5, &BatchGroups::WholeBatch)
+            .unwrap()
+            .output
+    });
+    // Two groups of 2 images (ghost batch norm): the same passes, other sums.
+    let ghost = BatchGroups::Ghost { images: 2 };
+    bench_elementwise(c, "batch_norm_train_ghost2", &shapes, |x| {
+        ops::batch_norm_train(x, &weight, &bias, 1e-5, &ghost)
             .unwrap()
             .output
     });

@@ -1,5 +1,6 @@
 //! The PyTorch modules CORnet is made of, each recording its output as a tap under its name.
 
+use crate::batch_groups::BatchGroups;
 use crate::error::Result;
 use crate::ops;
 use crate::store::{Builder, Init};
@@ -19,6 +20,8 @@ pub enum Mode {
 pub struct Pass<'a> {
     pub mode: Mode,
     pub taps: &'a mut Taps,
+    /// Which images each BatchNorm's statistics cover in training; every call uses the same.
+    pub batch_groups: &'a BatchGroups,
 }
 
 impl Pass<'_> {
@@ -286,25 +289,25 @@ impl BatchNorm2d {
 
     pub fn forward(&self, x: &Tensor, pass: &mut Pass) -> Result<Tensor> {
         let y = normalized_in_f32(x, |x| match pass.mode {
-            Mode::Train => self.forward_train(x),
+            Mode::Train => self.forward_train(x, pass.batch_groups),
             Mode::Eval => self.forward_eval(x),
         })?;
         Ok(pass.tap(&self.name, y))
     }
 
-    /// Normalizes by the batch's statistics and folds them into the running ones (the store
-    /// shares these variables, so the state dict sees the update).
-    fn forward_train(&self, x: &Tensor) -> Result<Tensor> {
-        let (n, _, h, w) = x.dims4()?;
-        let count = (n * h * w) as f64;
+    /// Normalizes by the statistics of each group of the batch and folds the first group's
+    /// into the running ones (the store shares these variables, so the state dict sees the
+    /// update), as `nn.DataParallel` keeps its first replica's.
+    fn forward_train(&self, x: &Tensor, groups: &BatchGroups) -> Result<Tensor> {
+        let bn = ops::batch_norm_train(x, &self.weight, &self.bias, NORM_EPS, groups)?;
+        let count = bn.count as f64;
         if count < 2.0 {
             return Err(crate::error::Error::InvalidInput(format!(
-                "{}: batch normalization in train mode needs more than one value per channel, got input {:?}",
+                "{}: batch normalization in train mode needs more than one value per channel, got input {:?} in groups of {count} values",
                 self.name,
                 x.dims()
             )));
         }
-        let bn = ops::batch_norm_train(x, &self.weight, &self.bias, NORM_EPS)?;
         let unbiased = (bn.variance * (count / (count - 1.0)))?;
         let blend = |running: &Var, batch: &Tensor| -> Result<()> {
             let updated = ((running.as_detached_tensor() * (1.0 - BATCH_NORM_MOMENTUM))?

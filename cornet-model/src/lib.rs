@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod arch;
+pub mod batch_groups;
 pub mod error;
 mod layers;
 mod model;
@@ -24,6 +25,7 @@ pub mod testing;
 pub mod weights;
 
 pub use arch::{Arch, ModelConfig};
+pub use batch_groups::{BatchGroups, BatchStatsGroup};
 pub use error::{Error, Result};
 pub use layers::Mode;
 pub use model::Model;

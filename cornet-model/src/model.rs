@@ -1,6 +1,7 @@
 //! A CORnet with its state dict: build, load, run.
 
 use crate::arch::{Arch, ModelConfig};
+use crate::batch_groups::BatchGroups;
 use crate::error::{Error, Result};
 use crate::layers::{Mode, Pass};
 use crate::nets::{recurrent::CornetRecurrent, s::CornetS, z::CornetZ, Network};
@@ -38,6 +39,7 @@ pub struct Model {
     config: ModelConfig,
     store: ParamStore,
     network: Box<dyn Network>,
+    batch_groups: BatchGroups,
 }
 
 impl Model {
@@ -56,6 +58,7 @@ impl Model {
             config: config.clone(),
             store: b.store,
             network,
+            batch_groups: BatchGroups::default(),
         })
     }
 
@@ -97,6 +100,12 @@ impl Model {
         &self.config
     }
 
+    /// Groups the images of each training batch for BatchNorm's statistics (the whole batch
+    /// until set; the networks without BatchNorm ignore it).
+    pub fn set_batch_groups(&mut self, groups: BatchGroups) {
+        self.batch_groups = groups;
+    }
+
     /// The parameters and buffers under their PyTorch names.
     pub fn store(&self) -> &ParamStore {
         &self.store
@@ -135,7 +144,11 @@ impl Model {
                 images.dims()
             )));
         }
-        let mut pass = Pass { mode, taps };
+        let mut pass = Pass {
+            mode,
+            taps,
+            batch_groups: &self.batch_groups,
+        };
         self.network.forward(images, &mut pass)
     }
 }
