@@ -32,6 +32,24 @@ pub enum DistributedError {
     /// The launcher could not start or keep its ranks.
     #[error("{0}")]
     Launch(String, #[source] Option<Cause>),
+    /// `model.bn_images` cannot tile this rank's batch: it must divide it, or be a multiple of
+    /// it that divides the global batch.
+    #[error(
+        "model.bn_images {bn_images} neither divides each rank's batch of {per_rank} images \
+         (train.batch_size {batch_size} over {world_size} ranks) nor is a multiple of it that \
+         divides train.batch_size: pick a divisor of {per_rank}, or a multiple of it that \
+         divides {batch_size}"
+    )]
+    BatchNormGroups {
+        /// Images per BatchNorm group (`model.bn_images`).
+        bn_images: usize,
+        /// The global batch (`train.batch_size`).
+        batch_size: usize,
+        /// Each rank's share of it.
+        per_rank: usize,
+        /// The number of ranks.
+        world_size: usize,
+    },
     /// This build or this device cannot carry the transport asked for.
     #[error("{0}")]
     Unsupported(String),

@@ -62,7 +62,7 @@ fn buckets<T>(grads: &[(T, Tensor)]) -> Vec<&[(T, Tensor)]> {
 }
 
 /// Sets `entries` on every rank to rank 0's values (weights at the start, BatchNorm running
-/// statistics before each step as DDP's `broadcast_buffers` does).
+/// statistics after each step, as DDP's `broadcast_buffers` gives them to the next forward).
 pub fn broadcast_from_rank0<'a>(
     comm: &mut dyn Communicator,
     entries: impl Iterator<Item = &'a Entry> + Clone,

@@ -6,8 +6,10 @@
 //! `MASTER_ADDR:MASTER_PORT`, served by the agent or else by rank 0.
 //! [`Communicator`] is what the training loop sees; transports are a no-op for one rank, a
 //! TCP ring for CPU ranks ([`tcp`]), and NCCL for GPUs (feature `nccl`). [`grads`] keeps the
-//! ranks' models identical, and [`placement`] says what `dist.ngpus` asks of this process.
+//! ranks' models identical, [`placement`] says what `dist.ngpus` asks of this process, and
+//! [`batch_groups`] which ranks share a BatchNorm group (`model.bn_images`).
 
+pub mod batch_groups;
 pub mod env;
 mod error;
 pub mod error_file;

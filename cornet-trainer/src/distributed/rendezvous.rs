@@ -23,12 +23,21 @@ impl Rendezvous {
             true => Some(StoreServer::start(env.master_port)?),
             false => None,
         };
+        Ok(Rendezvous {
+            _server: server,
+            ..Self::join_served(env)?
+        })
+    }
+
+    /// Connects to a store that is served already: by the agent, or by rank 0's first
+    /// rendezvous (a second ring joins through this one).
+    pub fn join_served(env: &RankEnv) -> Result<Self> {
         let client = StoreClient::connect(&env.master_addr, env.master_port, env.timeout)?;
         Ok(Rendezvous {
             client,
             prefix: env.key_prefix(),
             local_addr: env.local_addr,
-            _server: server,
+            _server: None,
         })
     }
 

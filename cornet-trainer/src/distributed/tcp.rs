@@ -29,20 +29,48 @@ impl TcpRing {
     /// Meets the other ranks through rank 0's store and connects the ring. Fails, naming the
     /// rank, if one does not arrive within the timeout or was started with another world size.
     pub fn connect(env: &RankEnv) -> Result<Self> {
+        let rendezvous = rendezvous::Rendezvous::join(env)?;
+        Self::connect_among(rendezvous, env, "ring", 0..env.world_size)
+    }
+
+    /// A ring of the consecutive ranks `members` alone (this rank among them), meeting under
+    /// the store keys `<name>/<rank>`: each of a job's subgroups connects its own. The store
+    /// must be served already (by the agent, or by rank 0's ring, connected first). Its
+    /// [`Communicator::rank`] and [`Communicator::world_size`] are this rank's place in it
+    /// and its size.
+    pub fn connect_group(env: &RankEnv, name: &str, members: Range<usize>) -> Result<Self> {
+        if !members.contains(&env.rank) || members.end > env.world_size {
+            return Err(Rendezvous(
+                format!(
+                    "ring {name}: rank {} of {} cannot join ranks {members:?}",
+                    env.rank, env.world_size
+                ),
+                None,
+            ));
+        }
+        let rendezvous = rendezvous::Rendezvous::join_served(env)?;
+        Self::connect_among(rendezvous, env, name, members)
+    }
+
+    fn connect_among(
+        mut rendezvous: rendezvous::Rendezvous,
+        env: &RankEnv,
+        name: &str,
+        members: Range<usize>,
+    ) -> Result<Self> {
         let deadline = Instant::now() + env.timeout;
-        let mut rendezvous = rendezvous::Rendezvous::join(env)?;
         let listener = TcpListener::bind((rendezvous.local_ip()?, 0))
             .explain(Rendezvous, || "opening this rank's ring port".into())?;
         let my_addr = listener.local_addr()?;
-        tracing::debug!("rank {} accepts its ring peer on {my_addr}", env.rank);
+        tracing::debug!("rank {} accepts its {name} peer on {my_addr}", env.rank);
         let entry = format!("{} {my_addr}", env.world_size);
-        rendezvous.publish(&format!("ring/{}", env.rank), entry.as_bytes())?;
+        rendezvous.publish(&format!("{name}/{}", env.rank), entry.as_bytes())?;
 
-        let mut addrs = Vec::with_capacity(env.world_size);
-        for rank in 0..env.world_size {
+        let mut addrs = Vec::with_capacity(members.len());
+        for rank in members.clone() {
             let left = deadline.saturating_duration_since(Instant::now());
             let entry = rendezvous
-                .fetch(&format!("ring/{rank}"), left)?
+                .fetch(&format!("{name}/{rank}"), left)?
                 .explain(Rendezvous, || missing_rank(env, rank))?;
             let entry =
                 String::from_utf8(entry).explain(Rendezvous, || "malformed ring entry".into())?;
@@ -64,8 +92,9 @@ impl TcpRing {
             );
         }
 
-        let next_addr = addrs[(env.rank + 1) % env.world_size];
-        let prev_rank = (env.rank + env.world_size - 1) % env.world_size;
+        let (size, position) = (members.len(), env.rank - members.start);
+        let next_addr = addrs[(position + 1) % size];
+        let prev_rank = members.start + (position + size - 1) % size;
         let (to_next, from_prev) = std::thread::scope(|s| {
             let accept = s.spawn(|| accept_from(&listener, prev_rank, deadline));
             let to_next = connect_to(next_addr, env.rank, deadline);
@@ -75,8 +104,8 @@ impl TcpRing {
             Ok::<_, super::DistributedError>((to_next?, from_prev?))
         })?;
         Ok(TcpRing {
-            rank: env.rank,
-            world_size: env.world_size,
+            rank: position,
+            world_size: size,
             to_next,
             from_prev,
             received: Vec::new(),
@@ -280,6 +309,39 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Rings of ranks {0, 1} and {2, 3}, joined after the job's ring, sum within themselves.
+    #[test]
+    fn group_rings_sum_over_their_members_only() {
+        let port = free_port();
+        let sums: Vec<(usize, Vec<f32>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|rank| {
+                    s.spawn(move || {
+                        let env = env(rank, 4, port);
+                        let mut job = TcpRing::connect(&env).unwrap();
+                        let first = rank / 2 * 2;
+                        let mut group = TcpRing::connect_group(&env, "pair", first..first + 2)
+                            .unwrap();
+                        let mut data = vec![(rank + 1) as f32; 3];
+                        group.all_reduce_sum(&mut data).unwrap();
+                        job.barrier().unwrap();
+                        (group.rank(), data)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(
+            sums,
+            [
+                (0, vec![3.0; 3]),
+                (1, vec![3.0; 3]),
+                (0, vec![7.0; 3]),
+                (1, vec![7.0; 3])
+            ]
+        );
     }
 
     #[test]
