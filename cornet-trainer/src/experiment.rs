@@ -5,6 +5,7 @@
 use crate::checkpoint::{self, CheckpointDir};
 use crate::config::{Config, DataFormat};
 use crate::device::{auto_device, parse_device};
+use crate::distributed::batch_groups::BatchNormPlan;
 use crate::distributed::placement::Placement;
 use crate::distributed::{self, Communicator, RankEnv};
 use crate::error::Explain;
@@ -42,8 +43,9 @@ pub fn train(launch: &Launch) -> Result<()> {
     let config = Config::load(&launch.config, &launch.overrides)?;
     let rank = place_rank(&config, launch.rank_env.clone())?;
     let data = prepare_data(&config, &rank)?;
-    let model = build_model(&config, launch.init.as_deref(), &rank.device)?;
+    let mut model = build_model(&config, launch.init.as_deref(), &rank.device)?;
     let mut comm = connect_ranks(&config, &rank)?;
+    model.set_batch_groups(rank.bn_plan.connect(rank.env.as_ref(), &rank.device)?);
     let resume = resume_requests(launch.resume.as_deref(), rank.env.as_ref());
     let (checkpoints, _lock) = open_run_folder(&config, !resume.is_empty(), rank.rank)?;
     let interrupts = Interrupts::from_signals().map_err(TrainError::Signals)?;
@@ -74,6 +76,8 @@ struct RankPlace {
     world_size: usize,
     /// This rank's share of `train.batch_size`.
     batch_size: usize,
+    /// How its BatchNorm groups the images (`model.bn_images`).
+    bn_plan: BatchNormPlan,
     device: Device,
 }
 
@@ -105,6 +109,13 @@ fn place_rank(config: &Config, env: Option<RankEnv>) -> Result<RankPlace> {
         name => parse_device(name).map_err(TrainError::Device)?,
     };
     let batch_size = config.train.batch_size / world_size;
+    let bn_plan = BatchNormPlan::new(
+        config.model.bn_images,
+        config.train.batch_size,
+        rank,
+        world_size,
+    )?;
+    bn_plan.check_device(&device)?;
     if device.is_cpu() {
         let ranks_here = env.as_ref().map_or(1, |e| e.local_world_size);
         check_memory(config, batch_size, ranks_here)?;
@@ -114,6 +125,7 @@ fn place_rank(config: &Config, env: Option<RankEnv>) -> Result<RankPlace> {
         rank,
         world_size,
         batch_size,
+        bn_plan,
         device,
     })
 }

@@ -56,6 +56,29 @@ fn every_shipped_config_loads() {
     }
     let smoke = Config::load(&configs_dir().join("smoke.yaml"), &[]).unwrap();
     assert!(smoke.data.synthetic.is_some());
+    // CORnet-S normalizes over the original's per-replica 128 images on any number of ranks.
+    let s = Config::load(&configs_dir().join("cornet_s.yaml"), &[]).unwrap();
+    assert_eq!(s.model.bn_images, Some(128));
+}
+
+/// `model.bn_images` is CORnet-S's alone, and its groups must tile the global batch; unset,
+/// it leaves the resolved config (and so the hash of existing runs) as it was.
+#[test]
+fn batch_norm_groups_are_checked_against_the_batch_and_the_model() {
+    assert_eq!(parse(MINIMAL, &[]).unwrap().model.bn_images, None);
+    assert!(!parse(MINIMAL, &[]).unwrap().to_yaml().contains("bn_images"));
+    let c = parse(MINIMAL, &["model.bn_images=64"]).unwrap();
+    assert_eq!(c.model.bn_images, Some(64));
+    assert_eq!(
+        parse(MINIMAL, &["model.bn_images=96"]).unwrap_err(),
+        "--set model.bn_images: must divide train.batch_size (256): groups of 96 images \
+         cannot tile it"
+    );
+    let z = MINIMAL.replace("arch: S", "arch: Z\n  bn_images: 128");
+    assert_eq!(
+        parse(&z, &[]).unwrap_err(),
+        "x.yaml:3: model.bn_images: applies to CORnet-S only, the one CORnet with BatchNorm"
+    );
 }
 
 #[test]

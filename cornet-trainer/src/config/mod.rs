@@ -64,6 +64,12 @@ pub struct ModelSection {
     /// Output channels of V1, V2, V4, IT.
     #[serde(default = "defaults::widths")]
     pub widths: Vec<usize>,
+    /// Images that each BatchNorm's batch statistics cover in training (CORnet-S), whatever
+    /// the number of ranks: a divisor of each rank's batch (its groups normalized apart) or a
+    /// multiple of it (the ranks of a group sum their statistics). Unset: each rank's batch.
+    /// The original's 2-GPU `nn.DataParallel` normalized over 128 of its 256 images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bn_images: Option<usize>,
 }
 
 /// `data.format`: how the images are stored.
@@ -362,6 +368,21 @@ impl Config {
         self.model_config()
             .validate()
             .map_err(|e| ("model.widths", e.to_string()))?;
+        if let Some(images) = self.model.bn_images {
+            check(
+                self.arch().ok() == Some(cornet_model::Arch::S),
+                "model.bn_images",
+                "applies to CORnet-S only, the one CORnet with BatchNorm",
+            )?;
+            check(
+                images >= 1 && self.train.batch_size.is_multiple_of(images),
+                "model.bn_images",
+                &format!(
+                    "must divide train.batch_size ({}): groups of {images} images cannot tile it",
+                    self.train.batch_size
+                ),
+            )?;
+        }
         check(self.data.workers >= 1, "data.workers", "must be at least 1")?;
         check(
             self.data.image_size >= 32,

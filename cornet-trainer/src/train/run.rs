@@ -270,13 +270,14 @@ impl<'a> Trainer<'a> {
         let images = batch.images.to_device(device)?;
         let labels = batch.labels.to_device(device)?;
 
-        let comm_start = Instant::now();
-        broadcast_from_rank0(self.comm, buffers(self.model.store()))?;
-        let mut comm_dur = comm_start.elapsed().as_secs_f64();
         let mut out = forward_backward(self.model, &images, &labels, self.settings.precision)?;
         let comm_start = Instant::now();
         average_gradients(self.comm, self.model.store(), &mut out.grads)?;
-        comm_dur += comm_start.elapsed().as_secs_f64();
+        // Rank 0's running statistics (its first BatchNorm group's, as DataParallel's first
+        // replica's) everywhere after each step, as DDP's broadcast before the next forward
+        // would give, and so that every rank ends (and validates) with the same.
+        broadcast_from_rank0(self.comm, buffers(self.model.store()))?;
+        let comm_dur = comm_start.elapsed().as_secs_f64();
         self.sgd
             .step(self.model.store().parameters(), &out.grads, lr)?;
 
