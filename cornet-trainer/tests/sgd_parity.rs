@@ -9,7 +9,7 @@ use crate::util::{fixture, read_npz};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use cornet_model::testing::{norm, relative_error};
-use cornet_model::{Arch, Model, ModelConfig, Role};
+use cornet_model::{Arch, BatchGroups, Model, ModelConfig, Role};
 use cornet_trainer::config::Precision;
 use cornet_trainer::optim::Sgd;
 use cornet_trainer::step::forward_backward;
@@ -52,11 +52,23 @@ fn check_gradients(tag: &str, model: &Model, grads: &GradStore, fixture: &HashMa
     }
 }
 
-/// The fixture (on the CPU) and the model at its initial weights on `device`.
+/// How the fixture `tag` grouped its BatchNorm statistics: `s_mini_dp` is the original's
+/// 2-GPU `nn.DataParallel` step (each replica normalizing its half of the 8 images, running
+/// statistics from the first), which one device reproduces with `model.bn_images` 4.
+fn batch_groups_of(tag: &str) -> BatchGroups {
+    match tag {
+        "s_mini_dp" => BatchGroups::Ghost { images: 4 },
+        _ => BatchGroups::WholeBatch,
+    }
+}
+
+/// The fixture (on the CPU) and the model at its initial weights on `device`, grouping its
+/// BatchNorm statistics as the fixture did.
 fn load(tag: &str, device: &Device) -> (HashMap<String, Tensor>, Model) {
     let expected = read_npz(&format!("{tag}_train.npz"));
     let init = fixture(&format!("{tag}_train_init.pth"));
-    let model = Model::from_checkpoint(&init, None, None, device).unwrap();
+    let mut model = Model::from_checkpoint(&init, None, None, device).unwrap();
+    model.set_batch_groups(batch_groups_of(tag));
     (expected, model)
 }
 
@@ -149,6 +161,13 @@ fn cornet_s_two_steps() {
     replay("s_mini");
 }
 
+/// One device with `model.bn_images` half the batch takes the original's two-GPU
+/// DataParallel steps.
+#[test]
+fn cornet_s_data_parallel_two_steps_on_one_device() {
+    replay("s_mini_dp");
+}
+
 /// The first step in bf16 mixed precision: the gradients reach the f32 master weights as f32,
 /// and logits and loss stay within 2e-2 of the f32 original.
 ///
@@ -237,6 +256,11 @@ mod portable_ops {
     }
 
     #[test]
+    fn cornet_s_data_parallel_first_step() {
+        with_portable_ops(|| first_step_f32("s_mini_dp", &Device::Cpu));
+    }
+
+    #[test]
     fn cornet_z_bf16_first_step() {
         with_portable_ops(|| replay_bf16("z_mini", &Device::Cpu));
     }
@@ -306,6 +330,13 @@ mod on_cuda {
     fn cornet_s_first_step() {
         if let Some(gpu) = gpu() {
             first_step_f32("s_mini", &gpu);
+        }
+    }
+
+    #[test]
+    fn cornet_s_data_parallel_first_step() {
+        if let Some(gpu) = gpu() {
+            first_step_f32("s_mini_dp", &gpu);
         }
     }
 
