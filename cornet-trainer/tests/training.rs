@@ -5,8 +5,9 @@ use crate::util::{free_port, tensor_bytes_by_name};
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use cornet_model::testing::norm;
-use cornet_model::{Arch, Model, ModelConfig};
+use cornet_model::{Arch, Entry, Model, ModelConfig, Role};
 use cornet_trainer::checkpoint::CheckpointDir;
+use cornet_trainer::distributed::batch_groups::BatchNormPlan;
 use cornet_trainer::distributed::{env::RankEnv, tcp::TcpRing, Communicator, SingleRank};
 use cornet_trainer::optim::StepLr;
 use cornet_trainer::train::{
@@ -315,10 +316,14 @@ fn a_checkpoint_request_saves_after_the_step_and_training_goes_on() {
     );
 }
 
-/// ||a - b|| / ||b|| over all parameters together, in f64.
-fn relative_difference(a: &Model, b: &Model) -> f64 {
+/// ||a - b|| / ||b|| over the f32 entries of `role` together, in f64.
+fn relative_difference(a: &Model, b: &Model, role: Role) -> f64 {
+    fn entries(m: &Model, role: Role) -> impl Iterator<Item = &Entry> {
+        let all = m.store().entries().iter();
+        all.filter(move |e| e.role == role && e.var.dtype() == DType::F32)
+    }
     let (mut diff, mut total) = (0f64, 0f64);
-    for (x, y) in a.store().parameters().zip(b.store().parameters()) {
+    for (x, y) in entries(a, role).zip(entries(b, role)) {
         let x = x.var.as_tensor().to_dtype(DType::F64).unwrap();
         let y = y.var.as_tensor().to_dtype(DType::F64).unwrap();
         diff += norm(&(&x - &y).unwrap()).powi(2);
@@ -327,60 +332,68 @@ fn relative_difference(a: &Model, b: &Model) -> f64 {
     (diff / total).sqrt()
 }
 
-/// Two ranks with batch B over loopback end with the weights of one rank with batch 2B.
-fn two_ranks_match_one(arch: Arch) {
-    let (images, labels) = dataset(160);
-    let one_dir = tempfile::tempdir().unwrap();
-    let single = small(arch);
-    {
-        let train = MemorySource::new(images.clone(), labels.clone(), 8, 0, 1);
-        let mut comm = SingleRank;
-        let mut s = settings(one_dir.path(), 1);
-        s.save_val_epochs = 0.0;
-        let mut trainer =
-            Trainer::new(&single, &mut comm, s, &train, Interrupts::default()).unwrap();
-        trainer.run(&train, None).unwrap();
-    }
+/// `small(arch)` trained one epoch of `images` on `world` ranks over loopback TCP (one rank
+/// alone without a ring), each with `batch` images and BatchNorm groups of `bn_images`
+/// (`model.bn_images`); each rank's model afterwards. Rank 1 and up start from other weights:
+/// rank 0's must win.
+fn train_on_ranks(
+    arch: Arch,
+    (images, labels): &(Tensor, Tensor),
+    world: usize,
+    batch: usize,
+    bn_images: Option<usize>,
+) -> Vec<Model> {
     let port = free_port();
-    let ranks: Vec<Model> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..2)
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..world)
             .map(|rank| {
                 let (images, labels) = (images.clone(), labels.clone());
                 s.spawn(move || {
-                    let mut env = RankEnv::on_this_machine(rank, 2, port);
+                    let mut env = RankEnv::on_this_machine(rank, world, port);
                     env.timeout = Duration::from_secs(20);
-                    let mut ring = TcpRing::connect(&env).unwrap();
-                    // Different initial weights on rank 1: rank 0's must win.
-                    let model = if rank == 0 {
-                        small(arch)
-                    } else {
-                        Model::new(small(arch).config(), &Device::Cpu, 7).unwrap()
+                    let mut comm: Box<dyn Communicator> = match world {
+                        1 => Box::new(SingleRank),
+                        _ => Box::new(TcpRing::connect(&env).unwrap()),
                     };
-                    let train = MemorySource::new(images, labels, 4, rank, 2);
+                    let mut model = match rank {
+                        0 => small(arch),
+                        _ => Model::new(small(arch).config(), &Device::Cpu, 7).unwrap(),
+                    };
+                    let plan = BatchNormPlan::new(bn_images, batch * world, rank, world).unwrap();
+                    model.set_batch_groups(plan.connect(Some(&env), &Device::Cpu).unwrap());
+                    let train = MemorySource::new(images, labels, batch, rank, world);
                     let dir = tempfile::tempdir().unwrap();
                     let mut s = settings(dir.path(), 1);
                     s.save_val_epochs = 0.0;
                     let mut trainer = Trainer::new(
                         &model,
-                        &mut ring as &mut dyn Communicator,
+                        comm.as_mut(),
                         s,
                         &train,
                         Interrupts::default(),
                     )
                     .unwrap();
                     let summary = trainer.run(&train, None).unwrap();
-                    assert_eq!(summary.global_step, 20);
+                    assert_eq!(summary.global_step, train.steps_per_epoch());
+                    drop(trainer);
                     model
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    })
+}
+
+/// Two ranks with batch B over loopback end with the weights of one rank with batch 2B.
+fn two_ranks_match_one(arch: Arch) {
+    let data = dataset(160);
+    let single = train_on_ranks(arch, &data, 1, 8, None);
+    let ranks = train_on_ranks(arch, &data, 2, 4, None);
     assert!(
         weights_of(&ranks[0]) == weights_of(&ranks[1]),
         "ranks diverged"
     );
-    let diff = relative_difference(&ranks[0], &single);
+    let diff = relative_difference(&ranks[0], &single[0], Role::Parameter);
     assert!(
         diff < 1e-4,
         "CORnet-{arch}: 2 ranks x 4 vs 1 rank x 8 differ by {diff:.2e}"
@@ -395,4 +408,34 @@ fn two_ranks_equal_one_rank_with_twice_the_batch_z() {
 #[test]
 fn two_ranks_equal_one_rank_with_twice_the_batch_rt() {
     two_ranks_match_one(Arch::RT);
+}
+
+/// CORnet-S with BatchNorm over 4 images (`model.bn_images`) trains to the same weights and
+/// running statistics on 1 rank x 8 (two groups on the rank), 2 x 4 (a group per rank) and
+/// 4 x 2 (each group summed over two ranks); every rank ends with rank 0's running
+/// statistics. Normalizing over the whole 8 instead trains to other weights.
+#[test]
+fn cornet_s_trains_alike_on_1_2_and_4_ranks_with_fixed_batch_norm_groups() {
+    let data = dataset(24); // 3 steps of 8
+    let one = train_on_ranks(Arch::S, &data, 1, 8, Some(4));
+    for world in [2, 4] {
+        let ranks = train_on_ranks(Arch::S, &data, world, 8 / world, Some(4));
+        for (rank, model) in ranks.iter().enumerate().skip(1) {
+            assert!(
+                weights_of(model) == weights_of(&ranks[0]),
+                "{world} ranks: rank {rank}'s weights or running statistics differ from rank 0's"
+            );
+        }
+        for role in [Role::Parameter, Role::Buffer] {
+            let diff = relative_difference(&ranks[0], &one[0], role);
+            assert!(
+                diff < 1e-4,
+                "{world} ranks x {} vs 1 rank x 8: {role:?}s differ by {diff:.2e}",
+                8 / world
+            );
+        }
+    }
+    let whole_batch = train_on_ranks(Arch::S, &data, 1, 8, None);
+    let diff = relative_difference(&whole_batch[0], &one[0], Role::Parameter);
+    assert!(diff > 1e-3, "groups of 4 changed nothing: {diff:.2e}");
 }
