@@ -6,7 +6,7 @@ use crate::distributed::DistributedError;
 use crate::optim::{OptimError, Sgd};
 use crate::step::forward_backward;
 use candle_core::{Device, Tensor};
-use cornet_model::{Arch, Mode, Model, ModelConfig};
+use cornet_model::{Arch, BatchGroups, Mode, Model, ModelConfig};
 use serde::Serialize;
 use std::time::Instant;
 
@@ -51,6 +51,8 @@ pub struct BenchOptions {
     pub warmup: usize,
     /// The activation dtype.
     pub precision: Precision,
+    /// BatchNorm over groups of this many images (ghost batch norm); `None`: the whole batch.
+    pub bn_images: Option<usize>,
 }
 
 /// The timings, printed as one JSON line.
@@ -68,6 +70,9 @@ pub struct BenchReport {
     pub steps: usize,
     /// The activation dtype.
     pub precision: Precision,
+    /// Images per BatchNorm group, if not the whole batch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bn_images: Option<usize>,
     /// Median over the timed steps of forward + backward + SGD update.
     pub train_step_ms: f64,
     /// Training throughput.
@@ -82,7 +87,10 @@ pub struct BenchReport {
 
 /// Times the train step and inference of a freshly initialised model on random images.
 pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport> {
-    let model = Model::new(&ModelConfig::full(options.arch), device, 0)?;
+    let mut model = Model::new(&ModelConfig::full(options.arch), device, 0)?;
+    if let Some(images) = options.bn_images {
+        model.set_batch_groups(BatchGroups::Ghost { images });
+    }
     let classes = model.config().num_classes;
     let (n, size) = (options.batch_size, options.image_size);
     let images = Tensor::randn(0f32, 1., (n, 3, size, size), device)?;
@@ -108,6 +116,7 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport> {
         device: format!("{device:?}"),
         batch_size: n,
         precision: options.precision,
+        bn_images: options.bn_images,
         image_size: size,
         steps: options.steps,
         train_step_ms: train_ms,

@@ -348,6 +348,11 @@ pub struct BenchArgs {
     /// Activation dtype: f32, or bf16 (mixed precision, f32 weights and gradients).
     #[arg(long, default_value = "f32")]
     pub precision: PrecisionArg,
+
+    /// BatchNorm (CORnet-S) over groups of this many images, as model.bn_images does on one
+    /// rank (a divisor of --batch-size); the whole batch if left out.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub bn_images: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -14,6 +14,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         steps: args.steps as usize,
         warmup: args.warmup as usize,
         precision: args.precision.into(),
+        bn_images: args.bn_images.map(|n| n as usize),
     };
     let report = bench::run(&options, &device)?;
     println!("{}", serde_json::to_string(&report)?);
