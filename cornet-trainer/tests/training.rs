@@ -365,14 +365,9 @@ fn train_on_ranks(
                     let dir = tempfile::tempdir().unwrap();
                     let mut s = settings(dir.path(), 1);
                     s.save_val_epochs = 0.0;
-                    let mut trainer = Trainer::new(
-                        &model,
-                        comm.as_mut(),
-                        s,
-                        &train,
-                        Interrupts::default(),
-                    )
-                    .unwrap();
+                    let mut trainer =
+                        Trainer::new(&model, comm.as_mut(), s, &train, Interrupts::default())
+                            .unwrap();
                     let summary = trainer.run(&train, None).unwrap();
                     assert_eq!(summary.global_step, train.steps_per_epoch());
                     drop(trainer);

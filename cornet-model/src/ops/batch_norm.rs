@@ -401,7 +401,9 @@ impl CustomOp3 for BatchNormBackward {
                 .map(|c| (0..p.groups).map(|g| f(g * p.channels + c)).sum::<f64>() as f32)
                 .collect()
         };
-        flat.extend(over_groups(&|s: usize| local[2 * s + 1] * stats.inv_std[s] as f64));
+        flat.extend(over_groups(&|s: usize| {
+            local[2 * s + 1] * stats.inv_std[s] as f64
+        }));
         flat.extend(over_groups(&|s: usize| local[2 * s]));
         let len = flat.len();
         Ok((CpuStorage::F32(flat), Shape::from(len)))
@@ -495,7 +497,13 @@ mod grouping_tests {
     fn assert_close(what: &str, a: &Tensor, b: &Tensor, tolerance: f32) {
         let b = b.to_dtype(DType::F32).unwrap();
         let a = a.to_dtype(DType::F32).unwrap();
-        let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let scale = b
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         let diff = max_abs_diff(&a, &b) / scale.max(1.0);
         assert!(diff <= tolerance, "{what}: {diff:.2e}");
     }

@@ -93,7 +93,9 @@ impl BatchNormPlan {
                     )
                 })?;
                 let ring = TcpRing::connect_group(env, &ring_name(ranks), ranks.clone())?;
-                Ok(BatchGroups::AcrossRanks(Arc::new(RingSums(Mutex::new(ring)))))
+                Ok(BatchGroups::AcrossRanks(Arc::new(RingSums(Mutex::new(
+                    ring,
+                )))))
             }
         }
     }
@@ -110,7 +112,10 @@ struct RingSums(Mutex<TcpRing>);
 
 impl BatchStatsGroup for RingSums {
     fn all_reduce_sum(&self, values: &mut [f64]) -> std::result::Result<(), GroupError> {
-        let mut ring = self.0.lock().map_err(|_| "the BatchNorm ring's lock is poisoned")?;
+        let mut ring = self
+            .0
+            .lock()
+            .map_err(|_| "the BatchNorm ring's lock is poisoned")?;
         let mut floats: Vec<f32> = values.iter().map(|&v| v as f32).collect();
         ring.all_reduce_sum(&mut floats)?;
         values

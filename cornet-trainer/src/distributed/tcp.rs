@@ -322,8 +322,8 @@ mod tests {
                         let env = env(rank, 4, port);
                         let mut job = TcpRing::connect(&env).unwrap();
                         let first = rank / 2 * 2;
-                        let mut group = TcpRing::connect_group(&env, "pair", first..first + 2)
-                            .unwrap();
+                        let mut group =
+                            TcpRing::connect_group(&env, "pair", first..first + 2).unwrap();
                         let mut data = vec![(rank + 1) as f32; 3];
                         group.all_reduce_sum(&mut data).unwrap();
                         job.barrier().unwrap();
