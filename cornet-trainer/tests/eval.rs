@@ -139,10 +139,7 @@ fn bad_input_is_named_and_exits_nonzero() {
     let nan_weights = dir.path().join("nan.safetensors");
     write_with_nan_bias(&weights, &nan_weights);
     let cases: [(Vec<&str>, &str); 6] = [
-        (
-            eval_args(&weights, &missing, &[]),
-            "--data-path: ",
-        ),
+        (eval_args(&weights, &missing, &[]), "--data-path: "),
         (
             eval_args(&s_weights, &run.val, &[]),
             "these are CORnet-S weights, not CORnet-Z",
@@ -156,7 +153,11 @@ fn bad_input_is_named_and_exits_nonzero() {
             "has 5 classes but the weights have 3 outputs",
         ),
         (
-            eval_args(&weights, &run.val, &["--classes-from", five_classes.to_str().unwrap()]),
+            eval_args(
+                &weights,
+                &run.val,
+                &["--classes-from", five_classes.to_str().unwrap()],
+            ),
             "differ at label 3",
         ),
         (

@@ -56,8 +56,9 @@ pub fn run(request: &EvalRequest) -> Result<Evaluation, EvalError> {
         visible_cuda_devices(),
     );
     let device = placement.open().map_err(EvalError::Device)?;
-    let model = Model::from_checkpoint(&request.weights, Some(request.arch), request.times, &device)
-        .map_err(EvalError::Weights)?;
+    let model =
+        Model::from_checkpoint(&request.weights, Some(request.arch), request.times, &device)
+            .map_err(EvalError::Weights)?;
     let images = open_labelled(request, model.config().num_classes)?;
     let total = images.len();
     let mut comm = distributed::connect(Backend::Auto, &device, env)?;
@@ -108,10 +109,7 @@ pub fn run(request: &EvalRequest) -> Result<Evaluation, EvalError> {
 
 /// The labelled images, checked as training checks its validation set: no more classes than
 /// the model has outputs, and the training set's classes in its order when one is named.
-fn open_labelled(
-    request: &EvalRequest,
-    num_classes: usize,
-) -> Result<Box<dyn Dataset>, EvalError> {
+fn open_labelled(request: &EvalRequest, num_classes: usize) -> Result<Box<dyn Dataset>, EvalError> {
     let images = open_images(&request.data, request.format, "--data-path")?;
     if let Some(train) = &request.classes_from {
         let train_set = open_images(train, request.format, "--classes-from")?;
