@@ -77,8 +77,9 @@ def main():
             output = net(x)
             loss = torch.nn.functional.cross_entropy(output, target, reduction="sum")
             loss_sum += loss.double().item()
-            # The original's accuracy(): topk, then the label among the first k.
-            _, pred = output.topk(5, 1, True, True)
+            # The original's accuracy(): topk, then the label among the first k (all classes
+            # when there are fewer than five, as cornet-trainer counts them).
+            _, pred = output.topk(min(5, output.shape[1]), 1, True, True)
             correct = pred.t().eq(target.view(1, -1).expand_as(pred.t()))
             top1 += int(correct[:1].sum())
             top5 += int(correct[:5].sum())
