@@ -2,7 +2,7 @@
 //! types belong to the binary; `commands` translates them into the library's requests.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use cornet_trainer::config::Precision;
+use cornet_trainer::config::{DataFormat, Precision};
 use cornet_trainer::score::command::{Metric, COMPONENTS};
 use std::path::PathBuf;
 
@@ -140,6 +140,10 @@ impl TrainArgs {
 pub enum Command {
     /// Run a model on preprocessed images and save module outputs (the original `run.py test`).
     Test(TestArgs),
+    /// Top-1, top-5 and mean cross-entropy of weights on a labelled image folder, with
+    /// training's validation transform; one JSON line on stdout. Several ranks (under
+    /// `launch --nproc N -- eval ...`) each score a disjoint part.
+    Eval(EvalArgs),
     /// How brain-like are features: RSA, linear CKA and PLS neural predictivity with a
     /// split-half noise ceiling, against neural recordings of the same stimuli.
     Score(ScoreArgs),
@@ -153,6 +157,61 @@ pub enum Command {
     /// watch them, and restart all from the newest checkpoint when one fails. Under torchrun,
     /// srun or a PyTorchJob, start `cornet-trainer --config ...` directly instead.
     Launch(LaunchArgs),
+}
+
+/// `eval`: how often the weights name the right class, as training's validation measures it.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Which CORnet: Z, R, RT or S (R and RT share weights and differ in how time unrolls).
+    #[arg(long)]
+    pub model: cornet_model::Arch,
+
+    /// Weights: a PyTorch .pth (zip or legacy format, as published) or a safetensors file (a
+    /// run's final.safetensors, a checkpoint's model.safetensors). Widths, classes and
+    /// CORnet-S's recurrence are read off its shapes.
+    #[arg(long)]
+    pub weights: PathBuf,
+
+    /// Time steps that R and RT unroll (default 5, as the original).
+    #[arg(long)]
+    pub times: Option<usize>,
+
+    /// The labelled images themselves (e.g. /data/imagenet/val, not its parent): one folder
+    /// per class, labels in sorted class-name order as training gives them; or a folder of
+    /// shards with --data-format shards.
+    #[arg(long, alias = "data_path", value_name = "DIR")]
+    pub data_path: PathBuf,
+
+    /// How --data-path is stored (data.format in a config).
+    #[arg(long, value_enum, default_value = "imagefolder")]
+    pub data_format: DataFormatArg,
+
+    /// The training set the weights learned (e.g. /data/imagenet/train): --data-path must
+    /// hold its classes in the same order, as training checks its validation set.
+    #[arg(long, value_name = "DIR")]
+    pub classes_from: Option<PathBuf>,
+
+    /// Side of the centre crop: Resize(round(N * 256 / 224)), CenterCrop(N), as training's
+    /// validation.
+    #[arg(long, alias = "imsize", default_value_t = 224, value_parser = clap::value_parser!(u64).range(1..))]
+    pub image_size: u64,
+
+    /// Images per forward pass on each rank.
+    #[arg(long, alias = "batch_size", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+
+    /// Decoding threads per rank.
+    #[arg(short = 'j', long, default_value_t = 4)]
+    pub workers: usize,
+
+    /// Where to run: cpu, auto, or cuda[:N] in a build with the `cuda` feature (a bare `cuda`
+    /// under `launch` is each rank's own GPU).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+
+    /// Activation dtype: f32, or bf16.
+    #[arg(long, default_value = "f32")]
+    pub precision: PrecisionArg,
 }
 
 #[derive(Debug, Args)]
@@ -439,6 +498,22 @@ impl From<MetricArg> for Metric {
             MetricArg::Cka => Metric::Cka,
             MetricArg::Pls => Metric::Pls,
             MetricArg::All => Metric::All,
+        }
+    }
+}
+
+/// `--data-format`: the library's [`DataFormat`] as a command-line value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DataFormatArg {
+    Imagefolder,
+    Shards,
+}
+
+impl From<DataFormatArg> for DataFormat {
+    fn from(arg: DataFormatArg) -> DataFormat {
+        match arg {
+            DataFormatArg::Imagefolder => DataFormat::Imagefolder,
+            DataFormatArg::Shards => DataFormat::Shards,
         }
     }
 }

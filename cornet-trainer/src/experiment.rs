@@ -4,9 +4,8 @@
 
 use crate::checkpoint::{self, CheckpointDir};
 use crate::config::{Config, DataFormat};
-use crate::device::{auto_device, parse_device};
 use crate::distributed::batch_groups::BatchNormPlan;
-use crate::distributed::placement::Placement;
+use crate::distributed::placement::{visible_cuda_devices, Placement};
 use crate::distributed::{self, Communicator, RankEnv};
 use crate::error::Explain;
 use crate::loading::open_images;
@@ -85,15 +84,12 @@ struct RankPlace {
 fn place_rank(config: &Config, env: Option<RankEnv>) -> Result<RankPlace> {
     let (rank, world_size) = env.as_ref().map_or((0, 1), |e| (e.rank, e.world_size));
     let local_rank = env.as_ref().map_or(0, |e| e.local_rank);
-    let visible = std::env::var("CUDA_VISIBLE_DEVICES")
-        .ok()
-        .map(|list| list.split(',').filter(|d| !d.trim().is_empty()).count());
     let placement = Placement::resolve(
         config.dist.ngpus,
         &config.train.device,
         world_size,
         local_rank,
-        visible,
+        visible_cuda_devices(),
     );
     if let Some(warning) = &placement.warning {
         tracing::warn!("{warning}");
@@ -104,10 +100,7 @@ fn place_rank(config: &Config, env: Option<RankEnv>) -> Result<RankPlace> {
             world_size,
         });
     }
-    let device = match placement.device.as_str() {
-        "auto" => auto_device(placement.ordinal),
-        name => parse_device(name).map_err(TrainError::Device)?,
-    };
+    let device = placement.open().map_err(TrainError::Device)?;
     let batch_size = config.train.batch_size / world_size;
     let bn_plan = BatchNormPlan::new(
         config.model.bn_images,

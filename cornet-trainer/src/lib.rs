@@ -2,7 +2,8 @@
 //!
 //! The front door is an experiment [`config::Config`]; [`experiment::train`] runs one from its
 //! config to its trained weights, on one process or as one rank of several
-//! ([`distributed`]). [`extract`] saves a model's features as the original `run.py test`
+//! ([`distributed`]). [`evaluate`] scores weights on labelled images (training's validation
+//! and the `eval` command). [`extract`] saves a model's features as the original `run.py test`
 //! did, and [`score`] measures how brain-like features are. The `cornet-trainer` binary is a
 //! thin command line over these modules.
 //!
@@ -17,6 +18,7 @@ pub mod config;
 pub mod device;
 pub mod distributed;
 pub mod error;
+pub mod evaluate;
 pub mod experiment;
 pub mod extract;
 pub mod features;

@@ -43,6 +43,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => commands::train::run(&cli.train),
         Some(Command::Test(args)) => commands::test::run(&args),
+        Some(Command::Eval(args)) => commands::eval::run(&args),
         Some(Command::Score(args)) => commands::score::run(&args),
         Some(Command::Bench(args)) => commands::bench::run(&args),
         Some(Command::BenchAllreduce(args)) => commands::bench::run_all_reduce(&args),

@@ -5,6 +5,7 @@ mod util;
 
 mod cli_test;
 mod config;
+mod eval;
 mod kill_resume;
 mod launcher;
 mod score_metrics;

@@ -24,6 +24,14 @@ pub fn run(args: &[&str]) -> Output {
         .expect("running cornet-trainer")
 }
 
+/// [`run`] with these variables added to the environment.
+pub fn run_with_env(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    cornet_trainer(args)
+        .envs(vars.iter().copied())
+        .output()
+        .expect("running cornet-trainer")
+}
+
 /// `cornet-trainer` with `args`, started for a test that signals it or watches it work: its
 /// stdout is dropped, its stderr kept for [`Child::wait_with_output`].
 pub fn start(args: &[&str]) -> Child {

@@ -2,6 +2,7 @@
 //! prints what the command prints.
 
 pub mod bench;
+pub mod eval;
 pub mod launch;
 pub mod score;
 pub mod test;

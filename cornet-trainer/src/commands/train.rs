@@ -21,11 +21,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sets this rank's share of the CPU cores (see [`cpu_threads`]) unless `RAYON_NUM_THREADS`
+/// Sets this rank's share of the CPU cores (training and `eval`) (see [`cpu_threads`]) unless `RAYON_NUM_THREADS`
 /// already says. candle and gemm size their thread pools from that variable when first used,
 /// so this runs first, while the process has a single thread (setting a variable is only
 /// sound then).
-fn share_cores(rank_env: Option<&RankEnv>) -> anyhow::Result<()> {
+pub fn share_cores(rank_env: Option<&RankEnv>) -> anyhow::Result<()> {
     if std::env::var_os("RAYON_NUM_THREADS").is_some() {
         return Ok(());
     }

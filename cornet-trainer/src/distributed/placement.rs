@@ -2,6 +2,9 @@
 //! the CPU, `N` on N devices, here one rank per device (started by `launch --nproc N`,
 //! torchrun or srun), each rank on the device of its local rank.
 
+use crate::device::{auto_device, parse_device, DeviceError};
+use candle_core::Device;
+
 /// Where this rank trains, and what to tell the user when the ranks do not match `ngpus`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
@@ -51,6 +54,23 @@ impl Placement {
             warning,
         }
     }
+}
+
+impl Placement {
+    /// Opens [`Placement::device`]: `auto` is this rank's GPU when it opens, else the CPU.
+    pub fn open(&self) -> Result<Device, DeviceError> {
+        match self.device.as_str() {
+            "auto" => Ok(auto_device(self.ordinal)),
+            name => parse_device(name),
+        }
+    }
+}
+
+/// How many devices `CUDA_VISIBLE_DEVICES` leaves this process, if it says.
+pub fn visible_cuda_devices() -> Option<usize> {
+    std::env::var("CUDA_VISIBLE_DEVICES")
+        .ok()
+        .map(|list| list.split(',').filter(|d| !d.trim().is_empty()).count())
 }
 
 #[cfg(test)]

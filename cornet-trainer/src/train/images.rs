@@ -2,7 +2,6 @@
 
 use super::error::Result;
 use super::source::{BatchSource, LabelledBatch};
-use crate::loading::batch_tensors;
 use cornet_data::{Dataset, Pipeline};
 
 /// A [`BatchSource`] over images decoded by a [`Pipeline`].
@@ -24,10 +23,9 @@ impl<D: Dataset + 'static> BatchSource for ImageSource<D> {
         start: u64,
     ) -> Result<Box<dyn Iterator<Item = Result<LabelledBatch>> + '_>> {
         let batches = self.pipeline.epoch(epoch, start as usize);
-        Ok(Box::new(batches.map(|batch| {
-            let (images, labels) = batch_tensors(batch?)?;
-            Ok(LabelledBatch { images, labels })
-        })))
+        Ok(Box::new(
+            batches.map(|batch| Ok(LabelledBatch::decoded(batch?)?)),
+        ))
     }
 
     fn steps_per_epoch(&self) -> u64 {

@@ -17,10 +17,11 @@ use crate::distributed::grads::{
 use crate::distributed::launch::Heartbeat;
 use crate::distributed::Communicator;
 use crate::error::Explain;
+use crate::evaluate::evaluate;
 use crate::optim::Sgd;
 use crate::step::forward_backward;
 use candle_core::DType;
-use cornet_model::{weights, Mode, Model};
+use cornet_model::{weights, Model};
 use std::time::Instant;
 
 /// How a run ended.
@@ -307,50 +308,26 @@ impl<'a> Trainer<'a> {
         observer: &mut dyn RunObserver,
     ) -> Result<Record> {
         let start = Instant::now();
-        let mut totals = [0f64; 4]; // loss sum, top1, top5, count
-        let mut data_load_dur = 0.0;
-        let mut batches = val.batches(0, 0)?;
-        loop {
-            let wait = Instant::now();
-            let Some(batch) = batches.next() else { break };
-            data_load_dur += wait.elapsed().as_secs_f64();
-            let batch = batch?;
-            self.heartbeat.beat();
-            let device = self.model.device();
-            let labels = batch.labels.to_device(device)?;
-            let images = batch
-                .images
-                .to_device(device)?
-                .to_dtype(self.settings.precision.activation_dtype())?;
-            let logits = self
-                .model
-                .forward(&images, Mode::Eval)?
-                .to_dtype(DType::F32)?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &labels)?
-                .to_dtype(DType::F64)?
-                .to_scalar::<f64>()?;
-            let acc = Accuracy::of(&logits, &labels)?;
-            totals[0] += loss * acc.count;
-            totals[1] += acc.top1;
-            totals[2] += acc.top5;
-            totals[3] += acc.count;
-        }
-        let comm_start = Instant::now();
-        let mut summed: Vec<f32> = totals.iter().map(|&v| v as f32).collect();
-        self.comm.all_reduce_sum(&mut summed)?;
-        let comm_dur = comm_start.elapsed().as_secs_f64();
-        let count = f64::from(summed[3]).max(1.0);
+        let heartbeat = &self.heartbeat;
+        let evaluated = evaluate::<TrainError>(
+            self.model,
+            val.batches(0, 0)?,
+            self.settings.precision.activation_dtype(),
+            &mut *self.comm,
+            |_| heartbeat.beat(),
+        )?;
+        let scores = evaluated.evaluation;
         let record = Record {
             phase: "val".into(),
             epoch: self.state.global_step as f64 / steps_per_epoch as f64,
             step: self.state.global_step,
-            loss: f64::from(summed[0]) / count,
-            top1: f64::from(summed[1]) / count,
-            top5: f64::from(summed[2]) / count,
+            loss: scores.loss,
+            top1: scores.top1,
+            top5: scores.top5,
             lr: 0.0,
             dur: start.elapsed().as_secs_f64(),
-            data_load_dur,
-            comm_dur,
+            data_load_dur: evaluated.data_load_dur,
+            comm_dur: evaluated.comm_dur,
         };
         if self.is_rank0() {
             tracing::info!(
@@ -359,7 +336,7 @@ impl<'a> Trainer<'a> {
                 record.loss,
                 100.0 * record.top1,
                 100.0 * record.top5,
-                count
+                scores.images
             );
         }
         observer.on_validation(&record)?;

@@ -1,7 +1,9 @@
 //! What the loop needs from the data side: an epoch's batches for this rank, from any step.
 
 use super::error::Result;
+use crate::loading::batch_tensors;
 use candle_core::Tensor;
+use cornet_data::Batch;
 
 /// Images `[N, 3, H, W]` (f32, on the CPU) and their class indices `[N]` (u32).
 pub struct LabelledBatch {
@@ -9,6 +11,14 @@ pub struct LabelledBatch {
     pub images: Tensor,
     /// Their class indices `[N]`.
     pub labels: Tensor,
+}
+
+impl LabelledBatch {
+    /// A batch the data crate decoded, as CPU tensors.
+    pub fn decoded(batch: Batch) -> candle_core::Result<Self> {
+        let (images, labels) = batch_tensors(batch)?;
+        Ok(LabelledBatch { images, labels })
+    }
 }
 
 /// A rank's training or validation data, epoch by epoch.

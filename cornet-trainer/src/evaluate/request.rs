@@ -1,0 +1,139 @@
+//! `cornet-trainer eval`: the weights of a model scored on a labelled folder with training's
+//! validation transform, on one rank or as one of several that each score a disjoint part.
+
+use super::{evaluate, EvalError, Evaluation};
+use crate::config::{DataFormat, Precision};
+use crate::distributed::launch::Heartbeat;
+use crate::distributed::placement::{visible_cuda_devices, Placement};
+use crate::distributed::{self, Backend, RankEnv};
+use crate::loading::open_images;
+use crate::train::LabelledBatch;
+use cornet_data::{check_same_classes, Dataset, Pipeline, PipelineOptions, Transform};
+use cornet_model::{Arch, Model};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+
+/// What `eval` scores, and how.
+#[derive(Debug, Clone)]
+pub struct EvalRequest {
+    /// Which CORnet the weights are.
+    pub arch: Arch,
+    /// A PyTorch `.pth` or a safetensors file (`final.safetensors`, a checkpoint's model).
+    pub weights: PathBuf,
+    /// Time steps that R and RT unroll (their default when `None`).
+    pub times: Option<usize>,
+    /// The labelled images: class folders in sorted order give the labels, as in training.
+    pub data: PathBuf,
+    /// How `data` is stored.
+    pub format: DataFormat,
+    /// A training set whose classes `data` must hold in the same order, as training checks
+    /// its validation set.
+    pub classes_from: Option<PathBuf>,
+    /// Side of the validation transform's crop.
+    pub image_size: usize,
+    /// Images per forward pass on each rank.
+    pub batch_size: usize,
+    /// Decoding threads per rank.
+    pub workers: usize,
+    /// `cpu`, `auto`, or `cuda[:N]`; a bare `cuda` is the local rank's GPU.
+    pub device: String,
+    /// The activations' dtype.
+    pub precision: Precision,
+    /// This process's place among the ranks, `None` for a single process.
+    pub rank_env: Option<RankEnv>,
+}
+
+/// The request's model on its labelled images, all ranks together; every rank returns the
+/// same scores. Logits that are NaN or infinite anywhere are an error, never a score.
+pub fn run(request: &EvalRequest) -> Result<Evaluation, EvalError> {
+    let env = request.rank_env.as_ref();
+    let (rank, world_size) = env.map_or((0, 1), |e| (e.rank, e.world_size));
+    let placement = Placement::resolve(
+        world_size,
+        &request.device,
+        world_size,
+        env.map_or(0, |e| e.local_rank),
+        visible_cuda_devices(),
+    );
+    let device = placement.open().map_err(EvalError::Device)?;
+    let model =
+        Model::from_checkpoint(&request.weights, Some(request.arch), request.times, &device)
+            .map_err(EvalError::Weights)?;
+    let images = open_labelled(request, model.config().num_classes)?;
+    let total = images.len();
+    let mut comm = distributed::connect(Backend::Auto, &device, env)?;
+    let options = PipelineOptions {
+        batch_size: request.batch_size,
+        rank,
+        world_size,
+        workers: request.workers,
+        prefetch: 2 * request.workers.max(1),
+        // Every image counts: a skipped one would change the denominator unseen.
+        skip_bad_images: false,
+        seed: 0,
+    };
+    let transform = Transform::Val {
+        size: request.image_size,
+    };
+    let pipeline = Pipeline::evaluation(images, transform, &options)?;
+    let progress = progress_bar(rank, (rank..total).step_by(world_size).len());
+    let heartbeat = Heartbeat::from_env();
+    let batches = pipeline
+        .epoch(0, 0)
+        .map(|batch| -> Result<_, EvalError> { Ok(LabelledBatch::decoded(batch?)?) });
+    let evaluated = evaluate::<EvalError>(
+        &model,
+        batches,
+        request.precision.activation_dtype(),
+        comm.as_mut(),
+        |images| {
+            heartbeat.beat();
+            progress.inc(images as u64);
+        },
+    )?;
+    progress.finish_and_clear();
+    let evaluation = evaluated.evaluation;
+    if evaluated.nonfinite_images > 0 {
+        return Err(EvalError::NonFinite {
+            images: evaluated.nonfinite_images,
+            total: evaluation.images,
+        });
+    }
+    if !evaluation.loss.is_finite() {
+        return Err(EvalError::NonFiniteLoss {
+            images: evaluation.images,
+        });
+    }
+    Ok(evaluation)
+}
+
+/// The labelled images, checked as training checks its validation set: no more classes than
+/// the model has outputs, and the training set's classes in its order when one is named.
+fn open_labelled(request: &EvalRequest, num_classes: usize) -> Result<Box<dyn Dataset>, EvalError> {
+    let images = open_images(&request.data, request.format, "--data-path")?;
+    if let Some(train) = &request.classes_from {
+        let train_set = open_images(train, request.format, "--classes-from")?;
+        check_same_classes(train, train_set.classes(), &request.data, images.classes())?;
+    }
+    if images.num_classes() > num_classes {
+        return Err(EvalError::TooManyClasses {
+            path: request.data.clone(),
+            found: images.num_classes(),
+            num_classes,
+        });
+    }
+    Ok(images)
+}
+
+/// Rank 0's bar over its `images`; the other ranks show none.
+fn progress_bar(rank: usize, images: usize) -> ProgressBar {
+    if rank != 0 {
+        return ProgressBar::hidden();
+    }
+    ProgressBar::new(images as u64).with_style(
+        ProgressStyle::with_template(
+            "evaluating {bar:30} {pos}/{len} images ({per_sec}, eta {eta})",
+        )
+        .expect("static template"),
+    )
+}
