@@ -24,6 +24,16 @@ pub fn run(args: &[&str]) -> Output {
         .expect("running cornet-trainer")
 }
 
+/// `cornet-trainer` with `args`, run to its end in the folder `dir` with these variables added
+/// to the environment.
+pub fn run_in(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    cornet_trainer(args)
+        .current_dir(dir)
+        .envs(vars.iter().copied())
+        .output()
+        .expect("running cornet-trainer")
+}
+
 /// `cornet-trainer` with `args`, started for a test that signals it or watches it work: its
 /// stdout is dropped, its stderr kept for [`Child::wait_with_output`].
 pub fn start(args: &[&str]) -> Child {
