@@ -44,8 +44,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub force: bool,
 
-    /// Start from these weights (.pth, e.g. the published ones, or safetensors).
-    #[arg(long, value_name = "WEIGHTS")]
+    /// Start from these weights: a path (.pth or safetensors), or Z, R, RT or S for the
+    /// published weights (downloaded into PyTorch's hub cache). An existing path wins over a
+    /// name.
+    #[arg(long, value_name = "PATH|Z|R|RT|S")]
     pub init: Option<PathBuf>,
 
     /// ImageNet root with train/ and val/ folders (sets data.train and data.val).
@@ -276,8 +278,9 @@ pub struct ScoreModelArgs {
     #[arg(long, requires_all = ["weights", "data_path", "output_path"])]
     pub model: Option<cornet_model::Arch>,
 
-    /// Weights: a PyTorch .pth or a safetensors file.
-    #[arg(long, requires = "model")]
+    /// Weights: a path (PyTorch .pth or safetensors), or Z, R, RT or S for the published
+    /// weights (downloaded into PyTorch's hub cache). An existing path wins over a name.
+    #[arg(long, value_name = "PATH|Z|R|RT|S", requires = "model")]
     pub weights: Option<PathBuf>,
 
     /// Time steps that R and RT unroll (default 5, as the original).
@@ -420,9 +423,10 @@ pub struct TestArgs {
     #[arg(long)]
     pub model: cornet_model::Arch,
 
-    /// Weights: a PyTorch .pth (zip or legacy format, as published) or a safetensors file.
-    /// Widths, classes and CORnet-S's recurrence are read off its shapes.
-    #[arg(long)]
+    /// Weights: a path (PyTorch .pth, zip or legacy format, or safetensors), or Z, R, RT or S
+    /// for the published weights (downloaded into PyTorch's hub cache). An existing path wins
+    /// over a name. Widths, classes and CORnet-S's recurrence are read off the shapes.
+    #[arg(long, value_name = "PATH|Z|R|RT|S")]
     pub weights: PathBuf,
 
     /// Time steps that R and RT unroll (default 5, as the original).

@@ -25,6 +25,7 @@ pub mod features;
 pub mod files;
 pub mod loading;
 pub mod optim;
+pub mod published;
 pub mod score;
 pub mod step;
 pub mod train;

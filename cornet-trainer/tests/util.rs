@@ -24,12 +24,19 @@ pub fn run(args: &[&str]) -> Output {
         .expect("running cornet-trainer")
 }
 
-/// [`run`] with these variables added to the environment.
-pub fn run_with_env(args: &[&str], vars: &[(&str, &str)]) -> Output {
+/// `cornet-trainer` with `args`, run to its end in the folder `dir` with these variables added
+/// to the environment.
+pub fn run_in(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
     cornet_trainer(args)
+        .current_dir(dir)
         .envs(vars.iter().copied())
         .output()
         .expect("running cornet-trainer")
+}
+
+/// [`run`] with these variables added to the environment.
+pub fn run_with_env(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    run_in(Path::new("."), args, vars)
 }
 
 /// `cornet-trainer` with `args`, started for a test that signals it or watches it work: its

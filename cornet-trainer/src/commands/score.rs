@@ -3,6 +3,7 @@
 
 use crate::cli::ScoreArgs;
 use cornet_trainer::device::parse_device;
+use cornet_trainer::published;
 use cornet_trainer::score::command::{score, NeuralRequest, ScoreRequest};
 use cornet_trainer::score::scan::{self, ScanRequest};
 use std::path::PathBuf;
@@ -40,7 +41,7 @@ fn run_model(args: &ScoreArgs) -> anyhow::Result<()> {
     };
     let result = scan::scan(&ScanRequest {
         arch,
-        weights: weights.clone(),
+        weights: published::resolve(weights)?,
         times: model.times,
         device: parse_device(&model.device)?,
         images: images.clone(),

@@ -3,6 +3,7 @@
 use crate::cli::TestArgs;
 use cornet_trainer::device::parse_device;
 use cornet_trainer::extract::{ExtractRequest, Extraction, Images, Selection};
+use cornet_trainer::published;
 
 pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     let selection = if args.all_taps {
@@ -25,7 +26,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     };
     let extraction = Extraction::prepare(&ExtractRequest {
         arch: args.model,
-        weights: args.weights.clone(),
+        weights: published::resolve(&args.weights)?,
         times: args.times,
         device: parse_device(&args.device)?,
         images,

@@ -3,6 +3,7 @@
 use crate::cli::TrainArgs;
 use cornet_trainer::distributed::env::{cpu_threads, RankEnv};
 use cornet_trainer::experiment::{self, Launch};
+use cornet_trainer::published;
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let Some(config) = args.config.clone() else {
@@ -15,7 +16,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         overrides: args.overrides(),
         resume: args.resume.clone(),
         force: args.force,
-        init: args.init.clone(),
+        init: args.init.as_deref().map(published::resolve).transpose()?,
         rank_env,
     })?;
     Ok(())

@@ -1,0 +1,432 @@
+//! The original's published weights by name: `--weights S` is `cornet_s-1d3f7974.pth`, found
+//! in PyTorch's hub cache (where `cornet.cornet_s(pretrained=True)` leaves it) or downloaded
+//! into it as torch.hub does.
+//!
+//! A download is written under a temporary name in the cache folder and renamed only once it
+//! is whole (every byte the server announced), its SHA-256 starts with the hash in its name,
+//! and it loads as a checkpoint of its model: a failed, partial or wrong download never sits in
+//! the cache under the real name, where torch.hub and the next run would take it.
+
+use cornet_model::{Arch, Model};
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the original fetches its weights (`cornet/__init__.py`'s `get_model`).
+pub const ORIGINAL_BASE_URL: &str = "https://s3.amazonaws.com/cornet-models/";
+
+/// Each published file's hash prefix, the `HASH` of `cornet/cornet_<x>.py`: the file is
+/// `cornet_<x>-<hash>.pth` and its SHA-256 starts with `<hash>`.
+pub const ORIGINAL_HASHES: [(Arch, &str); 4] = [
+    (Arch::Z, "5c427c9c"),
+    (Arch::R, "5930a990"),
+    (Arch::RT, "933c001c"),
+    (Arch::S, "1d3f7974"),
+];
+
+/// Overrides [`ORIGINAL_BASE_URL`], for clusters that mirror the files internally.
+pub const BASE_URL_VARIABLE: &str = "CORNET_WEIGHTS_BASE_URL";
+
+/// A server that accepts no connection or sends no answer within this is taken as unreachable
+/// (the transfer itself has no limit: CORnet-S is 200 MB).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why published weights could not be had. Each message names the URL and, where fetching
+/// failed, the cache path where a file fetched by hand is picked up.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishedWeightsError {
+    /// The table of published files has none for this model.
+    #[error("no published weights of CORnet-{0} are known")]
+    Unpublished(Arch),
+    /// Neither `TORCH_HOME`, `XDG_CACHE_HOME` nor a home folder says where the cache is.
+    #[error("no folder for PyTorch's hub cache: set TORCH_HOME (no home folder is known)")]
+    NoCacheFolder,
+    /// The cache folder could not be made or written.
+    #[error("writing {} (PyTorch's hub cache)", path.display())]
+    Cache {
+        /// The folder or file.
+        path: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server could not be reached, answered with an error, or the transfer broke off.
+    #[error(
+        "could not download {url}; a copy fetched by hand and saved as {} is used instead",
+        cache_path.display()
+    )]
+    Download {
+        /// The file's URL.
+        url: String,
+        /// Where the file would be cached.
+        cache_path: PathBuf,
+        /// What the client said.
+        #[source]
+        source: ureq::Error,
+    },
+    /// The transfer ended before the announced length.
+    #[error(
+        "the download of {url} stopped after {received} of {expected} bytes, so nothing was \
+         cached; a copy fetched by hand and saved as {} is used instead",
+        cache_path.display()
+    )]
+    Incomplete {
+        /// The file's URL.
+        url: String,
+        /// Where the file would be cached.
+        cache_path: PathBuf,
+        /// Bytes received.
+        received: u64,
+        /// The Content-Length.
+        expected: u64,
+    },
+    /// The file is not the one its name promises.
+    #[error(
+        "{url}: invalid hash value (expected a SHA-256 starting with {expected}, got {actual}); \
+         nothing was cached"
+    )]
+    HashMismatch {
+        /// The file's URL.
+        url: String,
+        /// The hash prefix in the file's name.
+        expected: String,
+        /// The downloaded file's SHA-256.
+        actual: String,
+    },
+    /// The file does not load as weights of its model.
+    #[error("{url} is not a CORnet-{arch} checkpoint; nothing was cached")]
+    NotLoadable {
+        /// The file's URL.
+        url: String,
+        /// The model it was published for.
+        arch: Arch,
+        /// Why it does not load.
+        #[source]
+        source: cornet_model::Error,
+    },
+}
+
+type Result<T, E = PublishedWeightsError> = std::result::Result<T, E>;
+
+/// A `--weights` or `--init` argument as a file: an existing path is that path (so a file
+/// named `S` in the current folder wins over the name); otherwise `Z`, `R`, `RT` or `S` (or
+/// `cornet_s`, `CORnet-S`, in any case) is the original's published file, from PyTorch's hub
+/// cache or downloaded into it (see [`PublishedWeights::from_env`]); anything else is returned
+/// as it is, for the loader to report as a missing file.
+pub fn resolve(arg: &Path) -> Result<PathBuf> {
+    match published_arch(arg) {
+        Some(arch) => PublishedWeights::from_env()?.fetch(arch),
+        None => Ok(arg.to_owned()),
+    }
+}
+
+/// The model whose published weights `arg` names, unless it is an existing path.
+fn published_arch(arg: &Path) -> Option<Arch> {
+    if arg.exists() {
+        return None;
+    }
+    arg.to_str()?.parse().ok()
+}
+
+/// Published weights: where they are served, their hashes, and the folder they are kept in.
+#[derive(Debug, Clone)]
+pub struct PublishedWeights {
+    base_url: String,
+    hashes: Vec<(Arch, String)>,
+    cache_dir: PathBuf,
+}
+
+/// One model's published file: where it is served and where it is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedFile {
+    /// The model it holds.
+    pub arch: Arch,
+    /// `cornet_<x>-<hash>.pth`.
+    pub name: String,
+    /// `<base>/cornet_<x>-<hash>.pth`.
+    pub url: String,
+    /// `<cache>/cornet_<x>-<hash>.pth`.
+    pub cache_path: PathBuf,
+    /// The start of the file's SHA-256, in hex, as its name carries it.
+    pub hash_prefix: String,
+}
+
+impl PublishedWeights {
+    /// Files `cornet_<x>-<hash>.pth`, one per `(arch, hash)`, served under `base_url` (with or
+    /// without a slash ending it) and kept in `cache_dir`.
+    pub fn new(
+        base_url: impl Into<String>,
+        hashes: impl IntoIterator<Item = (Arch, String)>,
+        cache_dir: impl Into<PathBuf>,
+    ) -> Self {
+        PublishedWeights {
+            base_url: base_url.into(),
+            hashes: hashes.into_iter().collect(),
+            cache_dir: cache_dir.into(),
+        }
+    }
+
+    /// The original's files, from `CORNET_WEIGHTS_BASE_URL` (when set and not empty) or its S3
+    /// bucket, kept where torch.hub keeps them: `$TORCH_HOME/hub/checkpoints`, `TORCH_HOME`
+    /// defaulting to `$XDG_CACHE_HOME/torch`, and that to `~/.cache/torch`.
+    pub fn from_env() -> Result<Self> {
+        let var = |name| std::env::var_os(name).map(PathBuf::from);
+        let base_url = std::env::var(BASE_URL_VARIABLE)
+            .ok()
+            .filter(|url| !url.is_empty())
+            .unwrap_or_else(|| ORIGINAL_BASE_URL.to_owned());
+        let hashes = ORIGINAL_HASHES.map(|(arch, hash)| (arch, hash.to_owned()));
+        let home = std::env::home_dir();
+        let torch_home = torch_home(var("TORCH_HOME"), var("XDG_CACHE_HOME"), home)?;
+        Ok(Self::new(base_url, hashes, hub_checkpoints(&torch_home)))
+    }
+
+    /// `arch`'s file, named `cornet_<x>-<hash>.pth` as the original's `get_model` names it.
+    pub fn file(&self, arch: Arch) -> Result<PublishedFile> {
+        let (_, hash) = self
+            .hashes
+            .iter()
+            .find(|(a, _)| *a == arch)
+            .ok_or(PublishedWeightsError::Unpublished(arch))?;
+        let name = format!("cornet_{}-{hash}.pth", arch.name().to_ascii_lowercase());
+        Ok(PublishedFile {
+            arch,
+            url: format!("{}/{name}", self.base_url.trim_end_matches('/')),
+            cache_path: self.cache_dir.join(&name),
+            name,
+            hash_prefix: hash.clone(),
+        })
+    }
+
+    /// The path of `arch`'s weights: the cached file, or else downloaded into the cache.
+    pub fn fetch(&self, arch: Arch) -> Result<PathBuf> {
+        let file = self.file(arch)?;
+        if !file.cache_path.exists() {
+            self.download(&file)?;
+        }
+        Ok(file.cache_path)
+    }
+
+    /// Downloads `file` beside its cache path and renames it there once it is whole, has the
+    /// named hash and loads; otherwise the temporary file is removed.
+    fn download(&self, file: &PublishedFile) -> Result<()> {
+        let PublishedFile {
+            arch,
+            name,
+            url,
+            cache_path,
+            hash_prefix,
+        } = file;
+        std::fs::create_dir_all(&self.cache_dir).map_err(cache_error(&self.cache_dir))?;
+        // As torch.hub: `<name>.<random>.partial` in the same folder, so the rename is atomic.
+        let mut partial = tempfile::Builder::new()
+            .prefix(&format!("{name}."))
+            .suffix(".partial")
+            .tempfile_in(&self.cache_dir)
+            .map_err(cache_error(&self.cache_dir))?;
+        tracing::info!("downloading {url} to {}", cache_path.display());
+        let digest = transfer(file, partial.as_file_mut())?;
+        if !digest.starts_with(hash_prefix.as_str()) {
+            return Err(PublishedWeightsError::HashMismatch {
+                url: url.clone(),
+                expected: hash_prefix.clone(),
+                actual: digest,
+            });
+        }
+        Model::from_checkpoint(partial.path(), Some(*arch), None, &candle_core::Device::Cpu)
+            .map_err(|source| PublishedWeightsError::NotLoadable {
+                url: url.clone(),
+                arch: *arch,
+                source,
+            })?;
+        partial
+            .as_file()
+            .sync_all()
+            .map_err(cache_error(partial.path()))?;
+        partial
+            .persist(cache_path)
+            .map_err(|e| cache_error(cache_path)(e.error))?;
+        Ok(())
+    }
+}
+
+/// An I/O failure on `path` in the cache.
+fn cache_error(path: &Path) -> impl FnOnce(std::io::Error) -> PublishedWeightsError {
+    let path = path.to_owned();
+    move |source| PublishedWeightsError::Cache { path, source }
+}
+
+/// Writes the body at `file.url` into `out` with a progress bar; returns its SHA-256 (hex).
+fn transfer(file: &PublishedFile, out: &mut std::fs::File) -> Result<String> {
+    let failed = |source| PublishedWeightsError::Download {
+        url: file.url.clone(),
+        cache_path: file.cache_path.clone(),
+        source,
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(ANSWER_TIMEOUT))
+        .timeout_recv_response(Some(ANSWER_TIMEOUT))
+        .user_agent(concat!("cornet-rs/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into();
+    let body = agent.get(&file.url).call().map_err(failed)?.into_body();
+    let expected = body.content_length();
+    let progress = download_progress(expected);
+    // Unlimited in size (CORnet-S is 200 MB); it fails if the connection closes early.
+    let mut reader = body.into_reader();
+    let mut hasher = Sha256::new();
+    let mut received = 0u64;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(failed(ureq::Error::from(e))),
+        };
+        out.write_all(&buffer[..n])
+            .map_err(cache_error(&file.cache_path))?;
+        hasher.update(&buffer[..n]);
+        received += n as u64;
+        progress.inc(n as u64);
+    }
+    progress.finish_and_clear();
+    // The reader already fails on a short body; the promise is this check, not its habits.
+    if let Some(expected) = expected.filter(|&e| e != received) {
+        return Err(PublishedWeightsError::Incomplete {
+            url: file.url.clone(),
+            cache_path: file.cache_path.clone(),
+            received,
+            expected,
+        });
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// A byte count on stderr, against the Content-Length where the server gave one.
+fn download_progress(length: Option<u64>) -> ProgressBar {
+    let (bar, template) = match length {
+        Some(length) => (
+            ProgressBar::new(length),
+            "downloading {bar:30} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+        ),
+        None => (
+            ProgressBar::no_length(),
+            "downloading {bytes} ({bytes_per_sec})",
+        ),
+    };
+    bar.with_style(ProgressStyle::with_template(template).expect("static template"))
+}
+
+/// torch.hub's `_get_torch_home`: `TORCH_HOME`, else `$XDG_CACHE_HOME/torch`, else
+/// `~/.cache/torch`, with a leading `~` expanded to the home folder (a variable that is set
+/// counts even when empty, as in Python).
+fn torch_home(
+    torch_home: Option<PathBuf>,
+    xdg_cache_home: Option<PathBuf>,
+    home: Option<PathBuf>,
+) -> Result<PathBuf> {
+    let path = torch_home.unwrap_or_else(|| {
+        xdg_cache_home
+            .unwrap_or_else(|| PathBuf::from("~/.cache"))
+            .join("torch")
+    });
+    expand_home(&path, home)
+}
+
+/// Python's `os.path.expanduser` for `~` and `~/...` (not `~user`, left as it is).
+fn expand_home(path: &Path, home: Option<PathBuf>) -> Result<PathBuf> {
+    match path.strip_prefix("~") {
+        Ok(rest) => Ok(home.ok_or(PublishedWeightsError::NoCacheFolder)?.join(rest)),
+        Err(_) => Ok(path.to_owned()),
+    }
+}
+
+/// torch.hub's `get_dir()/checkpoints`, where `load_state_dict_from_url` keeps files.
+fn hub_checkpoints(torch_home: &Path) -> PathBuf {
+    torch_home.join("hub").join("checkpoints")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(s: &str) -> Option<PathBuf> {
+        Some(PathBuf::from(s))
+    }
+
+    #[test]
+    fn the_cache_is_where_torch_hub_keeps_it() {
+        let home = path("/home/u");
+        let at = |torch, xdg| hub_checkpoints(&torch_home(torch, xdg, home.clone()).unwrap());
+        assert_eq!(
+            at(None, None),
+            Path::new("/home/u/.cache/torch/hub/checkpoints")
+        );
+        assert_eq!(
+            at(None, path("/scratch/cache")),
+            Path::new("/scratch/cache/torch/hub/checkpoints")
+        );
+        assert_eq!(
+            at(path("/models/torch"), path("/scratch/cache")),
+            Path::new("/models/torch/hub/checkpoints")
+        );
+        assert_eq!(
+            at(path("~/t"), None),
+            Path::new("/home/u/t/hub/checkpoints")
+        );
+        assert_eq!(
+            at(None, path("~")),
+            Path::new("/home/u/torch/hub/checkpoints")
+        );
+        // Python keeps an unknown user's `~user` as it is.
+        assert_eq!(
+            at(path("~other/t"), None),
+            Path::new("~other/t/hub/checkpoints")
+        );
+    }
+
+    #[test]
+    fn file_names_and_urls_follow_the_original() {
+        let weights = PublishedWeights::new(
+            ORIGINAL_BASE_URL,
+            ORIGINAL_HASHES.map(|(a, h)| (a, h.to_owned())),
+            "/c",
+        );
+        let urls = Arch::ALL.map(|arch| weights.file(arch).unwrap().url);
+        assert_eq!(
+            urls,
+            [
+                "https://s3.amazonaws.com/cornet-models/cornet_z-5c427c9c.pth",
+                "https://s3.amazonaws.com/cornet-models/cornet_r-5930a990.pth",
+                "https://s3.amazonaws.com/cornet-models/cornet_rt-933c001c.pth",
+                "https://s3.amazonaws.com/cornet-models/cornet_s-1d3f7974.pth",
+            ]
+        );
+        assert_eq!(
+            weights.file(Arch::S).unwrap().cache_path,
+            Path::new("/c/cornet_s-1d3f7974.pth")
+        );
+        let mirror = PublishedWeights::new("http://mirror/w", [(Arch::Z, "ab".into())], "/c");
+        assert_eq!(
+            mirror.file(Arch::Z).unwrap().url,
+            "http://mirror/w/cornet_z-ab.pth"
+        );
+        let err = mirror.file(Arch::S).unwrap_err().to_string();
+        assert_eq!(err, "no published weights of CORnet-S are known");
+    }
+
+    /// An existing file named `S` wins over the name: the CLI test
+    /// `an_existing_file_named_like_a_model_is_a_path` (this test cannot change the current
+    /// folder).
+    #[test]
+    fn names_are_the_model_names_and_other_arguments_are_paths() {
+        assert_eq!(published_arch(Path::new("RT")), Some(Arch::RT));
+        assert_eq!(published_arch(Path::new("cornet_s")), Some(Arch::S));
+        assert_eq!(published_arch(Path::new("z")), Some(Arch::Z));
+        assert_eq!(published_arch(Path::new("no/such/weights.pth")), None);
+        assert_eq!(published_arch(Path::new("weights.pth")), None);
+    }
+}
