@@ -168,10 +168,10 @@ pub struct EvalArgs {
     #[arg(long)]
     pub model: cornet_model::Arch,
 
-    /// Weights: a PyTorch .pth (zip or legacy format, as published) or a safetensors file (a
-    /// run's final.safetensors, a checkpoint's model.safetensors). Widths, classes and
-    /// CORnet-S's recurrence are read off its shapes.
-    #[arg(long)]
+    /// Weights: a path (PyTorch .pth, or safetensors: a run's final.safetensors, a checkpoint's
+    /// model.safetensors), or Z, R, RT or S for the published weights (downloaded into
+    /// PyTorch's hub cache). An existing path wins over a name.
+    #[arg(long, value_name = "PATH|Z|R|RT|S")]
     pub weights: PathBuf,
 
     /// Time steps that R and RT unroll (default 5, as the original).

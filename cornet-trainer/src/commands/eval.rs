@@ -4,6 +4,7 @@ use crate::cli::EvalArgs;
 use crate::commands::train::share_cores;
 use cornet_trainer::distributed::RankEnv;
 use cornet_trainer::evaluate::{request, EvalRequest};
+use cornet_trainer::published;
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let rank_env = RankEnv::from_env()?;
@@ -11,7 +12,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let rank = rank_env.as_ref().map_or(0, |env| env.rank);
     let evaluation = request::run(&EvalRequest {
         arch: args.model,
-        weights: args.weights.clone(),
+        weights: published::resolve(&args.weights)?,
         times: args.times,
         data: args.data_path.clone(),
         format: args.data_format.into(),
