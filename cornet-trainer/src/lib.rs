@@ -14,6 +14,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod curves;
 pub mod device;
 pub mod distributed;
 pub mod error;
@@ -25,4 +26,5 @@ pub mod loading;
 pub mod optim;
 pub mod score;
 pub mod step;
+pub mod tfevents;
 pub mod train;

@@ -7,6 +7,7 @@ mod cli_test;
 mod config;
 mod kill_resume;
 mod launcher;
+mod learning_curves;
 mod score_metrics;
 mod score_model;
 mod sgd_parity;

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod launch;
+pub mod plot;
 pub mod score;
 pub mod test;
 pub mod train;
