@@ -159,6 +159,22 @@ pub enum Command {
     /// watch them, and restart all from the newest checkpoint when one fails. Under torchrun,
     /// srun or a PyTorchJob, start `cornet-trainer --config ...` directly instead.
     Launch(LaunchArgs),
+    /// Draw the learning curves of one or more training runs into one SVG: loss and top-1
+    /// (train: means per tenth of an epoch; validation: each one) and the learning rate,
+    /// against epochs, one colour per run.
+    Plot(PlotArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// Run folders (each a training run's output.path, holding records.jsonl); the legend
+    /// names each by its folder.
+    #[arg(required = true, value_name = "RUN")]
+    pub runs: Vec<PathBuf>,
+
+    /// The SVG to write.
+    #[arg(short = 'o', long, value_name = "FILE.svg")]
+    pub output: PathBuf,
 }
 
 /// `eval`: how often the weights name the right class, as training's validation measures it.

@@ -15,6 +15,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod curves;
 pub mod device;
 pub mod distributed;
 pub mod error;
@@ -28,4 +29,5 @@ pub mod optim;
 pub mod published;
 pub mod score;
 pub mod step;
+pub mod tfevents;
 pub mod train;

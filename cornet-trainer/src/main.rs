@@ -48,6 +48,7 @@ fn main() -> ExitCode {
         Some(Command::Bench(args)) => commands::bench::run(&args),
         Some(Command::BenchAllreduce(args)) => commands::bench::run_all_reduce(&args),
         Some(Command::Launch(args)) => commands::launch::run(args),
+        Some(Command::Plot(args)) => commands::plot::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

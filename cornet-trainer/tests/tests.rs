@@ -10,6 +10,7 @@ mod eval;
 mod kill_resume;
 mod launcher;
 mod published_weights;
+mod learning_curves;
 mod score_metrics;
 mod score_model;
 mod sgd_parity;

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod eval;
 pub mod launch;
+pub mod plot;
 pub mod score;
 pub mod test;
 pub mod train;

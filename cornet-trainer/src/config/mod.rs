@@ -240,6 +240,11 @@ pub struct OutputSection {
     /// Checkpoints kept (the newest).
     #[serde(default = "defaults::keep")]
     pub keep: usize,
+    /// TensorBoard event files in `<path>/tensorboard/` (rank 0; `tensorboard --logdir`).
+    /// Left out of the config when false, so that the hash of a config written before the
+    /// key existed is the same.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tensorboard: bool,
 }
 
 mod defaults {
@@ -479,10 +484,12 @@ impl Config {
     }
 
     /// SHA-256 of the resolved config: what a checkpoint records to tell runs apart. The run
-    /// folder's own path is left out, so that a run moved elsewhere still resumes.
+    /// folder's own path is left out, so that a run moved elsewhere still resumes, and so is
+    /// `output.tensorboard`, which changes what a run shows, not what it trains.
     pub fn hash(&self) -> String {
         let mut unplaced = self.clone();
         unplaced.output.path = PathBuf::new();
+        unplaced.output.tensorboard = false;
         let json = serde_json::to_vec(&unplaced).expect("a config always serializes");
         hex::encode(Sha256::digest(json))[..16].to_string()
     }

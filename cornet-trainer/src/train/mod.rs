@@ -1,5 +1,6 @@
 //! The training loop of the original `run.py train`, with checkpoints, records and ranks.
 
+mod curves_file;
 mod error;
 mod images;
 mod interrupts;
@@ -10,6 +11,7 @@ mod run;
 mod run_folder;
 mod settings;
 mod source;
+mod tensorboard;
 
 pub use error::{Result, TrainError};
 pub use images::ImageSource;

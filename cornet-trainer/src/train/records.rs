@@ -7,29 +7,43 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-/// One line of `records.jsonl`: a train step or a validation.
+/// One line of `records.jsonl`: a train step or a validation. JSON has no NaN: a diverged
+/// step's NaN is written as `null` and read back as NaN.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Record {
     /// `train` or `val`.
     pub phase: String,
     /// Fractional epoch, as the original's records.
+    #[serde(deserialize_with = "nan_if_null")]
     pub epoch: f64,
     /// Optimizer steps taken when the record was made.
     pub step: u64,
     /// Mean cross-entropy (of the batch, or of the validation set).
+    #[serde(deserialize_with = "nan_if_null")]
     pub loss: f64,
     /// Top-1 accuracy, a fraction.
+    #[serde(deserialize_with = "nan_if_null")]
     pub top1: f64,
     /// Top-5 accuracy, a fraction.
+    #[serde(deserialize_with = "nan_if_null")]
     pub top5: f64,
     /// The learning rate of the step (0 for a validation).
+    #[serde(deserialize_with = "nan_if_null")]
     pub lr: f64,
     /// Seconds for the step (or the whole validation), data waiting included.
+    #[serde(deserialize_with = "nan_if_null")]
     pub dur: f64,
     /// Seconds spent waiting for the batch: large values mean the run is bound by data.
+    #[serde(deserialize_with = "nan_if_null")]
     pub data_load_dur: f64,
     /// Seconds spent in gradient all-reduce and buffer broadcast (0 for one rank).
+    #[serde(deserialize_with = "nan_if_null")]
     pub comm_dur: f64,
+}
+
+/// A number of a record, `null` being NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(number: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(number)?.unwrap_or(f64::NAN))
 }
 
 /// Where a line of `records.jsonl` stands in the run: all that deciding to keep it needs.

@@ -6,7 +6,7 @@
 use super::error::{Result, TrainError};
 use super::interrupts::Interrupts;
 use super::metrics::Accuracy;
-use super::observer::{RunObserver, RunReport};
+use super::observer::{ReportOptions, RunObserver, RunReport};
 use super::records::Record;
 use super::settings::RunSettings;
 use super::source::{BatchSource, LabelledBatch};
@@ -147,7 +147,7 @@ impl<'a> Trainer<'a> {
     }
 
     /// Trains to the end of the last epoch (or to a stop signal), reporting to a progress
-    /// bar and `OUT/records.jsonl` on rank 0.
+    /// bar, `OUT/records.jsonl`, `OUT/curves.svg` and perhaps `OUT/tensorboard/` on rank 0.
     pub fn run(
         &mut self,
         train: &dyn BatchSource,
@@ -173,6 +173,10 @@ impl<'a> Trainer<'a> {
             &self.settings.output_dir,
             total,
             self.state.global_step,
+            ReportOptions {
+                tensorboard: self.settings.tensorboard,
+                world_size: self.comm.world_size(),
+            },
         )?;
         self.train_to_end(train, val, spe, &mut report)
     }
@@ -225,7 +229,7 @@ impl<'a> Trainer<'a> {
                     policy.saved();
                 }
                 if after.stop {
-                    observer.on_stop();
+                    observer.on_stop()?;
                     return Ok(Summary {
                         global_step: self.state.global_step,
                         interrupted: true,
@@ -244,7 +248,7 @@ impl<'a> Trainer<'a> {
                 policy.saved();
             }
         }
-        observer.on_finish();
+        observer.on_finish()?;
         if let (Some(val), true) = (val, self.validates_at(total, spe)) {
             last_val = Some(self.validate(val, spe, observer)?);
         }
@@ -366,7 +370,7 @@ impl<'a> Trainer<'a> {
             state: self.state.clone(),
         };
         let path = checkpoints.save(&checkpoint)?;
-        observer.on_checkpoint(&path);
+        observer.on_checkpoint(&path)?;
         Ok(())
     }
 

@@ -42,6 +42,8 @@ pub struct RunSettings {
     pub sync_check_steps: u64,
     /// The dtype of activations.
     pub precision: Precision,
+    /// Write TensorBoard event files into `OUT/tensorboard/`.
+    pub tensorboard: bool,
 }
 
 impl RunSettings {
@@ -67,6 +69,7 @@ impl RunSettings {
             config_hash: config.hash(),
             sync_check_steps: SYNC_CHECK_STEPS,
             precision: config.train.precision,
+            tensorboard: output.tensorboard,
         }
     }
 

@@ -1,0 +1,135 @@
+//! Runs' curves as one SVG: three panels against epochs (loss, top-1, learning rate), one
+//! colour per run; train thin, validation thick with dots.
+
+use super::RunCurves;
+use crate::error::Cause;
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+const WIDTH: u32 = 900;
+const PANEL_HEIGHT: u32 = 280;
+/// Runs named per row of the legend.
+const LEGEND_COLUMNS: usize = 3;
+const LEGEND_ROW: u32 = 22;
+
+/// The curves of `runs` as SVG text (text as SVG text: no fonts needed to draw it).
+pub fn svg(runs: &[RunCurves]) -> Result<String, Cause> {
+    let mut text = String::new();
+    let legend_rows = 1 + runs.len().div_ceil(LEGEND_COLUMNS) as u32;
+    let height = 10 + LEGEND_ROW * legend_rows + 3 * PANEL_HEIGHT;
+    {
+        let root = SVGBackend::with_string(&mut text, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let (legend, panels) = root.split_vertically(10 + LEGEND_ROW * legend_rows);
+        draw_legend(&legend, runs)?;
+        let panels = panels.split_evenly((3, 1));
+        let last_epoch = runs.iter().map(RunCurves::last_epoch).fold(0.0, f64::max);
+        let epochs = 0.0..last_epoch.max(1e-3);
+
+        let losses = runs
+            .iter()
+            .flat_map(|r| r.train_loss().into_iter().chain(r.val_loss()));
+        let highest = losses.map(|(_, loss)| loss).fold(0.0, f64::max);
+        let mut chart = panel(&panels[0], "loss (cross-entropy)")
+            .build_cartesian_2d(epochs.clone(), 0.0..(highest * 1.05).max(1e-3))?;
+        chart.configure_mesh().x_desc("epoch").draw()?;
+        for (k, run) in runs.iter().enumerate() {
+            draw_pair(&mut chart, k, run.train_loss(), run.val_loss(), 1.0)?;
+        }
+
+        let mut chart = panel(&panels[1], "top-1 accuracy (%)")
+            .build_cartesian_2d(epochs.clone(), 0.0..100.0)?;
+        chart.configure_mesh().x_desc("epoch").draw()?;
+        for (k, run) in runs.iter().enumerate() {
+            draw_pair(&mut chart, k, run.train_top1(), run.val_top1(), 100.0)?;
+        }
+
+        // A log scale: StepLR's rates differ tenfold.
+        let rates = runs.iter().flat_map(RunCurves::lr_steps).map(|(_, lr)| lr);
+        let (low, high) = rates
+            .filter(|&lr| lr > 0.0)
+            .fold((f64::INFINITY, 0.0), |(l, h), lr| (l.min(lr), h.max(lr)));
+        let (low, high) = if high > 0.0 {
+            (low / 2.0, high * 2.0)
+        } else {
+            (1e-4, 1.0)
+        };
+        let mut chart = panel(&panels[2], "learning rate")
+            .build_cartesian_2d(epochs, (low..high).log_scale())?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_label_formatter(&|lr| format!("{lr:.0e}"))
+            .draw()?;
+        for (k, run) in runs.iter().enumerate() {
+            let stairs = run.lr_steps().into_iter().filter(|&(_, lr)| lr > 0.0);
+            chart.draw_series(LineSeries::new(stairs, color(k).stroke_width(2)))?;
+        }
+        root.present()?;
+    }
+    Ok(text)
+}
+
+/// A run's colour.
+fn color(run: usize) -> RGBAColor {
+    Palette99::pick(run).to_rgba()
+}
+
+/// A panel's frame: its caption and room for the axes' labels.
+fn panel<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    caption: &str,
+) -> ChartBuilder<'a, 'static, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .caption(caption, ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(34)
+        .y_label_area_size(56);
+    builder
+}
+
+/// Run `k`'s train curve (thin, pale) and validation curve (thick, dotted), values times
+/// `scale`.
+fn draw_pair(
+    chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    k: usize,
+    train: Vec<(f64, f64)>,
+    val: Vec<(f64, f64)>,
+    scale: f64,
+) -> Result<(), Cause> {
+    let scaled = |points: Vec<(f64, f64)>| points.into_iter().map(move |(x, y)| (x, y * scale));
+    let pale = color(k).mix(0.5);
+    chart.draw_series(LineSeries::new(scaled(train), pale.stroke_width(1)))?;
+    chart.draw_series(LineSeries::new(
+        scaled(val.clone()),
+        color(k).stroke_width(2),
+    ))?;
+    chart.draw_series(scaled(val).map(|p| Circle::new(p, 3, color(k).filled())))?;
+    Ok(())
+}
+
+/// The key of line styles, then each run's colour and name.
+fn draw_legend(area: &DrawingArea<SVGBackend<'_>, Shift>, runs: &[RunCurves]) -> Result<(), Cause> {
+    let font = ("sans-serif", 14);
+    let line =
+        |x: i32, y: i32, style: ShapeStyle| PathElement::new(vec![(x, y), (x + 24, y)], style);
+    let key = BLACK.mix(0.5).stroke_width(1);
+    area.draw(&line(60, 16, key))?;
+    area.draw(&Text::new(
+        "train (mean per tenth of an epoch)",
+        (90, 9),
+        font,
+    ))?;
+    area.draw(&line(360, 16, BLACK.stroke_width(2)))?;
+    area.draw(&Circle::new((372, 16), 3, BLACK.filled()))?;
+    area.draw(&Text::new("validation", (390, 9), font))?;
+    for (k, run) in runs.iter().enumerate() {
+        let x = 60 + 280 * (k % LEGEND_COLUMNS) as i32;
+        let y = 16 + (LEGEND_ROW * (1 + (k / LEGEND_COLUMNS) as u32)) as i32;
+        area.draw(&line(x, y, color(k).stroke_width(3)))?;
+        area.draw(&Text::new(run.name.clone(), (x + 30, y - 7), font))?;
+    }
+    Ok(())
+}
