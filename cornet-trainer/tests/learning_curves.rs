@@ -128,7 +128,7 @@ fn a_killed_and_resumed_run_shows_in_tensorboard_as_its_records_once() {
         assert!(val_steps.len() > 7, "{val_steps:?}");
     }
     let text = svg_text(&run_dir.join("curves.svg"));
-    assert!(text.contains(">run<"), "the legend names the run");
+    assert!(text.contains(">\nrun\n</text>"), "the legend names the run");
     assert!(!run_dir.join("curves.svg.partial").exists());
 }
 
@@ -157,7 +157,7 @@ fn plot_overlays_runs_and_names_what_it_cannot_read() {
     stdout_of_success(&run(&["plot", first.as_str(), second.as_str(), "-o", out_arg]));
     let text = svg_text(&out);
     assert!(
-        text.contains(">lr_high<") && text.contains(">lr_low<"),
+        text.contains(">\nlr_high\n</text>") && text.contains(">\nlr_low\n</text>"),
         "{text}"
     );
 
