@@ -154,7 +154,13 @@ fn plot_overlays_runs_and_names_what_it_cannot_read() {
     let second = run_folder(dir.path(), "lr_low", &[TRAIN_1, VAL_2]);
     let out = dir.path().join("both.svg");
     let out_arg = out.to_str().unwrap();
-    stdout_of_success(&run(&["plot", first.as_str(), second.as_str(), "-o", out_arg]));
+    stdout_of_success(&run(&[
+        "plot",
+        first.as_str(),
+        second.as_str(),
+        "-o",
+        out_arg,
+    ]));
     let text = svg_text(&out);
     assert!(
         text.contains(">\nlr_high\n</text>") && text.contains(">\nlr_low\n</text>"),
@@ -170,7 +176,13 @@ fn plot_overlays_runs_and_names_what_it_cannot_read() {
     );
 
     let empty = run_folder(dir.path(), "empty", &[]);
-    let stderr = stderr_of_failure(&run(&["plot", first.as_str(), empty.as_str(), "-o", out_arg]));
+    let stderr = stderr_of_failure(&run(&[
+        "plot",
+        first.as_str(),
+        empty.as_str(),
+        "-o",
+        out_arg,
+    ]));
     assert!(
         stderr.contains("empty/records.jsonl: no records yet"),
         "{stderr}"

@@ -49,7 +49,9 @@ pub fn svg(runs: &[RunCurves]) -> Result<String, Cause> {
         let rates = runs.iter().flat_map(RunCurves::lr_steps).map(|(_, lr)| lr);
         let (low, high) = rates
             .filter(|&lr| lr > 0.0)
-            .fold((f64::INFINITY, 0.0_f64), |(l, h), lr| (l.min(lr), h.max(lr)));
+            .fold((f64::INFINITY, 0.0_f64), |(l, h), lr| {
+                (l.min(lr), h.max(lr))
+            });
         let (low, high) = if high > 0.0 {
             (low / 2.0, high * 2.0)
         } else {
