@@ -106,8 +106,9 @@ fn ring_name(ranks: &Range<usize>) -> String {
     format!("bn-ring-{}-{}", ranks.start, ranks.end)
 }
 
-/// A group's sums over its own TCP ring (in f32, as the ring carries them: the statistics
-/// are f32 values, and PyTorch's SyncBatchNorm gathers them in f32 too).
+/// A group's sums over its own TCP ring, in f64 as the BatchNorm kernel accumulates them:
+/// rounding each rank's partial sums to f32 before adding would make a group spread over
+/// ranks normalize differently from the same group on one rank.
 struct RingSums(Mutex<TcpRing>);
 
 impl BatchStatsGroup for RingSums {
@@ -116,13 +117,7 @@ impl BatchStatsGroup for RingSums {
             .0
             .lock()
             .map_err(|_| "the BatchNorm ring's lock is poisoned")?;
-        let mut floats: Vec<f32> = values.iter().map(|&v| v as f32).collect();
-        ring.all_reduce_sum(&mut floats)?;
-        values
-            .iter_mut()
-            .zip(floats)
-            .for_each(|(v, f)| *v = f64::from(f));
-        Ok(())
+        Ok(ring.all_reduce_sum_of(values)?)
     }
 }
 

@@ -9,9 +9,10 @@ use super::error::{
 };
 use super::rendezvous;
 use super::Communicator;
+use bytemuck::Pod;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::ops::Range;
+use std::ops::{AddAssign, Range};
 use std::time::{Duration, Instant};
 
 /// A rank's place in the TCP ring: connections to the next and from the previous rank.
@@ -20,7 +21,8 @@ pub struct TcpRing {
     world_size: usize,
     to_next: TcpStream,
     from_prev: TcpStream,
-    received: Vec<f32>,
+    /// The bytes of the chunk being received, kept between exchanges.
+    received: Vec<u8>,
     /// Held for the life of the ring: on rank 0 it may serve the store.
     _rendezvous: rendezvous::Rendezvous,
 }
@@ -113,36 +115,57 @@ impl TcpRing {
         })
     }
 
-    /// Sends `data[send]` to the next rank while receiving as many floats as `recv` holds
+    /// Sends `data[send]` to the next rank while receiving as many values as `recv` holds
     /// from the previous one, then adds them into `data[recv]` (or overwrites it).
-    fn exchange(
+    fn exchange<T: Pod + AddAssign>(
         &mut self,
-        data: &mut [f32],
+        data: &mut [T],
         send: Range<usize>,
         recv: Range<usize>,
         add: bool,
     ) -> Result<()> {
-        self.received.resize(recv.len(), 0.0);
+        self.received
+            .resize(std::mem::size_of_val(&data[recv.clone()]), 0);
         let (to_next, from_prev, received) =
             (&mut self.to_next, &mut self.from_prev, &mut self.received);
         let outgoing: &[u8] = bytemuck::cast_slice(&data[send]);
         std::thread::scope(|s| {
             let writer = s.spawn(move || to_next.write_all(outgoing));
-            let read = from_prev.read_exact(bytemuck::cast_slice_mut(received));
+            let read = from_prev.read_exact(received);
             let written = writer
                 .join()
                 .map_err(|_| Collective("ring writer panicked".into(), None))?;
             written.explain(Collective, || "sending to the next rank".into())?;
             read.explain(Collective, || "receiving from the previous rank".into())
         })?;
+        // The byte buffer need not be aligned for T: read each value unaligned.
+        let incoming = self
+            .received
+            .chunks_exact(std::mem::size_of::<T>())
+            .map(bytemuck::pod_read_unaligned::<T>);
         let target = &mut data[recv];
         if add {
-            target
-                .iter_mut()
-                .zip(&self.received)
-                .for_each(|(d, r)| *d += r);
+            target.iter_mut().zip(incoming).for_each(|(d, r)| *d += r);
         } else {
-            target.copy_from_slice(&self.received);
+            target.iter_mut().zip(incoming).for_each(|(d, r)| *d = r);
+        }
+        Ok(())
+    }
+
+    /// The ring all-reduce of values of any plain type: BatchNorm statistics travel in f64.
+    pub fn all_reduce_sum_of<T: Pod + AddAssign>(&mut self, data: &mut [T]) -> Result<()> {
+        let (w, r, n) = (self.world_size, self.rank, data.len());
+        // Reduce-scatter: after w - 1 steps this rank holds the full sum of chunk r + 1.
+        for step in 0..w - 1 {
+            let send = self.chunk(r + w - step, n);
+            let recv = self.chunk(r + w - step - 1, n);
+            self.exchange(data, send, recv, true)?;
+        }
+        // All-gather: pass the finished chunks around the ring.
+        for step in 0..w - 1 {
+            let send = self.chunk(r + 1 + w - step, n);
+            let recv = self.chunk(r + w - step, n);
+            self.exchange(data, send, recv, false)?;
         }
         Ok(())
     }
@@ -164,20 +187,7 @@ impl Communicator for TcpRing {
     }
 
     fn all_reduce_sum(&mut self, data: &mut [f32]) -> Result<()> {
-        let (w, r, n) = (self.world_size, self.rank, data.len());
-        // Reduce-scatter: after w - 1 steps this rank holds the full sum of chunk r + 1.
-        for step in 0..w - 1 {
-            let send = self.chunk(r + w - step, n);
-            let recv = self.chunk(r + w - step - 1, n);
-            self.exchange(data, send, recv, true)?;
-        }
-        // All-gather: pass the finished chunks around the ring.
-        for step in 0..w - 1 {
-            let send = self.chunk(r + 1 + w - step, n);
-            let recv = self.chunk(r + w - step, n);
-            self.exchange(data, send, recv, false)?;
-        }
-        Ok(())
+        self.all_reduce_sum_of(data)
     }
 
     fn broadcast(&mut self, data: &mut [f32], root: usize) -> Result<()> {
@@ -307,6 +317,21 @@ mod tests {
                 for data in results {
                     assert_eq!(data, expected, "world {world}, length {len}");
                 }
+            }
+        }
+    }
+
+    /// f64 values keep the digits an f32 transport would drop.
+    #[test]
+    fn all_reduce_of_f64_keeps_double_precision() {
+        let results = on_ranks(3, |ring| {
+            let mut data = vec![1.0 + 1e-12 * (ring.rank() + 1) as f64; 5];
+            ring.all_reduce_sum_of(&mut data).unwrap();
+            data
+        });
+        for data in results {
+            for sum in data {
+                assert!((sum - (3.0 + 6e-12)).abs() < 1e-15, "{sum}");
             }
         }
     }
