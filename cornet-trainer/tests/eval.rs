@@ -85,8 +85,7 @@ fn eval_of_a_runs_final_weights_equals_its_last_validation() {
     let last_val: Value = records
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|r| r["phase"] == "val")
-        .last()
+        .rfind(|r| r["phase"] == "val")
         .unwrap();
     assert_eq!(last_val["step"], 8, "{records}");
 

@@ -29,12 +29,15 @@ output:
   tensorboard: true
 ";
 
+/// Each tag's (step, value) points.
+type Points = BTreeMap<String, Vec<(i64, f32)>>;
+
 /// Each tag's (step, value) points as TensorBoard shows them: files in name order, a
 /// `SessionLog` START at step s dropping every point at s or after
 /// (`event_accumulator.py`'s `_CheckForRestartAndMaybePurge`). Also the steps of every
 /// `val/loss` written, dropped or not, and the number of STARTs.
-fn as_tensorboard_shows(dir: &Path) -> (BTreeMap<String, Vec<(i64, f32)>>, Vec<i64>, usize) {
-    let mut tags: BTreeMap<String, Vec<(i64, f32)>> = BTreeMap::new();
+fn as_tensorboard_shows(dir: &Path) -> (Points, Vec<i64>, usize) {
+    let mut tags: Points = BTreeMap::new();
     let (mut val_steps, mut starts) = (Vec::new(), 0);
     let files = tfevents::event_files(dir).unwrap();
     for path in &files {
@@ -69,9 +72,9 @@ fn as_tensorboard_shows(dir: &Path) -> (BTreeMap<String, Vec<(i64, f32)>>, Vec<i
 }
 
 /// The points TensorBoard should show, from records.jsonl (as 32-bit floats).
-fn expected_from_records(run: &Path, batch: f64) -> BTreeMap<String, Vec<(i64, f32)>> {
+fn expected_from_records(run: &Path, batch: f64) -> Points {
     let text = std::fs::read_to_string(run.join("records.jsonl")).unwrap();
-    let mut tags: BTreeMap<String, Vec<(i64, f32)>> = BTreeMap::new();
+    let mut tags: Points = BTreeMap::new();
     for line in text.lines() {
         let record: serde_json::Value = serde_json::from_str(line).unwrap();
         let phase = record["phase"].as_str().unwrap();

@@ -76,7 +76,7 @@ fn a_fresh_download_is_cached_loads_and_is_then_reused() {
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
     assert_eq!(
         files_in(&s.cache),
-        [name.clone()],
+        [name.as_str()],
         "no partial file is left"
     );
     Model::from_checkpoint(&path, Some(Arch::Z), None, &candle_core::Device::Cpu).unwrap();

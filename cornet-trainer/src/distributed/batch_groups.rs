@@ -4,7 +4,7 @@
 
 use super::error::{DistributedError, Result};
 use super::tcp::TcpRing;
-use super::{Communicator, RankEnv};
+use super::RankEnv;
 use candle_core::Device;
 use cornet_model::batch_groups::GroupError;
 use cornet_model::{BatchGroups, BatchStatsGroup};

@@ -90,12 +90,12 @@ fn last_train_event_at(files: &[PathBuf], step: u64) -> Result<Option<Event>> {
     for path in files {
         let events = tfevents::read_events(path)
             .explain(TrainError::Io, || format!("reading {}", path.display()))?;
-        let at_step = events.into_iter().filter(|event| {
+        let mut at_step = events.into_iter().filter(|event| {
             event.step == step as i64
                 && matches!(&event.what, Some(What::Summary(summary))
                     if summary.value.iter().any(|v| v.tag.starts_with("train/")))
         });
-        found = at_step.last().or(found);
+        found = at_step.next_back().or(found);
     }
     Ok(found)
 }
