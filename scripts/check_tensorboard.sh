@@ -26,7 +26,12 @@ args=(--config "$here/configs/smoke.yaml" -o "$out" --set train.epochs=4
       --set output.save_val_epochs=0.5 --set output.tensorboard=true --set "data.train=$work/data/train"
       --set "data.val=$work/data/val")
 
-train_steps() { grep -c '"phase":"train"' "$out/records.jsonl" 2>/dev/null || true; }
+# Steps recorded so far (0 before records.jsonl exists).
+train_steps() {
+    local n
+    n=$(grep -c '"phase":"train"' "$out/records.jsonl" 2>/dev/null || true)
+    echo "${n:-0}"
+}
 
 echo "== the smoke run, killed after step 40"
 "$trainer" "${args[@]}" > "$work/first.log" 2>&1 &

@@ -44,7 +44,7 @@ pub fn train(launch: &Launch) -> Result<()> {
     let data = prepare_data(&config, &rank)?;
     let mut model = build_model(&config, launch.init.as_deref(), &rank.device)?;
     let mut comm = connect_ranks(&config, &rank)?;
-    model.set_batch_groups(rank.bn_plan.connect(rank.env.as_ref(), &rank.device)?);
+    model.set_batch_groups(rank.bn_plan.connect(rank.env.as_ref())?);
     let resume = resume_requests(launch.resume.as_deref(), rank.env.as_ref());
     let (checkpoints, _lock) = open_run_folder(&config, !resume.is_empty(), rank.rank)?;
     let interrupts = Interrupts::from_signals().map_err(TrainError::Signals)?;
@@ -108,7 +108,6 @@ fn place_rank(config: &Config, env: Option<RankEnv>) -> Result<RankPlace> {
         rank,
         world_size,
     )?;
-    bn_plan.check_device(&device)?;
     if device.is_cpu() {
         let ranks_here = env.as_ref().map_or(1, |e| e.local_world_size);
         check_memory(config, batch_size, ranks_here)?;

@@ -361,7 +361,7 @@ fn train_on_ranks(
                         _ => Model::new(small(arch).config(), &Device::Cpu, 7).unwrap(),
                     };
                     let plan = BatchNormPlan::new(bn_images, batch * world, rank, world).unwrap();
-                    model.set_batch_groups(plan.connect(Some(&env), &Device::Cpu).unwrap());
+                    model.set_batch_groups(plan.connect(Some(&env)).unwrap());
                     let train = MemorySource::new(images, labels, batch, rank, world);
                     let dir = tempfile::tempdir().unwrap();
                     let mut s = settings(dir.path(), 1);

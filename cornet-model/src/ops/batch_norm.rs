@@ -9,7 +9,7 @@
 
 use super::contiguous_f32;
 use crate::batch_groups::{BatchGroups, BatchStatsGroup};
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, OnceLock};
 
@@ -48,19 +48,14 @@ pub fn batch_norm_train(
         }
         BatchGroups::AcrossRanks(group) => (1, Some(group.clone())),
     };
+    let shared = Shared(shared);
     if !(super::on_cpu_kernels(x) && x.dtype() == DType::F32) {
-        if shared.is_some() {
-            candle_core::bail!(
-                "batch_norm: statistics summed over ranks run only on the CPU (f32), not on {:?}",
-                x.device()
-            )
-        }
-        return batch_norm_train_composite(x, weight, bias, eps, local_groups);
+        return batch_norm_train_composite(x, weight, bias, eps, local_groups, &shared);
     }
     let op = BatchNorm {
         eps,
         groups: local_groups,
-        shared: Shared(shared),
+        shared,
         stats: Arc::new(OnceLock::new()),
     };
     let stats = op.stats.clone();
@@ -80,20 +75,27 @@ pub fn batch_norm_train(
 }
 
 /// The same from candle's ops, for devices and dtypes the CPU op does not cover: `x` seen as
-/// `[groups, N / groups, C, H, W]`, each group normalized by its own statistics.
+/// `[groups, N / groups, C, H, W]`, each group normalized by its own statistics. A group
+/// across ranks adds its sums over them through [`SumOverRanks`], whose backward adds the
+/// gradient likewise, which is SyncBatchNorm's backward.
 fn batch_norm_train_composite(
     x: &Tensor,
     weight: &Tensor,
     bias: &Tensor,
     eps: f64,
     groups: usize,
+    shared: &Shared,
 ) -> Result<BatchNormTrain> {
     let (n, c, h, w) = x.dims4()?;
     let per_channel = |t: &Tensor| t.reshape((1, 1, (), 1, 1));
     let grouped = x.reshape((groups, n / groups, c, h, w))?;
-    let mean = grouped.mean_keepdim((1, 3, 4))?;
+    let mut count = [(n / groups * h * w) as f64];
+    shared.all_reduce_sum(&mut count)?;
+    let [count] = count;
+    let mean = (shared.sum_over_ranks(&grouped.sum_keepdim((1, 3, 4))?)? / count)?;
     let centered = grouped.broadcast_sub(&mean)?;
-    let variance = centered.sqr()?.mean_keepdim((1, 3, 4))?;
+    let squares = centered.sqr()?.sum_keepdim((1, 3, 4))?;
+    let variance = (shared.sum_over_ranks(&squares)? / count)?;
     let output = centered
         .broadcast_div(&(&variance + eps)?.sqrt()?)?
         .broadcast_mul(&per_channel(weight)?)?
@@ -104,7 +106,7 @@ fn batch_norm_train_composite(
         output,
         mean: first(&mean)?,
         variance: first(&variance)?,
-        count: n / groups * h * w,
+        count: count as usize,
     })
 }
 
@@ -123,6 +125,44 @@ impl Shared {
                 ))
             }),
         }
+    }
+
+    /// `t` summed over the group's ranks, differentiably, on `t`'s device and in its dtype
+    /// (the sum itself in f64 on the host: a BatchNorm's statistics are a few values).
+    fn sum_over_ranks(&self, t: &Tensor) -> Result<Tensor> {
+        let Some(group) = &self.0 else {
+            return Ok(t.clone());
+        };
+        t.to_dtype(DType::F64)?
+            .to_device(&candle_core::Device::Cpu)?
+            .contiguous()?
+            .apply_op1(SumOverRanks(group.clone()))?
+            .to_device(t.device())?
+            .to_dtype(t.dtype())
+    }
+}
+
+/// A tensor summed elementwise over a group's ranks; its gradient is the gradient summed over
+/// them too (every rank's sum depends on every rank's input).
+struct SumOverRanks(Arc<dyn BatchStatsGroup>);
+
+impl CustomOp1 for SumOverRanks {
+    fn name(&self) -> &'static str {
+        "sum-over-ranks"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F64(data), Some((start, end))) = (storage, layout.contiguous_offsets())
+        else {
+            candle_core::bail!("sum-over-ranks: expects a contiguous f64 tensor")
+        };
+        let mut values = data[start..end].to_vec();
+        Shared(Some(self.0.clone())).all_reduce_sum(&mut values)?;
+        Ok((CpuStorage::F64(values), layout.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        grad_res.contiguous()?.apply_op1_no_bwd(self).map(Some)
     }
 }
 
@@ -577,10 +617,18 @@ mod grouping_tests {
 
     /// Two ranks, each with half the batch in one group across both (SyncBatchNorm), give
     /// one rank's whole batch: outputs and input gradients side by side, statistics and count
-    /// the whole batch's, parameter gradients that sum to the whole batch's.
+    /// the whole batch's, parameter gradients that sum to the whole batch's; on the CPU op
+    /// (f32) and on the composite the GPU runs (f64).
     #[test]
     fn a_group_across_ranks_equals_the_whole_batch() -> Result<()> {
-        let [x, weight, bias, upstream] = inputs(6, DType::F32)?;
+        for dtype in [DType::F32, DType::F64] {
+            a_group_across_ranks_equals_the_whole_batch_in(dtype)?;
+        }
+        Ok(())
+    }
+
+    fn a_group_across_ranks_equals_the_whole_batch_in(dtype: DType) -> Result<()> {
+        let [x, weight, bias, upstream] = inputs(6, dtype)?;
         let (whole, whole_count) = run(&x, &weight, &bias, &upstream, &BatchGroups::WholeBatch)?;
         let group: Arc<dyn BatchStatsGroup> = Arc::new(Threads {
             barrier: Barrier::new(2),

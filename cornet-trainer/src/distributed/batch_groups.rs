@@ -5,7 +5,6 @@
 use super::error::{DistributedError, Result};
 use super::tcp::TcpRing;
 use super::RankEnv;
-use candle_core::Device;
 use cornet_model::batch_groups::GroupError;
 use cornet_model::{BatchGroups, BatchStatsGroup};
 use std::ops::Range;
@@ -63,25 +62,10 @@ impl BatchNormPlan {
         }
     }
 
-    /// Fails if this plan cannot run on `device`: only the CPU BatchNorm kernel sums its
-    /// statistics over ranks (NCCL ranks would need a device-side all-reduce inside the op).
-    pub fn check_device(&self, device: &Device) -> Result<()> {
-        match self {
-            BatchNormPlan::AcrossRanks { ranks } if !device.is_cpu() => {
-                Err(DistributedError::Unsupported(format!(
-                    "model.bn_images spreads each BatchNorm group over ranks {ranks:?}: \
-                     statistics summed across ranks run on CPU ranks only, not on {device:?}; \
-                     on GPUs set model.bn_images to a divisor of each rank's batch"
-                )))
-            }
-            _ => Ok(()),
-        }
-    }
-
     /// The model's grouping for this plan: a group across ranks connects its ring (after the
-    /// job's communicator, whose rendezvous serves the store on rank 0).
-    pub fn connect(&self, env: Option<&RankEnv>, device: &Device) -> Result<BatchGroups> {
-        self.check_device(device)?;
+    /// job's communicator, whose rendezvous serves the store on rank 0). The ring is TCP on
+    /// GPU ranks too: the statistics it carries are a few values per BatchNorm.
+    pub fn connect(&self, env: Option<&RankEnv>) -> Result<BatchGroups> {
         match self {
             BatchNormPlan::WholeBatch => Ok(BatchGroups::WholeBatch),
             BatchNormPlan::Ghost { images } => Ok(BatchGroups::Ghost { images: *images }),
