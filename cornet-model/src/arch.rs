@@ -96,25 +96,43 @@ impl ModelConfig {
     /// is several times more (every layer's intermediates); a config over this bound cannot
     /// fit, whatever else is true.
     pub fn min_training_floats(&self, image_size: usize, batch_size: usize) -> f64 {
+        let pixels = (image_size * image_size) as f64;
+        3.0 * self.parameter_floats() + 2.0 * self.area_output_floats(pixels) * batch_size as f64
+    }
+
+    /// A lower bound on the floats a forward pass without gradients needs for `batch_size`
+    /// images of `pixels` pixels: the weights, the input batch and V1's first convolution's
+    /// output (input and output are alive together). What the caller keeps of each pass
+    /// comes on top.
+    pub fn min_inference_floats(&self, pixels: f64, batch_size: usize) -> f64 {
+        // V1's first convolution has stride 2: a quarter of the pixels, in V1's width.
+        let per_image = 3.0 * pixels + self.widths[0] as f64 * pixels / 4.0;
+        self.parameter_floats() + per_image * batch_size as f64
+    }
+
+    /// About how many floats the weights are: the convolutions' kernels and the decoder.
+    fn parameter_floats(&self) -> f64 {
         let w = self.widths.map(|w| w as f64);
         // V1 reads 3 channels with a 7x7 kernel; the others 3x3 over the area before; the
         // decoder maps IT's channels to the classes.
-        let parameters = 147.0 * w[0]
-            + 9.0 * (w[0] * w[1] + w[1] * w[2] + w[2] * w[3])
-            + w[3] * self.num_classes as f64;
+        147.0 * w[0] + 9.0 * (w[0] * w[1] + w[1] * w[2] + w[2] * w[3]) + w[3] * self.num_classes as f64
+    }
+
+    /// Floats of every area's output at each of its steps, for one image of `pixels` pixels:
+    /// what all the areas' output taps of one image hold.
+    pub fn area_output_floats(&self, pixels: f64) -> f64 {
         let steps = match self.arch {
             Arch::Z => [1, 1, 1, 1],
             Arch::R | Arch::RT => [self.times; 4],
             Arch::S => [1, self.s_times[0], self.s_times[1], self.s_times[2]],
         };
         // Each area halves the side, V1 twice (a stride-2 convolution and a pool).
-        let per_image: f64 = (0..4)
+        (0..4)
             .map(|a| {
-                let side = image_size as f64 / f64::powi(2.0, a as i32 + 2);
-                w[a] * side * side * steps[a] as f64
+                let area_pixels = pixels / f64::powi(4.0, a as i32 + 2);
+                self.widths[a] as f64 * area_pixels * steps[a] as f64
             })
-            .sum();
-        3.0 * parameters + 2.0 * per_image * batch_size as f64
+            .sum()
     }
 
     /// Checks what the constructors rely on: positive sizes, widths that R's and RT's

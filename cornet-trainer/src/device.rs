@@ -73,6 +73,26 @@ fn cuda_device(name: &str) -> Result<Device, DeviceError> {
     Err(DeviceError::NoCuda(name.to_owned()))
 }
 
+/// Where `needed` bytes exceed a `1 / sharing` share of the memory available now: that share
+/// and the need, in GiB, for the caller's message; `None` where it fits or nothing is known.
+pub fn memory_shortfall(needed: f64, sharing: usize) -> Option<Shortfall> {
+    let share = available_memory()? as f64 / sharing.max(1) as f64;
+    let gib = |bytes: f64| bytes / f64::from(1u32 << 30);
+    (needed > share).then(|| Shortfall {
+        needed_gib: gib(needed),
+        available_gib: gib(share),
+    })
+}
+
+/// Memory asked beyond what is available, in GiB.
+#[derive(Debug, Clone, Copy)]
+pub struct Shortfall {
+    /// The lower bound of what the work needs.
+    pub needed_gib: f64,
+    /// What is available to it.
+    pub available_gib: f64,
+}
+
 /// Bytes of memory the kernel says can be allocated without swapping (`MemAvailable` in
 /// `/proc/meminfo`); `None` where that is not known.
 pub fn available_memory() -> Option<u64> {

@@ -121,24 +121,18 @@ fn place_rank(config: &Config, env: Option<RankEnv>) -> Result<RankPlace> {
 /// Refuses a config whose lower bound of memory exceeds this rank's share of what the machine
 /// has available (`ranks_here` ranks share it), before anything grows towards the OOM killer.
 fn check_memory(config: &Config, batch_size: usize, ranks_here: usize) -> Result<()> {
-    let Some(available) = crate::device::available_memory() else {
-        return Ok(());
-    };
     let floats = config
         .model_config()
         .min_training_floats(config.data.image_size, batch_size);
-    let needed = 4.0 * floats;
-    let share = available as f64 / ranks_here.max(1) as f64;
-    if needed <= share {
+    let Some(shortfall) = crate::device::memory_shortfall(4.0 * floats, ranks_here) else {
         return Ok(());
-    }
-    let gib = |bytes: f64| bytes / f64::from(1u32 << 30);
+    };
     Err(TrainError::TooBig(format!(
         "this run needs at least {:.1} GiB per rank and {:.1} GiB is available to it: lower \
          data.image_size ({}), train.batch_size ({}), model.widths ({:?}), model.num_classes \
          ({}) or model.times ({})",
-        gib(needed),
-        gib(share),
+        shortfall.needed_gib,
+        shortfall.available_gib,
         config.data.image_size,
         config.train.batch_size,
         config.model.widths,

@@ -2,9 +2,9 @@
 //! chosen modules output.
 
 use crate::error::Explain;
-use crate::features::{collect_taps, image_batches, write_file_list, Result};
+use crate::features::{check_memory, collect_taps, image_batches, write_file_list, Result};
 use candle_core::{Device, Tensor};
-use cornet_data::ImageFolder;
+use cornet_data::{Dataset, ImageFolder};
 use cornet_model::{Arch, Model, TapFilter};
 use std::path::{Path, PathBuf};
 
@@ -93,14 +93,22 @@ impl Extraction {
             &request.device,
         )
         .map_err(ExtractError::Weights)?;
+        let keeps_area_outputs = matches!(request.selection, Selection::AllTaps);
         let (input, file_list) = match &request.images {
-            Images::Npy(path) => (Input::Tensor(read_input_npy(path)?), None),
+            Images::Npy(path) => {
+                let images = read_input_npy(path)?;
+                let (n, _, h, w) = images.dims4()?;
+                check_memory(&model, (h * w) as f64, request.batch_size, n, keeps_area_outputs)?;
+                (Input::Tensor(images), None)
+            }
             Images::Folder {
                 dir,
                 imsize,
                 workers,
             } => {
                 let folder = ImageFolder::flat(dir)?;
+                let pixels = (imsize * imsize) as f64;
+                check_memory(&model, pixels, request.batch_size, folder.len(), keeps_area_outputs)?;
                 let list = write_file_list(&folder, &request.output_dir)?;
                 let input = Input::Folder {
                     folder,

@@ -27,6 +27,9 @@ pub enum ExtractError {
     /// Preprocessed images (`.npy`) that could not be read or are not `[N, 3, H, W]`.
     #[error("{0}")]
     Input(String, #[source] Option<Cause>),
+    /// The extraction cannot fit in the memory available; the message says what to lower.
+    #[error("{0}")]
+    TooBig(String),
     /// There were no images at all.
     #[error("no images to extract features from")]
     NoImages,
@@ -84,6 +87,37 @@ pub fn collect_taps(
         .zip(&chunks)
         .map(|(name, parts)| Ok((name, Tensor::cat(parts, 0)?)))
         .collect()
+}
+
+/// Refuses, before any image is decoded, an extraction on the CPU whose lower bound of memory
+/// exceeds what is available: a forward pass of `batch_size` images of `pixels` pixels, and,
+/// where every area's output is kept (`keeps_area_outputs`), those of all `images` twice
+/// (collected, then concatenated).
+pub fn check_memory(
+    model: &Model,
+    pixels: f64,
+    batch_size: usize,
+    images: usize,
+    keeps_area_outputs: bool,
+) -> Result<()> {
+    if !model.device().is_cpu() {
+        return Ok(());
+    }
+    let config = model.config();
+    let kept = match keeps_area_outputs {
+        true => 2.0 * config.area_output_floats(pixels) * images as f64,
+        false => 0.0,
+    };
+    let floats = config.min_inference_floats(pixels, batch_size) + kept;
+    let Some(shortfall) = crate::device::memory_shortfall(4.0 * floats, 1) else {
+        return Ok(());
+    };
+    Err(ExtractError::TooBig(format!(
+        "features of {images} images of {pixels} pixels need at least {:.1} GiB and {:.1} GiB \
+         is available: lower --imsize, --batch-size ({batch_size}) or --times ({}), or give \
+         fewer images",
+        shortfall.needed_gib, shortfall.available_gib, config.times
+    )))
 }
 
 /// A folder's images as preprocessed batches, decoded on worker threads.

@@ -212,3 +212,51 @@ fn an_unreadable_image_in_the_folder_is_named() {
     let stderr = stderr_of_failure(&run);
     assert!(stderr.contains("b.jpg: not a readable image"), "{stderr}");
 }
+
+#[test]
+fn an_extraction_beyond_the_machine_memory_is_refused_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let images = fixture("images");
+    // A forward pass of 100,000 px images: terabytes.
+    let run = run_test_command(
+        "Z",
+        &fixture("z.pth"),
+        &[
+            "--data-path",
+            images.to_str().unwrap(),
+            "--imsize",
+            "100000",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    let stderr = stderr_of_failure(&run);
+    assert!(
+        stderr.contains("5 images") && stderr.contains("lower --imsize"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "nothing is written for a refused extraction");
+
+    // Every area output of a million time steps kept for one small image: tens of GB.
+    let input = dir.path().join("x.npy");
+    Tensor::zeros((1, 3, 32, 32), DType::F32, &candle_core::Device::Cpu)
+        .unwrap()
+        .write_npy(&input)
+        .unwrap();
+    let run = run_test_command(
+        "RT",
+        &fixture("rt.pth"),
+        &[
+            "--input-npy",
+            input.to_str().unwrap(),
+            "--all-taps",
+            "--times",
+            "1000000",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    let stderr = stderr_of_failure(&run);
+    assert!(stderr.contains("--times (1000000)"), "{stderr}");
+}

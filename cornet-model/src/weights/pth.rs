@@ -126,16 +126,52 @@ pub(super) fn read_legacy(path: &Path) -> Result<StateDict> {
 const LEGACY_DIR: &str = "storages";
 
 /// Nesting no checkpoint comes near (a state dict's tensors sit a handful of levels deep).
-/// Deeper objects are refused before anything walks them: dropping, cloning or printing an
-/// `Object` recurses once per level, and a million nested lists overflow the stack.
+/// Deeper objects are refused before they leave the pickle reader's thread: dropping, cloning
+/// or printing an `Object` recurses once per level.
 const MAX_NESTING: usize = 256;
 
-fn parse_pickle<R: std::io::BufRead>(reader: &mut R) -> candle_core::Result<Object> {
+/// The largest pickle read. A CORnet state dict's pickle is tens of kilobytes (the tensors'
+/// bytes are stored apart from it); a checkpoint with its optimizer's state, a few times that.
+const MAX_PICKLE_BYTES: u64 = 4 << 20;
+
+/// The stack of the thread that reads a pickle. candle's reader clones and drops what it
+/// builds recursively, one call per nesting level, and a pickle nests at most one level per
+/// byte (`TUPLE1`), so a pickle of [`MAX_PICKLE_BYTES`] needs this much to be read, refused
+/// and dropped without overflowing, whatever it holds. Only what is touched is committed.
+const PICKLE_THREAD_STACK: usize = PICKLE_STACK_PER_LEVEL * MAX_PICKLE_BYTES as usize;
+
+/// Stack bytes per nesting level that cloning or dropping an `Object` takes, with room to
+/// spare (measured: see the tests).
+const PICKLE_STACK_PER_LEVEL: usize = 128;
+
+/// The object a pickle builds, read on a thread of its own whose stack no pickle of at most
+/// [`MAX_PICKLE_BYTES`] can overflow; objects nested deeper than [`MAX_NESTING`] are refused
+/// and dropped there.
+fn parse_pickle<R: std::io::BufRead + Send>(reader: &mut R) -> candle_core::Result<Object> {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("pickle reader".into())
+            .stack_size(PICKLE_THREAD_STACK)
+            .spawn_scoped(scope, || parse_bounded_pickle(reader))
+            .map_err(|e| candle_core::Error::Msg(format!("cannot start the pickle reader: {e}")))?
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+fn parse_bounded_pickle<R: std::io::BufRead>(reader: &mut R) -> candle_core::Result<Object> {
+    let mut bounded = reader.take(MAX_PICKLE_BYTES);
     let mut stack = Stack::empty();
-    stack.read_loop(reader)?;
+    let read = stack.read_loop(&mut bounded);
+    if read.is_err() && bounded.limit() == 0 {
+        return Err(candle_core::Error::Msg(format!(
+            "a pickle of more than {} MiB: not a checkpoint",
+            MAX_PICKLE_BYTES >> 20
+        )));
+    }
+    read?;
     let object = stack.finalize()?;
     if nested_deeper_than(&object, MAX_NESTING) {
-        dismantle(object);
         return Err(candle_core::Error::Msg(format!(
             "objects nested more than {MAX_NESTING} levels deep: not a checkpoint"
         )));
@@ -166,22 +202,6 @@ fn nested_deeper_than(object: &Object, limit: usize) -> bool {
         pending.extend(children(object).into_iter().map(|child| (child, depth + 1)));
     }
     false
-}
-
-/// Drops `object` level by level, so that no drop recurses.
-fn dismantle(object: Object) {
-    let mut pending = vec![object];
-    while let Some(object) = pending.pop() {
-        match object {
-            Object::Tuple(items) | Object::List(items) => pending.extend(items),
-            Object::Dict(items) => pending.extend(items.into_iter().flat_map(|(k, v)| [k, v])),
-            Object::Reduce { callable, args } | Object::Build { callable, args } => {
-                pending.extend([*callable, *args])
-            }
-            Object::PersistentLoad(id) => pending.push(*id),
-            _ => {}
-        }
-    }
 }
 
 /// The state dict inside what `torch.save` stored: `{"state_dict": ...}` as the CORnet
@@ -304,23 +324,72 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    /// `pickle` as the `data.pkl` of a zip checkpoint; what reading it says.
+    fn read_zip_of_pickle(pickle: &[u8]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crafted.pth");
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        zip.start_file("archive/data.pkl", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(pickle).unwrap();
+        zip.finish().unwrap();
+        read_zip(&path).expect_err("refused").to_string()
+    }
+
+    const PROTO_2: [u8; 2] = [0x80, 2];
+    const EMPTY_LIST: u8 = b']';
+    const APPEND: u8 = b'a';
+    const TUPLE1: u8 = 0x85;
+    const BINPUT_0: [u8; 2] = [b'q', 0];
+    const STOP: u8 = b'.';
+
     /// A million nested lists (a pickle of `[[[...]]]`) is refused with a message, where it
     /// used to overflow the stack and abort the process.
     #[test]
     fn deeply_nested_pickles_are_refused_not_a_stack_overflow() {
         let depth = 1_000_000;
-        let mut pickle = vec![0x80, 2]; // PROTO 2
-        pickle.extend(std::iter::repeat_n(b']', depth)); // EMPTY_LIST
-        pickle.extend(std::iter::repeat_n(b'a', depth - 1)); // APPEND
-        pickle.push(b'.'); // STOP
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("deep.pth");
-        let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
-        zip.start_file("archive/data.pkl", zip::write::SimpleFileOptions::default())
-            .unwrap();
-        zip.write_all(&pickle).unwrap();
-        zip.finish().unwrap();
-        let err = read_zip(&path).expect_err("refused").to_string();
+        let mut pickle = PROTO_2.to_vec();
+        pickle.extend(std::iter::repeat_n(EMPTY_LIST, depth));
+        pickle.extend(std::iter::repeat_n(APPEND, depth - 1));
+        pickle.push(STOP);
+        let err = read_zip_of_pickle(&pickle);
         assert!(err.contains("nested more than 256 levels deep"), "{err}");
+    }
+
+    /// The deepest object a pickle within the size limit can build (a level per byte), cloned
+    /// into the memo by the reader and dropped with it: the reader's stack holds all of it.
+    #[test]
+    fn the_deepest_pickle_within_the_size_limit_is_read_cloned_and_dropped() {
+        let depth = MAX_PICKLE_BYTES as usize - 8;
+        let mut pickle = PROTO_2.to_vec();
+        pickle.push(EMPTY_LIST);
+        pickle.extend(std::iter::repeat_n(TUPLE1, depth));
+        pickle.extend(BINPUT_0);
+        pickle.push(STOP);
+        let err = read_zip_of_pickle(&pickle);
+        assert!(err.contains("nested more than 256 levels deep"), "{err}");
+    }
+
+    /// A deep pickle that breaks off before its `STOP` fails with the reader's error; what it
+    /// had built is dropped on the reader's stack.
+    #[test]
+    fn a_deep_pickle_broken_before_its_end_is_an_error_not_a_stack_overflow() {
+        let mut pickle = PROTO_2.to_vec();
+        pickle.push(EMPTY_LIST);
+        pickle.extend(std::iter::repeat_n(TUPLE1, 1_000_000));
+        let err = read_zip_of_pickle(&pickle);
+        assert!(err.contains("data.pkl"), "{err}");
+    }
+
+    #[test]
+    fn a_pickle_over_the_size_limit_is_refused() {
+        let mut pickle = PROTO_2.to_vec();
+        let text = vec![b'x'; MAX_PICKLE_BYTES as usize];
+        pickle.push(b'X'); // BINUNICODE
+        pickle.extend((text.len() as u32).to_le_bytes());
+        pickle.extend(text);
+        pickle.push(STOP);
+        let err = read_zip_of_pickle(&pickle);
+        assert!(err.contains("a pickle of more than 4 MiB"), "{err}");
     }
 }

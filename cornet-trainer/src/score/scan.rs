@@ -5,7 +5,7 @@ use super::command::{score_layer, NeuralRequest, NeuralTarget, Recordings, Score
 use super::error::{Result, ScoreError};
 use super::LayerFeatures;
 use crate::error::Explain;
-use crate::features::{collect_taps, image_batches, write_file_list, ExtractError};
+use crate::features::{check_memory, collect_taps, image_batches, write_file_list, ExtractError};
 use candle_core::Device;
 use cornet_data::{Dataset, ImageFolder};
 use cornet_model::{Arch, Model, TapFilter};
@@ -179,6 +179,8 @@ pub fn scan(request: &ScanRequest) -> Result<Scan> {
         &request.device,
     )
     .map_err(ExtractError::Weights)?;
+    let pixels = (request.imsize * request.imsize) as f64;
+    check_memory(&model, pixels, request.batch_size, images.len(), true)?;
     write_file_list(&images, &request.out_dir)?;
     let batches = image_batches(images, request.imsize, request.workers, request.batch_size)?;
     let taps = collect_taps(&model, batches.images, batches.total, scored_taps(), false)?;
