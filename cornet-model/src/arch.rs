@@ -115,7 +115,9 @@ impl ModelConfig {
         let w = self.widths.map(|w| w as f64);
         // V1 reads 3 channels with a 7x7 kernel; the others 3x3 over the area before; the
         // decoder maps IT's channels to the classes.
-        147.0 * w[0] + 9.0 * (w[0] * w[1] + w[1] * w[2] + w[2] * w[3]) + w[3] * self.num_classes as f64
+        147.0 * w[0]
+            + 9.0 * (w[0] * w[1] + w[1] * w[2] + w[2] * w[3])
+            + w[3] * self.num_classes as f64
     }
 
     /// Floats of every area's output at each of its steps, for one image of `pixels` pixels:

@@ -98,7 +98,13 @@ impl Extraction {
             Images::Npy(path) => {
                 let images = read_input_npy(path)?;
                 let (n, _, h, w) = images.dims4()?;
-                check_memory(&model, (h * w) as f64, request.batch_size, n, keeps_area_outputs)?;
+                check_memory(
+                    &model,
+                    (h * w) as f64,
+                    request.batch_size,
+                    n,
+                    keeps_area_outputs,
+                )?;
                 (Input::Tensor(images), None)
             }
             Images::Folder {
@@ -108,7 +114,13 @@ impl Extraction {
             } => {
                 let folder = ImageFolder::flat(dir)?;
                 let pixels = (imsize * imsize) as f64;
-                check_memory(&model, pixels, request.batch_size, folder.len(), keeps_area_outputs)?;
+                check_memory(
+                    &model,
+                    pixels,
+                    request.batch_size,
+                    folder.len(),
+                    keeps_area_outputs,
+                )?;
                 let list = write_file_list(&folder, &request.output_dir)?;
                 let input = Input::Folder {
                     folder,
