@@ -16,11 +16,7 @@ python=${1:?usage: $0 PYTHON [MODELS...]}
 shift
 [ $# -gt 0 ] || set -- Z R RT S
 here=$(cd "$(dirname "$0")/.." && pwd)
-if [ -z "${CORNET_TRAINER:-}" ]; then
-    (cd "$here" && cargo build --workspace --quiet)
-    CORNET_TRAINER=$here/target/debug/cornet-trainer
-fi
-trainer=$CORNET_TRAINER
+trainer=$("$here/scripts/trainer_binary.sh")
 base=${CORNET_WEIGHTS_BASE_URL:-https://s3.amazonaws.com/cornet-models/}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

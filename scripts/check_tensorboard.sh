@@ -14,11 +14,7 @@
 set -euo pipefail
 python=${1:?usage: $0 PYTHON}
 here=$(cd "$(dirname "$0")/.." && pwd)
-if [ -z "${CORNET_TRAINER:-}" ]; then
-    (cd "$here" && cargo build --workspace --quiet)
-    CORNET_TRAINER=$here/target/debug/cornet-trainer
-fi
-trainer=$CORNET_TRAINER
+trainer=$("$here/scripts/trainer_binary.sh")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 out=$work/smoke

@@ -15,11 +15,7 @@ set -euo pipefail
 python=${1:?usage: $0 PYTHON [REPORT.md]}
 here=$(cd "$(dirname "$0")/.." && pwd)
 report=${2:-$here/docs/torchrun.md}
-if [ -z "${CORNET_TRAINER:-}" ]; then
-    (cd "$here" && cargo build --workspace --quiet)
-    CORNET_TRAINER=$here/target/debug/cornet-trainer
-fi
-trainer=$CORNET_TRAINER
+trainer=$("$here/scripts/trainer_binary.sh")
 work=$(mktemp -d)
 trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$work"' EXIT
 

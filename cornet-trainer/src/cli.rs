@@ -177,22 +177,30 @@ pub struct PlotArgs {
     pub output: PathBuf,
 }
 
-/// `eval`: how often the weights name the right class, as training's validation measures it.
+/// The network and its weights, as `test` and `eval` take them.
 #[derive(Debug, Args)]
-pub struct EvalArgs {
+pub struct NetworkArgs {
     /// Which CORnet: Z, R, RT or S (R and RT share weights and differ in how time unrolls).
     #[arg(long)]
     pub model: cornet_model::Arch,
 
-    /// Weights: a path (PyTorch .pth, or safetensors: a run's final.safetensors, a checkpoint's
-    /// model.safetensors), or Z, R, RT or S for the published weights (downloaded into
-    /// PyTorch's hub cache). An existing path wins over a name.
+    /// Weights: a path (PyTorch .pth, zip or legacy format, or safetensors: a run's
+    /// final.safetensors, a checkpoint's model.safetensors), or Z, R, RT or S for the published
+    /// weights (downloaded into PyTorch's hub cache). An existing path wins over a name.
+    /// Widths, classes and CORnet-S's recurrence are read off the shapes.
     #[arg(long, value_name = "PATH|Z|R|RT|S")]
     pub weights: PathBuf,
 
     /// Time steps that R and RT unroll (default 5, as the original).
     #[arg(long)]
     pub times: Option<usize>,
+}
+
+/// `eval`: how often the weights name the right class, as training's validation measures it.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub network: NetworkArgs,
 
     /// The labelled images themselves (e.g. /data/imagenet/val, not its parent): one folder
     /// per class, labels in sorted class-name order as training gives them; or a folder of
@@ -435,19 +443,8 @@ pub struct BenchArgs {
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
-    /// Which CORnet: Z, R, RT or S (R and RT share weights and differ in how time unrolls).
-    #[arg(long)]
-    pub model: cornet_model::Arch,
-
-    /// Weights: a path (PyTorch .pth, zip or legacy format, or safetensors), or Z, R, RT or S
-    /// for the published weights (downloaded into PyTorch's hub cache). An existing path wins
-    /// over a name. Widths, classes and CORnet-S's recurrence are read off the shapes.
-    #[arg(long, value_name = "PATH|Z|R|RT|S")]
-    pub weights: PathBuf,
-
-    /// Time steps that R and RT unroll (default 5, as the original).
-    #[arg(long)]
-    pub times: Option<usize>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
 
     /// Preprocessed images: a float32 .npy of shape [N, 3, H, W].
     #[arg(

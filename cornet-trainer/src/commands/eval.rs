@@ -11,9 +11,9 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     share_cores(rank_env.as_ref())?;
     let rank = rank_env.as_ref().map_or(0, |env| env.rank);
     let evaluation = request::run(&EvalRequest {
-        arch: args.model,
-        weights: published::resolve(&args.weights)?,
-        times: args.times,
+        arch: args.network.model,
+        weights: published::resolve(&args.network.weights)?,
+        times: args.network.times,
         data: args.data_path.clone(),
         format: args.data_format.into(),
         classes_from: args.classes_from.clone(),

@@ -25,9 +25,9 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("give --input-npy or --data-path"),
     };
     let extraction = Extraction::prepare(&ExtractRequest {
-        arch: args.model,
-        weights: published::resolve(&args.weights)?,
-        times: args.times,
+        arch: args.network.model,
+        weights: published::resolve(&args.network.weights)?,
+        times: args.network.times,
         device: parse_device(&args.device)?,
         images,
         batch_size: args.batch_size as usize,

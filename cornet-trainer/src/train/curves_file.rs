@@ -68,37 +68,22 @@ impl RunObserver for CurvesFile {
 mod tests {
     use super::*;
 
-    fn record(phase: &str, step: u64, loss: f64) -> Record {
-        Record {
-            phase: phase.into(),
-            epoch: step as f64 / 4.0,
-            step,
-            loss,
-            top1: 0.5,
-            top5: 1.0,
-            lr: if phase == "train" { 0.1 } else { 0.0 },
-            dur: 0.01,
-            data_load_dur: 0.0,
-            comm_dur: 0.0,
-        }
-    }
-
     #[test]
     fn the_curves_are_redrawn_whole_at_each_validation() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("curves.svg");
         let mut curves = CurvesFile::open(dir.path()).unwrap();
-        curves.on_validation(&record("val", 0, 2.3)).unwrap();
+        curves.on_validation(&Record::sample("val", 0, 2.3)).unwrap();
         let first = std::fs::read_to_string(&path).unwrap();
         for step in 1..=4 {
-            curves.on_step(&record("train", step, 2.0), 8).unwrap();
+            curves.on_step(&Record::sample("train", step, 2.0), 8).unwrap();
         }
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             first,
             "steps draw nothing"
         );
-        curves.on_validation(&record("val", 4, 1.5)).unwrap();
+        curves.on_validation(&Record::sample("val", 4, 1.5)).unwrap();
         let second = std::fs::read_to_string(&path).unwrap();
         assert_ne!(second, first);
         assert!(second.starts_with("<svg") && second.trim_end().ends_with("</svg>"));

@@ -109,10 +109,9 @@ impl RecordsFile {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(phase: &str, step: u64, loss: f64) -> Record {
+impl Record {
+    /// A record of `phase` at `step` (4 steps an epoch) with `loss`, for tests.
+    pub(crate) fn sample(phase: &str, step: u64, loss: f64) -> Record {
         Record {
             phase: phase.into(),
             epoch: step as f64 / 4.0,
@@ -120,12 +119,17 @@ mod tests {
             loss,
             top1: 0.5,
             top5: 1.0,
-            lr: 0.1,
+            lr: if phase == "train" { 0.1 } else { 0.0 },
             dur: 0.01,
             data_load_dur: 0.0,
             comm_dur: 0.0,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn resuming_keeps_diverged_steps_and_drops_what_is_redone_and_a_torn_line() {
@@ -139,7 +143,7 @@ mod tests {
             ("val", 2, f64::NAN),
             ("train", 3, f64::NAN),
         ] {
-            records.append(&record(phase, step, loss)).unwrap();
+            records.append(&Record::sample(phase, step, loss)).unwrap();
         }
         drop(records);
         // A kill in the middle of a line.
