@@ -15,6 +15,16 @@ fn input_npy(dir: &Path, fixture: &HashMap<String, Tensor>) -> PathBuf {
     path
 }
 
+/// Writes one black 32 px image as `x.npy`, for runs whose input does not matter.
+fn zeros_npy(dir: &Path) -> PathBuf {
+    let path = dir.join("x.npy");
+    Tensor::zeros((1, 3, 32, 32), DType::F32, &candle_core::Device::Cpu)
+        .unwrap()
+        .write_npy(&path)
+        .unwrap();
+    path
+}
+
 #[test]
 fn all_taps_of_cornet_rt_match_pytorch() {
     let expected = read_npz("rt_eval.npz");
@@ -100,11 +110,7 @@ fn bad_input_gives_a_clear_error_and_no_backtrace() {
             "these are CORnet-S weights, not CORnet-Z",
         ),
     ];
-    let input = dir.path().join("x.npy");
-    Tensor::zeros((1, 3, 32, 32), DType::F32, &candle_core::Device::Cpu)
-        .unwrap()
-        .write_npy(&input)
-        .unwrap();
+    let input = zeros_npy(dir.path());
     let (input, out) = (input.to_str().unwrap(), dir.path().to_str().unwrap());
     for (weights, expected) in cases {
         let run = run_test_command("Z", &weights, &["--input-npy", input, "-o", out]);
@@ -239,11 +245,7 @@ fn an_extraction_beyond_the_machine_memory_is_refused_before_it_starts() {
     assert!(!out.exists(), "nothing is written for a refused extraction");
 
     // Every area output of 10^8 time steps kept for one small image: hundreds of GB.
-    let input = dir.path().join("x.npy");
-    Tensor::zeros((1, 3, 32, 32), DType::F32, &candle_core::Device::Cpu)
-        .unwrap()
-        .write_npy(&input)
-        .unwrap();
+    let input = zeros_npy(dir.path());
     let run = run_test_command(
         "RT",
         &fixture("rt.pth"),

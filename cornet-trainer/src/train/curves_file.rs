@@ -73,17 +73,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("curves.svg");
         let mut curves = CurvesFile::open(dir.path()).unwrap();
-        curves.on_validation(&Record::sample("val", 0, 2.3)).unwrap();
+        curves
+            .on_validation(&Record::sample("val", 0, 2.3))
+            .unwrap();
         let first = std::fs::read_to_string(&path).unwrap();
         for step in 1..=4 {
-            curves.on_step(&Record::sample("train", step, 2.0), 8).unwrap();
+            curves
+                .on_step(&Record::sample("train", step, 2.0), 8)
+                .unwrap();
         }
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             first,
             "steps draw nothing"
         );
-        curves.on_validation(&Record::sample("val", 4, 1.5)).unwrap();
+        curves
+            .on_validation(&Record::sample("val", 4, 1.5))
+            .unwrap();
         let second = std::fs::read_to_string(&path).unwrap();
         assert_ne!(second, first);
         assert!(second.starts_with("<svg") && second.trim_end().ends_with("</svg>"));
