@@ -3,6 +3,8 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use cornet_trainer::config::{DataFormat, Precision};
+use cornet_trainer::network::NetworkSpec;
+use cornet_trainer::published;
 use cornet_trainer::score::command::{Metric, COMPONENTS};
 use std::path::PathBuf;
 
@@ -194,6 +196,18 @@ pub struct NetworkArgs {
     /// Time steps that R and RT unroll (default 5, as the original).
     #[arg(long)]
     pub times: Option<usize>,
+}
+
+impl NetworkArgs {
+    /// The network these flags name, a published name (`--weights S`) resolved to its file,
+    /// downloaded if need be.
+    pub fn resolve(&self) -> anyhow::Result<NetworkSpec> {
+        Ok(NetworkSpec {
+            arch: self.model,
+            weights: published::resolve(&self.weights)?,
+            times: self.times,
+        })
+    }
 }
 
 /// `eval`: how often the weights name the right class, as training's validation measures it.

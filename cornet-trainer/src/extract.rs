@@ -3,9 +3,10 @@
 
 use crate::error::Explain;
 use crate::features::{check_memory, collect_taps, image_batches, write_file_list, Result};
+use crate::network::NetworkSpec;
 use candle_core::{Device, Tensor};
 use cornet_data::{Dataset, ImageFolder};
-use cornet_model::{Arch, Model, TapFilter};
+use cornet_model::{Model, TapFilter};
 use std::path::{Path, PathBuf};
 
 pub use crate::features::ExtractError;
@@ -46,12 +47,8 @@ pub enum Images {
 /// `cornet-trainer test`: which model, which images, what to keep and where.
 #[derive(Debug, Clone)]
 pub struct ExtractRequest {
-    /// Which CORnet the weights are.
-    pub arch: Arch,
-    /// A PyTorch `.pth` or a safetensors file.
-    pub weights: PathBuf,
-    /// Time steps that R and RT unroll (their default when `None`).
-    pub times: Option<usize>,
+    /// The network and its weights.
+    pub network: NetworkSpec,
     /// Where to run the model.
     pub device: Device,
     /// The images.
@@ -86,13 +83,10 @@ enum Input {
 impl Extraction {
     /// Loads the model and opens the images; a folder's `file_list.txt` is written now.
     pub fn prepare(request: &ExtractRequest) -> Result<Self> {
-        let model = Model::from_checkpoint(
-            &request.weights,
-            Some(request.arch),
-            request.times,
-            &request.device,
-        )
-        .map_err(ExtractError::Weights)?;
+        let model = request
+            .network
+            .load(&request.device)
+            .map_err(ExtractError::Weights)?;
         let keeps_area_outputs = matches!(request.selection, Selection::AllTaps);
         let (input, file_list) = match &request.images {
             Images::Npy(path) => {

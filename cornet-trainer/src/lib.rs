@@ -25,6 +25,7 @@ pub mod extract;
 pub mod features;
 pub mod files;
 pub mod loading;
+pub mod network;
 pub mod optim;
 pub mod published;
 pub mod score;

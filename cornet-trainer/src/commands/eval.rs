@@ -4,16 +4,13 @@ use crate::cli::EvalArgs;
 use crate::commands::train::share_cores;
 use cornet_trainer::distributed::RankEnv;
 use cornet_trainer::evaluate::{request, EvalRequest};
-use cornet_trainer::published;
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let rank_env = RankEnv::from_env()?;
     share_cores(rank_env.as_ref())?;
     let rank = rank_env.as_ref().map_or(0, |env| env.rank);
     let evaluation = request::run(&EvalRequest {
-        arch: args.network.model,
-        weights: published::resolve(&args.network.weights)?,
-        times: args.network.times,
+        network: args.network.resolve()?,
         data: args.data_path.clone(),
         format: args.data_format.into(),
         classes_from: args.classes_from.clone(),

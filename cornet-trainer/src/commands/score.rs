@@ -3,6 +3,7 @@
 
 use crate::cli::ScoreArgs;
 use cornet_trainer::device::parse_device;
+use cornet_trainer::network::NetworkSpec;
 use cornet_trainer::published;
 use cornet_trainer::score::command::{score, NeuralRequest, ScoreRequest};
 use cornet_trainer::score::scan::{self, ScanRequest};
@@ -40,9 +41,11 @@ fn run_model(args: &ScoreArgs) -> anyhow::Result<()> {
         anyhow::bail!("give --features, or --model with --weights, --data-path and -o");
     };
     let result = scan::scan(&ScanRequest {
-        arch,
-        weights: published::resolve(weights)?,
-        times: model.times,
+        network: NetworkSpec {
+            arch,
+            weights: published::resolve(weights)?,
+            times: model.times,
+        },
         device: parse_device(&model.device)?,
         images: images.clone(),
         stimuli: model.stimuli.clone(),

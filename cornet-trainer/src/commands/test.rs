@@ -3,7 +3,6 @@
 use crate::cli::TestArgs;
 use cornet_trainer::device::parse_device;
 use cornet_trainer::extract::{ExtractRequest, Extraction, Images, Selection};
-use cornet_trainer::published;
 
 pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     let selection = if args.all_taps {
@@ -25,9 +24,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("give --input-npy or --data-path"),
     };
     let extraction = Extraction::prepare(&ExtractRequest {
-        arch: args.network.model,
-        weights: published::resolve(&args.network.weights)?,
-        times: args.network.times,
+        network: args.network.resolve()?,
         device: parse_device(&args.device)?,
         images,
         batch_size: args.batch_size as usize,

@@ -7,21 +7,17 @@ use crate::distributed::launch::Heartbeat;
 use crate::distributed::placement::{visible_cuda_devices, Placement};
 use crate::distributed::{self, Backend, RankEnv};
 use crate::loading::open_images;
+use crate::network::NetworkSpec;
 use crate::train::LabelledBatch;
 use cornet_data::{check_same_classes, Dataset, Pipeline, PipelineOptions, Transform};
-use cornet_model::{Arch, Model};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
 /// What `eval` scores, and how.
 #[derive(Debug, Clone)]
 pub struct EvalRequest {
-    /// Which CORnet the weights are.
-    pub arch: Arch,
-    /// A PyTorch `.pth` or a safetensors file (`final.safetensors`, a checkpoint's model).
-    pub weights: PathBuf,
-    /// Time steps that R and RT unroll (their default when `None`).
-    pub times: Option<usize>,
+    /// The network and its weights.
+    pub network: NetworkSpec,
     /// The labelled images: class folders in sorted order give the labels, as in training.
     pub data: PathBuf,
     /// How `data` is stored.
@@ -56,9 +52,7 @@ pub fn run(request: &EvalRequest) -> Result<Evaluation, EvalError> {
         visible_cuda_devices(),
     );
     let device = placement.open().map_err(EvalError::Device)?;
-    let model =
-        Model::from_checkpoint(&request.weights, Some(request.arch), request.times, &device)
-            .map_err(EvalError::Weights)?;
+    let model = request.network.load(&device).map_err(EvalError::Weights)?;
     let images = open_labelled(request, model.config().num_classes)?;
     let total = images.len();
     let mut comm = distributed::connect(Backend::Auto, &device, env)?;

@@ -6,21 +6,18 @@ use super::error::{Result, ScoreError};
 use super::LayerFeatures;
 use crate::error::Explain;
 use crate::features::{check_memory, collect_taps, image_batches, write_file_list, ExtractError};
+use crate::network::NetworkSpec;
 use candle_core::Device;
 use cornet_data::{Dataset, ImageFolder};
-use cornet_model::{Arch, Model, TapFilter};
+use cornet_model::TapFilter;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// `score --model`: which model, which images, which recordings.
 pub struct ScanRequest {
-    /// Which CORnet the weights are.
-    pub arch: Arch,
-    /// A PyTorch `.pth` or a safetensors file.
-    pub weights: PathBuf,
-    /// Time steps that R and RT unroll (their default when `None`).
-    pub times: Option<usize>,
+    /// The network and its weights.
+    pub network: NetworkSpec,
     /// Where to run the model.
     pub device: Device,
     /// The folder of stimulus images.
@@ -172,13 +169,10 @@ pub fn scan(request: &ScanRequest) -> Result<Scan> {
     })?;
     let protocol = neural.protocol(&recordings)?;
     let target = NeuralTarget::new(neural, &recordings, &protocol)?;
-    let model = Model::from_checkpoint(
-        &request.weights,
-        Some(request.arch),
-        request.times,
-        &request.device,
-    )
-    .map_err(ExtractError::Weights)?;
+    let model = request
+        .network
+        .load(&request.device)
+        .map_err(ExtractError::Weights)?;
     let pixels = (request.imsize * request.imsize) as f64;
     check_memory(&model, pixels, request.batch_size, images.len(), true)?;
     write_file_list(&images, &request.out_dir)?;
@@ -196,7 +190,7 @@ pub fn scan(request: &ScanRequest) -> Result<Scan> {
         let (area, time_step) = area_and_step(&name)?;
         let features = LayerFeatures::new(&features.flatten_from(1)?)
             .explain(ScoreError::Features, || {
-                format!("tap {name} of {}", request.weights.display())
+                format!("tap {name} of {}", request.network.weights.display())
             })?;
         match features {
             Some(features) => scored.push(TapScore {
@@ -204,7 +198,7 @@ pub fn scan(request: &ScanRequest) -> Result<Scan> {
                 time_step,
                 scores: score_layer(&features, &target, &protocol, neural.metric)
                     .explain(ScoreError::Features, || {
-                        format!("tap {name} of {}", request.weights.display())
+                        format!("tap {name} of {}", request.network.weights.display())
                     })?,
             }),
             None => constant.push(name),
