@@ -21,8 +21,9 @@ pub struct TcpRing {
     world_size: usize,
     to_next: TcpStream,
     from_prev: TcpStream,
-    /// The bytes of the chunk being received, kept between exchanges.
-    received: Vec<u8>,
+    /// The chunk being received, kept between exchanges: f64 storage, so that its bytes are
+    /// aligned for the f32 or f64 values that travel and are added in place.
+    received: Vec<f64>,
     /// Held for the life of the ring: on rank 0 it may serve the store.
     _rendezvous: rendezvous::Rendezvous,
 }
@@ -124,10 +125,11 @@ impl TcpRing {
         recv: Range<usize>,
         add: bool,
     ) -> Result<()> {
+        let bytes = std::mem::size_of_val(&data[recv.clone()]);
         self.received
-            .resize(std::mem::size_of_val(&data[recv.clone()]), 0);
-        let (to_next, from_prev, received) =
-            (&mut self.to_next, &mut self.from_prev, &mut self.received);
+            .resize(bytes.div_ceil(std::mem::size_of::<f64>()), 0.0);
+        let received = &mut bytemuck::cast_slice_mut::<f64, u8>(&mut self.received)[..bytes];
+        let (to_next, from_prev) = (&mut self.to_next, &mut self.from_prev);
         let outgoing: &[u8] = bytemuck::cast_slice(&data[send]);
         std::thread::scope(|s| {
             let writer = s.spawn(move || to_next.write_all(outgoing));
@@ -138,16 +140,13 @@ impl TcpRing {
             written.explain(Collective, || "sending to the next rank".into())?;
             read.explain(Collective, || "receiving from the previous rank".into())
         })?;
-        // The byte buffer need not be aligned for T: read each value unaligned.
-        let incoming = self
-            .received
-            .chunks_exact(std::mem::size_of::<T>())
-            .map(bytemuck::pod_read_unaligned::<T>);
+        let incoming: &[T] =
+            bytemuck::cast_slice(&bytemuck::cast_slice::<f64, u8>(&self.received)[..bytes]);
         let target = &mut data[recv];
         if add {
-            target.iter_mut().zip(incoming).for_each(|(d, r)| *d += r);
+            target.iter_mut().zip(incoming).for_each(|(d, &r)| *d += r);
         } else {
-            target.iter_mut().zip(incoming).for_each(|(d, r)| *d = r);
+            target.copy_from_slice(incoming);
         }
         Ok(())
     }
