@@ -119,11 +119,7 @@ impl Shared {
     fn all_reduce_sum(&self, values: &mut [f64]) -> Result<()> {
         match &self.0 {
             None => Ok(()),
-            Some(group) => group.all_reduce_sum(values).map_err(|e| {
-                candle_core::Error::Msg(format!(
-                    "batch_norm: summing statistics over the ranks of the group: {e}"
-                ))
-            }),
+            Some(group) => sum_over_group(group.as_ref(), values),
         }
     }
 
@@ -142,6 +138,15 @@ impl Shared {
     }
 }
 
+/// `values` summed over `group`'s ranks, its transport's error carried as candle's.
+fn sum_over_group(group: &dyn BatchStatsGroup, values: &mut [f64]) -> Result<()> {
+    group.all_reduce_sum(values).map_err(|e| {
+        candle_core::Error::Msg(format!(
+            "batch_norm: summing statistics over the ranks of the group: {e}"
+        ))
+    })
+}
+
 /// A tensor summed elementwise over a group's ranks; its gradient is the gradient summed over
 /// them too (every rank's sum depends on every rank's input).
 struct SumOverRanks(Arc<dyn BatchStatsGroup>);
@@ -157,7 +162,7 @@ impl CustomOp1 for SumOverRanks {
             candle_core::bail!("sum-over-ranks: expects a contiguous f64 tensor")
         };
         let mut values = data[start..end].to_vec();
-        Shared(Some(self.0.clone())).all_reduce_sum(&mut values)?;
+        sum_over_group(self.0.as_ref(), &mut values)?;
         Ok((CpuStorage::F64(values), layout.shape().clone()))
     }
 
