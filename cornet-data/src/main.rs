@@ -39,6 +39,33 @@ enum Command {
     /// afresh: the full check of shards that were copied (an open checks sizes, both ends
     /// and each sample read, and hashes a shard whole only when it indexes it).
     Verify(VerifyArgs),
+    /// Write an ImageFolder of generated JPEGs (a striped pattern per class, with per-pixel
+    /// noise), ImageNet-sized by default: data to benchmark the loader with where no images
+    /// are at hand (the GPU proof's loader step uses it).
+    Generate(GenerateArgs),
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// The folder to write (created; must be empty or absent).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 8, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    classes: usize,
+    #[arg(long, default_value_t = 100, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    per_class: usize,
+    /// Image width in pixels (ImageNet's typical 500).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=65535))]
+    width: u32,
+    /// Image height in pixels (ImageNet's typical 375).
+    #[arg(long, default_value_t = 375, value_parser = clap::value_parser!(u32).range(1..=65535))]
+    height: u32,
+    /// JPEG quality (1-100).
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u8).range(1..=100))]
+    quality: u8,
+    /// The same seed writes the same images.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(Args)]
@@ -103,6 +130,7 @@ fn main() -> ExitCode {
         Command::Pack(args) => run_pack(&args),
         Command::Bench(args) => run_bench(&args),
         Command::Verify(args) => run_verify(&args),
+        Command::Generate(args) => run_generate(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -198,6 +226,43 @@ fn run_verify(args: &VerifyArgs) -> Result<()> {
         "{} samples in {}: the shards {against}",
         shards.len(),
         args.dir.display()
+    );
+    Ok(())
+}
+
+fn run_generate(args: &GenerateArgs) -> Result<()> {
+    let out = &args.out;
+    let holds_files = std::fs::read_dir(out).is_ok_and(|mut entries| entries.next().is_some());
+    if holds_files {
+        anyhow::bail!(
+            "--out {}: already holds files; name a new folder",
+            out.display()
+        );
+    }
+    let size = (args.width, args.height);
+    cornet_data::synthetic::write_jpeg_folder(
+        out,
+        args.classes,
+        args.per_class,
+        size,
+        args.quality,
+        args.seed,
+    )
+    .with_context(|| format!("--out {}", out.display()))?;
+    let folder = ImageFolder::open(out).with_context(|| format!("--out {}", out.display()))?;
+    let bytes = (0..folder.len())
+        .map(|i| std::fs::metadata(folder.path(i)).map(|m| m.len()))
+        .sum::<std::io::Result<u64>>()
+        .with_context(|| format!("--out {}", out.display()))?;
+    println!(
+        "{} JPEGs of {}x{} in {} classes ({}, {} each on average) in {}",
+        folder.len(),
+        args.width,
+        args.height,
+        args.classes,
+        ByteSize(bytes),
+        ByteSize(bytes / folder.len() as u64),
+        out.display()
     );
     Ok(())
 }

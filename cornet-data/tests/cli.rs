@@ -131,3 +131,52 @@ fn verify_checks_the_shards_against_the_manifest() {
         "{stderr}"
     );
 }
+
+#[test]
+fn generate_writes_an_image_folder_of_jpegs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("photos");
+    let out_arg = out.to_str().unwrap();
+    let args = [
+        "generate",
+        "--out",
+        out_arg,
+        "--classes",
+        "3",
+        "--per-class",
+        "2",
+        "--width",
+        "64",
+        "--height",
+        "48",
+    ];
+    let stdout = stdout_of_success(&cornet_data(&args));
+    assert!(stdout.contains("6 JPEGs of 64x48 in 3 classes"), "{stdout}");
+    let first = out.join("class_02/0001.jpg");
+    let image = image::open(&first).unwrap();
+    assert_eq!((image.width(), image.height()), (64, 48));
+    assert_eq!(
+        image::ImageFormat::from_path(&first).unwrap(),
+        image::ImageFormat::Jpeg
+    );
+
+    let again = cornet_data(&args);
+    assert!(!again.status.success());
+    assert!(text(&again.stderr).contains("already holds files"));
+
+    // The same seed, the same bytes.
+    let twin = dir.path().join("twin");
+    let twin_args = args.map(|a| {
+        if a == out_arg {
+            twin.to_str().unwrap()
+        } else {
+            a
+        }
+    });
+    stdout_of_success(&cornet_data(&twin_args));
+    let relative = "class_02/0001.jpg";
+    assert_eq!(
+        std::fs::read(out.join(relative)).unwrap(),
+        std::fs::read(twin.join(relative)).unwrap()
+    );
+}
