@@ -5,6 +5,9 @@
 #   scripts/build_gpu.sh                       # -> target/release/cornet-trainer (+ stripped target/gpu/)
 #   CORNET_GPU_FEATURES=cuda,nccl scripts/build_gpu.sh --profile dev
 #
+# `target/` is cargo's target directory (CARGO_TARGET_DIR where set). cornet-data's command is
+# built beside the trainer and stripped with it: the GPU proof benchmarks the loader too.
+#
 # The compiler and headers come from the CUDA 13.0 wheels of scripts/cuda_toolchain.sh; the
 # libraries the binary links against (cudart, cublas, cublasLt, curand, nvrtc, nccl, cudnn)
 # from their 13.0 wheels in the same venv. `libcuda` belongs to the driver and has no wheel:
@@ -59,11 +62,15 @@ fi
 
 export RUSTFLAGS="${RUSTFLAGS:-} -L native=$link_dir"
 cd "$here"
-cargo build --release -p cornet-trainer --features "$features" "$@"
+target=$(scripts/target_dir.sh)
+# Two packages in one build: the features are named by package.
+cargo build --release -p cornet-trainer -p cornet-data \
+    --features "cornet-trainer/${features//,/,cornet-trainer/}" "$@"
 
 # Every symbol the binary leaves to the loader must come from a library the GPU machine has.
-binary=target/release/cornet-trainer
-case " $* " in *" --profile dev "* | *" --profile=dev "*) binary=target/debug/cornet-trainer ;; esac
+profile=release
+case " $* " in *" --profile dev "* | *" --profile=dev "*) profile=debug ;; esac
+binary=$target/$profile/cornet-trainer
 echo "built $binary; it needs at run time:" >&2
 readelf -d "$binary" | grep NEEDED | sed 's/.*\[\(.*\)\]/  \1/' >&2
 
@@ -76,7 +83,8 @@ if [ -n "$unresolved" ]; then
     echo "$unresolved" >&2
     exit 1
 fi
-# Without its line tables the binary is about a third the size, for carrying.
-mkdir -p target/gpu
-strip -o target/gpu/cornet-trainer "$binary"
-echo "every symbol resolves; stripped copy for carrying: target/gpu/cornet-trainer" >&2
+# Without their line tables the binaries are about a third the size, for carrying.
+mkdir -p "$target/gpu"
+strip -o "$target/gpu/cornet-trainer" "$binary"
+strip -o "$target/gpu/cornet-data" "$target/$profile/cornet-data"
+echo "every symbol resolves; stripped copies for carrying: $target/gpu/" >&2

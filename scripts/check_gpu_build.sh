@@ -14,6 +14,7 @@ venv=${CORNET_CUDA_VENV:-$HOME/.cache/cornet-rs/cuda-13.0}
 scripts/build_gpu.sh
 
 eval "$(scripts/cuda_toolchain.sh)"
+target=$(scripts/target_dir.sh)
 export RUSTFLAGS="${RUSTFLAGS:-} -L native=$venv/link"
 features=cornet-trainer/cuda,cornet-trainer/cudnn,cornet-trainer/nccl
 # One line per test executable: its path, and the name its stripped copy gets
@@ -44,14 +45,14 @@ while read -r test _; do
 done <<<"$executables"
 rm -f "$log"
 
-if message=$(target/gpu/cornet-trainer bench --device cuda --model Z --steps 1 2>&1); then
+if message=$("$target/gpu/cornet-trainer" bench --device cuda --model Z --steps 1 2>&1); then
     echo "bench --device cuda succeeded without a GPU" >&2
     exit 1
 fi
 echo "bench --device cuda without a GPU: $message" >&2
-mkdir -p target/gpu/tests
+mkdir -p "$target/gpu/tests"
 while read -r test name; do
-    strip -o "target/gpu/tests/$name" "$test"
+    strip -o "$target/gpu/tests/$name" "$test"
 done <<<"$executables"
-echo "GPU build checked. To carry: target/gpu/ (the binary, and the test executables in" \
-    "tests/, which find the parity fixtures through CORNET_FIXTURES)" >&2
+echo "GPU build checked. Stripped for carrying: $target/gpu/ (the binaries, and the test" \
+    "executables in tests/, which find the parity fixtures through CORNET_FIXTURES)" >&2

@@ -8,4 +8,4 @@ if [ -n "${CORNET_TRAINER:-}" ]; then
 fi
 here=$(cd "$(dirname "$0")/.." && pwd)
 (cd "$here" && cargo build --workspace --quiet) >&2
-echo "$here/target/debug/cornet-trainer"
+echo "$("$here/scripts/target_dir.sh")/debug/cornet-trainer"
