@@ -2,10 +2,11 @@
 //! types belong to the binary; `commands` translates them into the library's requests.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use cornet_trainer::config::{DataFormat, Precision};
+use cornet_trainer::config::{DataFormat, Override, Precision};
 use cornet_trainer::network::NetworkSpec;
 use cornet_trainer::published;
-use cornet_trainer::score::command::{Metric, COMPONENTS};
+use cornet_trainer::score::metric::Metric;
+use cornet_trainer::score::protocol::COMPONENTS;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -106,36 +107,70 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
-    /// The `--set` overrides followed by the original's flags as overrides.
-    pub fn overrides(&self) -> Vec<String> {
-        let mut out = self.set.clone();
-        let mut put = |key: &str, value: Option<String>| {
+    /// The `--set` overrides followed by the original's flags, each named in errors.
+    pub fn overrides(&self) -> Vec<Override> {
+        let mut out: Vec<Override> = self.set.iter().map(Override::set).collect();
+        let mut put = |flag: &str, key: &str, value: Option<String>| {
             if let Some(value) = value {
-                out.push(format!("{key}={value}"));
+                out.push(Override::by_flag(flag, key, value));
             }
         };
         if let Some(root) = &self.data_path {
-            put("data.train", Some(root.join("train").display().to_string()));
-            put("data.val", Some(root.join("val").display().to_string()));
+            put(
+                "--data-path",
+                "data.train",
+                Some(root.join("train").display().to_string()),
+            );
+            put(
+                "--data-path",
+                "data.val",
+                Some(root.join("val").display().to_string()),
+            );
         }
         put(
+            "--output-path",
             "output.path",
             self.output_path.as_ref().map(|p| p.display().to_string()),
         );
-        put("model.arch", self.model.clone());
-        put("model.times", self.times.map(|v| v.to_string()));
-        put("dist.ngpus", self.ngpus.map(|v| v.to_string()));
-        put("data.workers", self.workers.map(|v| v.to_string()));
-        put("train.batch_size", self.batch_size.map(|v| v.to_string()));
-        put("optim.lr", self.lr.map(|v| v.to_string()));
-        put("optim.step_size", self.step_size.map(|v| v.to_string()));
-        put("train.epochs", self.epochs.map(|v| v.to_string()));
-        put("optim.momentum", self.momentum.map(|v| v.to_string()));
+        put("--model", "model.arch", self.model.clone());
+        put("--times", "model.times", self.times.map(|v| v.to_string()));
+        put("--ngpus", "dist.ngpus", self.ngpus.map(|v| v.to_string()));
         put(
+            "--workers",
+            "data.workers",
+            self.workers.map(|v| v.to_string()),
+        );
+        put(
+            "--batch-size",
+            "train.batch_size",
+            self.batch_size.map(|v| v.to_string()),
+        );
+        put("--lr", "optim.lr", self.lr.map(|v| v.to_string()));
+        put(
+            "--step-size",
+            "optim.step_size",
+            self.step_size.map(|v| v.to_string()),
+        );
+        put(
+            "--epochs",
+            "train.epochs",
+            self.epochs.map(|v| v.to_string()),
+        );
+        put(
+            "--momentum",
+            "optim.momentum",
+            self.momentum.map(|v| v.to_string()),
+        );
+        put(
+            "--weight-decay",
             "optim.weight_decay",
             self.weight_decay.map(|v| v.to_string()),
         );
-        put("data.image_size", self.imsize.map(|v| v.to_string()));
+        put(
+            "--imsize",
+            "data.image_size",
+            self.imsize.map(|v| v.to_string()),
+        );
         out
     }
 }

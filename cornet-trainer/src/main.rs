@@ -1,5 +1,6 @@
 //! `cornet-trainer`: the command line over the `cornet_trainer` library.
 
+mod bars;
 mod cli;
 mod commands;
 

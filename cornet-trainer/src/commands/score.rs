@@ -1,12 +1,14 @@
 //! `cornet-trainer score`: features from a file (`--features`) or from a model (`--model`)
 //! scored against neural recordings.
 
+use crate::bars::Bars;
 use crate::cli::ScoreArgs;
 use cornet_trainer::device::parse_device;
 use cornet_trainer::network::NetworkSpec;
 use cornet_trainer::published;
-use cornet_trainer::score::command::{score, NeuralRequest, ScoreRequest};
-use cornet_trainer::score::scan::{self, ScanRequest};
+use cornet_trainer::scan::{self, report, ScanRequest};
+use cornet_trainer::score::protocol::NeuralRequest;
+use cornet_trainer::score::{score, ScoreRequest};
 use std::path::PathBuf;
 
 pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
@@ -40,7 +42,7 @@ fn run_model(args: &ScoreArgs) -> anyhow::Result<()> {
     ) else {
         anyhow::bail!("give --features, or --model with --weights, --data-path and -o");
     };
-    let result = scan::scan(&ScanRequest {
+    let request = ScanRequest {
         network: NetworkSpec {
             arch,
             weights: published::resolve(weights)?,
@@ -54,9 +56,10 @@ fn run_model(args: &ScoreArgs) -> anyhow::Result<()> {
         workers: model.workers,
         neural: neural_request(args, Some(out_dir.clone())),
         out_dir: out_dir.clone(),
-    })?;
-    let (csv, svg) = result.write_reports(out_dir)?;
-    print!("{}", result.table());
+    };
+    let result = scan::scan(&request, &mut Bars::default())?;
+    let (csv, svg) = report::write(&result, out_dir)?;
+    print!("{}", report::table(&result));
     println!("{}\n{}", csv.display(), svg.display());
     Ok(())
 }

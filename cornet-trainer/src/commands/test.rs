@@ -1,5 +1,6 @@
 //! `cornet-trainer test`: features of images, as the original `run.py test`.
 
+use crate::bars::Bars;
 use crate::cli::TestArgs;
 use cornet_trainer::device::parse_device;
 use cornet_trainer::extract::{ExtractRequest, Extraction, Images, Selection};
@@ -34,6 +35,6 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     if let Some(list) = extraction.file_list() {
         println!("{}", list.display());
     }
-    println!("{}", extraction.run()?.display());
+    println!("{}", extraction.run(&mut Bars::default())?.display());
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! `cornet-trainer --config X`: training.
 
+use crate::bars::Bars;
 use crate::cli::TrainArgs;
 use cornet_trainer::distributed::env::{cpu_threads, RankEnv};
-use cornet_trainer::experiment::{self, Launch};
+use cornet_trainer::experiment::{self, TrainRequest};
 use cornet_trainer::published;
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
@@ -11,14 +12,15 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     };
     let rank_env = RankEnv::from_env()?;
     share_cores(rank_env.as_ref())?;
-    experiment::train(&Launch {
+    let request = TrainRequest {
         config,
         overrides: args.overrides(),
         resume: args.resume.clone(),
         force: args.force,
         init: args.init.as_deref().map(published::resolve).transpose()?,
         rank_env,
-    })?;
+    };
+    experiment::train(&request, &mut Bars::default())?;
     Ok(())
 }
 

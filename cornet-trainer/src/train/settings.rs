@@ -42,8 +42,6 @@ pub struct RunSettings {
     pub sync_check_steps: u64,
     /// The dtype of activations.
     pub precision: Precision,
-    /// Write TensorBoard event files into `OUT/tensorboard/`.
-    pub tensorboard: bool,
 }
 
 impl RunSettings {
@@ -69,7 +67,6 @@ impl RunSettings {
             config_hash: config.hash(),
             sync_check_steps: SYNC_CHECK_STEPS,
             precision: config.train.precision,
-            tensorboard: output.tensorboard,
         }
     }
 
