@@ -8,6 +8,7 @@ use crate::distributed::batch_groups::BatchNormPlan;
 use crate::distributed::placement::{visible_cuda_devices, Placement};
 use crate::distributed::{self, Communicator, RankEnv};
 use crate::error::Explain;
+use crate::files::Aside;
 use crate::loading::{check_classes, open_images, ClassLimit};
 use crate::progress::Progress;
 use crate::train::{
@@ -403,16 +404,13 @@ fn ensure_synthetic(
     let parent = root.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent)
         .explain(TrainError::Io, || format!("creating {}", parent.display()))?;
-    let staging = parent.join(format!(
-        ".{}.{}",
-        root.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
+    let name = root.file_name().unwrap_or_default().to_string_lossy();
+    // Each rank writes its own copy: ranks starting together race to the same folder.
+    let aside = Aside::at(root, parent.join(format!(".{name}.{}", std::process::id())));
     tracing::info!("generating a synthetic image set in {}", root.display());
-    cornet_data::synthetic::write_image_folder(&staging, classes, per_class, size as u32, seed)?;
-    if std::fs::rename(&staging, root).is_err() {
-        // Another rank got there first with the same images.
-        std::fs::remove_dir_all(&staging).ok();
-    }
+    let staging = aside.staging();
+    cornet_data::synthetic::write_image_folder(staging, classes, per_class, size as u32, seed)?;
+    // A failed rename is another rank's set already there, the same images; ours is removed.
+    let _ = aside.commit();
     Ok(())
 }

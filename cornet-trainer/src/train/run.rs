@@ -18,6 +18,7 @@ use crate::distributed::launch::Heartbeat;
 use crate::distributed::Communicator;
 use crate::error::Explain;
 use crate::evaluate::evaluate;
+use crate::files::Aside;
 use crate::loading::LabelledBatch;
 use crate::optim::Sgd;
 use crate::records::{Phase, Record};
@@ -380,10 +381,12 @@ impl<'a> Trainer<'a> {
         if !self.is_rank0() {
             return Ok(());
         }
-        let path = self.settings.output_dir.join("final.safetensors");
-        let staging = self.settings.output_dir.join(".final.safetensors.tmp");
-        weights::write_safetensors(&staging, &self.model.store().state_dict()?)?;
-        std::fs::rename(&staging, &path)
+        let out = &self.settings.output_dir;
+        let path = out.join("final.safetensors");
+        let aside = Aside::at(&path, out.join(".final.safetensors.tmp"));
+        weights::write_safetensors(aside.staging(), &self.model.store().state_dict()?)?;
+        aside
+            .commit()
             .explain(TrainError::Io, || format!("writing {}", path.display()))?;
         tracing::info!("trained weights written to {}", path.display());
         Ok(())
