@@ -10,6 +10,7 @@ mod eval;
 mod kill_resume;
 mod launcher;
 mod learning_curves;
+mod module_graph;
 mod published_weights;
 mod score_metrics;
 mod score_model;
