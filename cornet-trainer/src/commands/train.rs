@@ -3,24 +3,12 @@
 use crate::bars::Bars;
 use crate::cli::TrainArgs;
 use cornet_trainer::distributed::env::{cpu_threads, RankEnv};
-use cornet_trainer::experiment::{self, TrainRequest};
-use cornet_trainer::published;
+use cornet_trainer::experiment;
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    let Some(config) = args.config.clone() else {
-        anyhow::bail!("--config is required to train (see --help)");
-    };
     let rank_env = RankEnv::from_env()?;
     share_cores(rank_env.as_ref())?;
-    let request = TrainRequest {
-        config,
-        overrides: args.overrides(),
-        resume: args.resume.clone(),
-        force: args.force,
-        init: args.init.as_deref().map(published::resolve).transpose()?,
-        rank_env,
-    };
-    experiment::train(&request, &mut Bars::default())?;
+    experiment::train(&args.request(rank_env)?, &mut Bars::default())?;
     Ok(())
 }
 
