@@ -10,7 +10,7 @@ use cornet_trainer::checkpoint::CheckpointDir;
 use cornet_trainer::distributed::batch_groups::BatchNormPlan;
 use cornet_trainer::distributed::{env::RankEnv, tcp::TcpRing, Communicator, SingleRank};
 use cornet_trainer::loading::LabelledBatch;
-use cornet_trainer::optim::StepLr;
+use cornet_trainer::optim::LrSchedule;
 use cornet_trainer::train::{run_files, BatchSource, Interrupts, RunSettings, TrainError, Trainer};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -115,7 +115,7 @@ impl BatchSource for MemorySource {
 fn settings(out: &Path, epochs: u64) -> RunSettings {
     RunSettings {
         epochs,
-        schedule: StepLr {
+        schedule: LrSchedule::Step {
             base_lr: 0.05,
             step_size: 2.0,
             gamma: 0.5,
@@ -253,7 +253,11 @@ fn a_diverging_run_stops_at_the_first_non_finite_loss_keeping_finite_checkpoints
     let model = small(Arch::Z);
     let train = MemorySource::new(images, labels, 8, 0, 1);
     let mut s = settings(dir.path(), 20);
-    s.schedule.base_lr = 1e4;
+    s.schedule = LrSchedule::Step {
+        base_lr: 1e4,
+        step_size: 2.0,
+        gamma: 0.5,
+    };
     s.save_model_steps = 1;
     s.keep = 100;
     let mut comm = SingleRank;
