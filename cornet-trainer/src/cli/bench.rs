@@ -69,20 +69,17 @@ pub struct BenchAllreduceArgs {
 
 #[cfg(test)]
 mod tests {
-    use crate::cli::tests::parse;
-    use crate::cli::Command;
+    use crate::cli::tests::{args_of, parse};
     use cornet_trainer::config::Precision;
 
     #[test]
     fn every_flag_reaches_the_options() {
-        let cli = parse(
+        let args = args_of!(
+            Bench,
             "bench --model S --batch-size 8 --image-size 64 --steps 3 --warmup 1 --device cpu \
-             --precision bf16 --bn-images 4",
+             --precision bf16 --bn-images 4"
         )
         .unwrap();
-        let Some(Command::Bench(args)) = cli.command else {
-            panic!("not bench");
-        };
         let options = args.options();
         assert_eq!(options.arch, cornet_model::Arch::S);
         assert_eq!((options.batch_size, options.image_size), (8, 64));
@@ -98,10 +95,7 @@ mod tests {
         ] {
             assert!(parse(&format!("bench --model Z {line}")).is_err(), "{line}");
         }
-        let cli = parse("bench-allreduce --floats 100 --iters 2").unwrap();
-        let Some(Command::BenchAllreduce(args)) = cli.command else {
-            panic!("not bench-allreduce");
-        };
+        let args = args_of!(BenchAllreduce, "bench-allreduce --floats 100 --iters 2").unwrap();
         assert_eq!((args.floats, args.iters), (100, 2));
     }
 }

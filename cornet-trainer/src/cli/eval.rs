@@ -76,16 +76,13 @@ impl From<DataFormatArg> for DataFormat {
 
 #[cfg(test)]
 mod tests {
-    use crate::cli::tests::parse;
-    use crate::cli::{Command, EvalArgs};
+    use crate::cli::tests::args_of;
+    use crate::cli::EvalArgs;
     use cornet_trainer::config::{DataFormat, Precision};
     use std::path::Path;
 
     fn eval(line: &str) -> EvalArgs {
-        match parse(&format!("eval {line}")).unwrap().command {
-            Some(Command::Eval(args)) => args,
-            other => panic!("{other:?}"),
-        }
+        args_of!(Eval, format!("eval {line}")).unwrap()
     }
 
     #[test]

@@ -76,21 +76,18 @@ impl LaunchArgs {
 
 #[cfg(test)]
 mod tests {
-    use crate::cli::tests::parse;
-    use crate::cli::Command;
+    use crate::cli::tests::{args_of, parse};
     use std::time::Duration;
 
     #[test]
     fn every_flag_reaches_the_options() {
-        let cli = parse(
+        let args = args_of!(
+            Launch,
             "launch --nproc-per-node 4 --nnodes 2 --node-rank 1 --master-addr node0 \
              --master-port 29600 --run-id job --local-addr 10.0.0.2 --max-restarts 1 \
-             --heartbeat-timeout 60 --rendezvous-timeout 90 -- --config c.yaml --lr 0.1",
+             --heartbeat-timeout 60 --rendezvous-timeout 90 -- --config c.yaml --lr 0.1"
         )
         .unwrap();
-        let Some(Command::Launch(args)) = cli.command else {
-            panic!("not launch");
-        };
         let options = args.options();
         assert_eq!(
             (options.nproc, options.nnodes, options.node_rank),

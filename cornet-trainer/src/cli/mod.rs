@@ -79,6 +79,18 @@ mod tests {
         Cli::try_parse_from(std::iter::once("cornet-trainer").chain(line.split_whitespace()))
     }
 
+    /// The arguments of the command `Command::$variant` that `$line` (without the program's
+    /// name) gives, or clap's error.
+    macro_rules! args_of {
+        ($variant:ident, $line:expr) => {
+            crate::cli::tests::parse(&$line).map(|cli| match cli.command {
+                Some(crate::cli::Command::$variant(args)) => args,
+                other => panic!("not {}: {other:?}", stringify!($variant)),
+            })
+        };
+    }
+    pub(crate) use args_of;
+
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();

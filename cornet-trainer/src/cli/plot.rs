@@ -18,15 +18,12 @@ pub struct PlotArgs {
 
 #[cfg(test)]
 mod tests {
-    use crate::cli::tests::parse;
-    use crate::cli::Command;
+    use crate::cli::tests::{args_of, parse};
     use std::path::PathBuf;
 
     #[test]
     fn the_runs_and_the_picture() {
-        let Some(Command::Plot(args)) = parse("plot a b -o c.svg").unwrap().command else {
-            panic!("not plot");
-        };
+        let args = args_of!(Plot, "plot a b -o c.svg").unwrap();
         assert_eq!(args.runs, [PathBuf::from("a"), PathBuf::from("b")]);
         assert_eq!(args.output, PathBuf::from("c.svg"));
         assert!(parse("plot -o c.svg").is_err());

@@ -196,16 +196,13 @@ impl From<MetricArg> for Metric {
 #[cfg(test)]
 mod tests {
     use super::ScoreJob;
-    use crate::cli::tests::parse;
-    use crate::cli::{Command, ScoreArgs};
+    use crate::cli::tests::args_of;
+    use crate::cli::ScoreArgs;
     use cornet_trainer::score::metric::Metric;
     use std::path::Path;
 
     fn score(line: &str) -> Result<ScoreArgs, clap::Error> {
-        match parse(&format!("score {line}"))?.command {
-            Some(Command::Score(args)) => Ok(args),
-            other => panic!("{other:?}"),
-        }
+        args_of!(Score, format!("score {line}"))
     }
 
     #[test]

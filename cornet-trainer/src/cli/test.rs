@@ -88,16 +88,13 @@ impl TestArgs {
 
 #[cfg(test)]
 mod tests {
-    use crate::cli::tests::parse;
-    use crate::cli::{Command, TestArgs};
+    use crate::cli::tests::args_of;
+    use crate::cli::TestArgs;
     use cornet_trainer::extract::{Images, Selection};
     use std::path::Path;
 
     fn test(line: &str) -> Result<TestArgs, clap::Error> {
-        match parse(&format!("test {line}"))?.command {
-            Some(Command::Test(args)) => Ok(args),
-            other => panic!("{other:?}"),
-        }
+        args_of!(Test, format!("test {line}"))
     }
 
     #[test]
