@@ -148,16 +148,9 @@ mod tests {
 
     fn train(step: u64, loss: f64, lr: f64) -> Record {
         Record {
-            phase: Phase::Train,
             epoch: step as f64 / 20.0,
-            step,
-            loss,
-            top1: 0.5,
-            top5: 1.0,
             lr,
-            dur: 0.1,
-            data_load_dur: 0.0,
-            comm_dur: 0.0,
+            ..Record::sample(Phase::Train, step, loss)
         }
     }
 
