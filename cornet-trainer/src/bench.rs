@@ -57,7 +57,7 @@ pub struct BenchOptions {
 
 /// The timings, printed as one JSON line.
 #[derive(Debug, Serialize)]
-pub struct BenchReport {
+pub struct StepTimings {
     /// `CORnet-<arch>`.
     pub model: String,
     /// The device, as candle shows it.
@@ -86,7 +86,7 @@ pub struct BenchReport {
 }
 
 /// Times the train step and inference of a freshly initialised model on random images.
-pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport> {
+pub fn run(options: &BenchOptions, device: &Device) -> Result<StepTimings> {
     let mut model = Model::new(&ModelConfig::full(options.arch), device, 0)?;
     if let Some(images) = options.bn_images {
         model.set_batch_groups(BatchGroups::Ghost { images });
@@ -111,7 +111,7 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport> {
         Ok(())
     })?;
     let per_sec = |ms: f64| n as f64 / (ms / 1000.0);
-    Ok(BenchReport {
+    Ok(StepTimings {
         model: format!("CORnet-{}", options.arch),
         device: format!("{device:?}"),
         batch_size: n,
@@ -159,7 +159,7 @@ fn peak_rss_mib() -> Option<f64> {
 /// Gradient all-reduce throughput over the ranks of `comm`, against `memcpy` of the same
 /// buffer on this machine.
 #[derive(Debug, Serialize)]
-pub struct AllReduceReport {
+pub struct AllReduceTimings {
     /// Ranks taking part.
     pub ranks: usize,
     /// Floats per all-reduce.
@@ -181,7 +181,7 @@ pub fn all_reduce(
     comm: &mut dyn crate::distributed::Communicator,
     floats: usize,
     iters: usize,
-) -> Result<AllReduceReport> {
+) -> Result<AllReduceTimings> {
     if comm.world_size() < 2 {
         return Err(BenchError::SingleRank);
     }
@@ -209,7 +209,7 @@ pub fn all_reduce(
     let algbw = bytes / seconds / 1e9;
     let busbw = algbw * 2.0 * (n - 1.0) / n;
     let memcpy = bytes / copies[copies.len() / 2] / 1e9;
-    Ok(AllReduceReport {
+    Ok(AllReduceTimings {
         ranks: comm.world_size(),
         floats,
         seconds,

@@ -3,28 +3,30 @@
 //! [`train`] is the composition root; each phase below is one step of it, in order.
 
 use crate::checkpoint::{self, CheckpointDir};
-use crate::config::{Config, DataFormat};
+use crate::config::{Config, DataFormat, Override};
 use crate::distributed::batch_groups::BatchNormPlan;
 use crate::distributed::placement::{visible_cuda_devices, Placement};
 use crate::distributed::{self, Communicator, RankEnv};
 use crate::error::Explain;
-use crate::loading::open_images;
+use crate::files::Aside;
+use crate::loading::{check_classes, open_images, ClassLimit};
+use crate::progress::Progress;
 use crate::train::{
-    earlier_run_artifact, BatchSource, ImageSource, Interrupts, Result, RunLock, RunSettings,
-    Summary, TrainError, Trainer,
+    earlier_run_artifact, run_files, BatchSource, ImageSource, Interrupts, Observers, Result,
+    RunLock, RunSettings, ShowProgress, Summary, TrainError, Trainer,
 };
 use candle_core::Device;
-use cornet_data::{check_same_classes, Dataset, Pipeline, PipelineOptions, Transform};
+use cornet_data::{Dataset, Pipeline, PipelineOptions, Transform};
 use cornet_model::Model;
 use std::path::{Path, PathBuf};
 
-/// What the command line adds to the config.
+/// A training run asked for: the config and what the command line adds to it.
 #[derive(Debug, Clone, Default)]
-pub struct Launch {
+pub struct TrainRequest {
     /// The experiment's YAML file.
     pub config: PathBuf,
-    /// `key.path=value` overrides, the `--set` flags and the original's flags translated.
-    pub overrides: Vec<String>,
+    /// Changes to the config's fields: the `--set` flags and the original's flags translated.
+    pub overrides: Vec<Override>,
     /// `auto` for the newest good checkpoint of the run, or a checkpoint folder.
     pub resume: Option<String>,
     /// Resume even if the config or data changed.
@@ -36,16 +38,17 @@ pub struct Launch {
     pub rank_env: Option<RankEnv>,
 }
 
-/// Trains the experiment `launch` names, as this process's rank, to the end (or to a signal).
-/// Fails with a [`TrainError`] saying which part of the experiment is at fault.
-pub fn train(launch: &Launch) -> Result<()> {
-    let config = Config::load(&launch.config, &launch.overrides)?;
-    let rank = place_rank(&config, launch.rank_env.clone())?;
+/// Trains the experiment `request` names, as this process's rank, to the end (or to a
+/// signal), telling `progress` of the steps on rank 0. Fails with a [`TrainError`] saying
+/// which part of the experiment is at fault.
+pub fn train(request: &TrainRequest, progress: &mut dyn Progress) -> Result<()> {
+    let config = Config::load(&request.config, &request.overrides)?;
+    let rank = place_rank(&config, request.rank_env.clone())?;
     let data = prepare_data(&config, &rank)?;
-    let mut model = build_model(&config, launch.init.as_deref(), &rank.device)?;
+    let mut model = build_model(&config, request.init.as_deref(), &rank.device)?;
     let mut comm = connect_ranks(&config, &rank)?;
     model.set_batch_groups(rank.bn_plan.connect(rank.env.as_ref())?);
-    let resume = resume_requests(launch.resume.as_deref(), rank.env.as_ref());
+    let resume = resume_requests(request.resume.as_deref(), rank.env.as_ref());
     let (checkpoints, _lock) = open_run_folder(&config, !resume.is_empty(), rank.rank)?;
     let interrupts = Interrupts::from_signals().map_err(TrainError::Signals)?;
     let settings = RunSettings::from_config(&config);
@@ -56,14 +59,24 @@ pub fn train(launch: &Launch) -> Result<()> {
             &mut trainer,
             &checkpoints,
             &resume,
-            launch.force,
+            request.force,
             out,
             &rank.device,
         )?;
     }
     let val = data.val.as_ref().map(|v| v as &dyn BatchSource);
-    let summary = trainer.run(&data.train, val)?;
-    report(&summary, rank.rank, &config.output.path);
+    // What the run shows and writes as it goes: the progress, then the run's files, on rank 0.
+    let (out, tensorboard) = (&config.output.path, config.output.tensorboard);
+    let summary = trainer.run(&data.train, val, move |start| {
+        let files = run_files(out, start, tensorboard)?;
+        Ok(match start.rank {
+            0 => Observers::new()
+                .with(ShowProgress::new(progress, start))
+                .with(files),
+            _ => files,
+        })
+    })?;
+    tell_the_end(&summary, rank.rank, &config.output.path);
     Ok(())
 }
 
@@ -185,13 +198,15 @@ fn prepare_data(config: &Config, rank: &RankPlace) -> Result<Data> {
         seed: config.train.seed,
     };
     let size = data.image_size;
+    let limit = ClassLimit::Config(config.model.num_classes);
     let train_set = open_images(&data.train, data.format, "data.train")?;
-    check_classes(config, train_set.num_classes(), "data.train")?;
+    let train_classes = train_set.classes();
+    check_classes("data.train", &data.train, train_classes, None, limit)?;
     let val_set = match &data.val {
         Some(path) => {
             let set = open_images(path, data.format, "data.val")?;
-            // Labels are positions in the class list: any other list mislabels validation.
-            check_same_classes(&data.train, train_set.classes(), path, set.classes())?;
+            let training = Some((data.train.as_path(), train_classes));
+            check_classes("data.val", path, set.classes(), training, limit)?;
             Some(set)
         }
         None => None,
@@ -202,17 +217,6 @@ fn prepare_data(config: &Config, rank: &RankPlace) -> Result<Data> {
         .transpose()?
         .map(ImageSource::new);
     Ok(Data { train, val })
-}
-
-fn check_classes(config: &Config, found: usize, key: &str) -> Result<()> {
-    if found > config.model.num_classes {
-        return Err(TrainError::TooManyClasses {
-            key: key.to_owned(),
-            found,
-            num_classes: config.model.num_classes,
-        });
-    }
-    Ok(())
 }
 
 /// The config's model, from `init`'s weights (which must be that model) or seeded at random.
@@ -359,7 +363,7 @@ fn newest_checkpoint(
 }
 
 /// How the run ended, for the user: how to continue it, or where its weights are.
-fn report(summary: &Summary, rank: usize, out: &Path) {
+fn tell_the_end(summary: &Summary, rank: usize, out: &Path) {
     if summary.interrupted {
         tracing::info!(
             "stopped at step {}; continue with --resume auto",
@@ -400,16 +404,13 @@ fn ensure_synthetic(
     let parent = root.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent)
         .explain(TrainError::Io, || format!("creating {}", parent.display()))?;
-    let staging = parent.join(format!(
-        ".{}.{}",
-        root.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
+    let name = root.file_name().unwrap_or_default().to_string_lossy();
+    // Each rank writes its own copy: ranks starting together race to the same folder.
+    let aside = Aside::at(root, parent.join(format!(".{name}.{}", std::process::id())));
     tracing::info!("generating a synthetic image set in {}", root.display());
-    cornet_data::synthetic::write_image_folder(&staging, classes, per_class, size as u32, seed)?;
-    if std::fs::rename(&staging, root).is_err() {
-        // Another rank got there first with the same images.
-        std::fs::remove_dir_all(&staging).ok();
-    }
+    let staging = aside.staging();
+    cornet_data::synthetic::write_image_folder(staging, classes, per_class, size as u32, seed)?;
+    // A failed rename is another rank's set already there, the same images; ours is removed.
+    let _ = aside.commit();
     Ok(())
 }

@@ -1,10 +1,12 @@
 //! `cornet-trainer`: the command line over the `cornet_trainer` library.
 
+mod bars;
 mod cli;
 mod commands;
 
 use clap::Parser;
 use cli::{Cli, Command};
+use cornet_trainer::distributed::env::AgentFiles;
 use cornet_trainer::distributed::error_file;
 use std::process::ExitCode;
 
@@ -65,8 +67,7 @@ fn main() -> ExitCode {
 /// Under torchrun (or our `launch`), leaves the error where the agent looks for it, so that its
 /// failure summary shows it.
 fn tell_the_agent(message: &str) {
-    if let Some(path) = std::env::var_os("TORCHELASTIC_ERROR_FILE") {
-        let path = std::path::PathBuf::from(path);
+    if let Some(path) = AgentFiles::from_env().error_file {
         if let Err(e) = error_file::write(&path, message) {
             eprintln!("(could not write the error file {}: {e})", path.display());
         }

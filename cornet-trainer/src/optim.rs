@@ -1,4 +1,5 @@
-//! `torch.optim.SGD` and the step schedule of the original `run.py`, with PyTorch's semantics.
+//! `torch.optim.SGD` and the learning-rate schedules (the original `run.py`'s StepLR), with
+//! PyTorch's semantics.
 
 use candle_core::backprop::GradStore;
 use candle_core::Tensor;
@@ -90,22 +91,33 @@ impl Sgd {
     }
 }
 
-/// `lr * gamma ^ floor(epoch / step_size)`, evaluated at the fractional epoch of every step as
-/// the original's `StepLR.step(epoch=frac_epoch)` did.
+/// The learning rate over a run, a function of the fractional epoch alone: a resumed run
+/// takes each step's rate from its position, with no schedule state to checkpoint (exact
+/// resume relies on it). One variant per kind of schedule.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StepLr {
-    /// The learning rate before the first drop.
-    pub base_lr: f64,
-    /// Epochs between drops.
-    pub step_size: f64,
-    /// Factor of each drop.
-    pub gamma: f64,
+pub enum LrSchedule {
+    /// `base_lr * gamma ^ floor(epoch / step_size)`, evaluated at the fractional epoch of
+    /// every step as the original's `StepLR.step(epoch=frac_epoch)` did.
+    Step {
+        /// The learning rate before the first drop.
+        base_lr: f64,
+        /// Epochs between drops.
+        step_size: f64,
+        /// Factor of each drop.
+        gamma: f64,
+    },
 }
 
-impl StepLr {
+impl LrSchedule {
     /// The learning rate at fractional `epoch`.
     pub fn lr_at(&self, epoch: f64) -> f64 {
-        self.base_lr * self.gamma.powf((epoch / self.step_size).floor())
+        match *self {
+            LrSchedule::Step {
+                base_lr,
+                step_size,
+                gamma,
+            } => base_lr * gamma.powf((epoch / step_size).floor()),
+        }
     }
 }
 
@@ -115,7 +127,7 @@ mod tests {
 
     #[test]
     fn step_lr_drops_by_gamma_at_each_boundary() {
-        let schedule = StepLr {
+        let schedule = LrSchedule::Step {
             base_lr: 0.1,
             step_size: 20.0,
             gamma: 0.1,

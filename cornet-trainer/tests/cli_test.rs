@@ -71,29 +71,34 @@ fn all_taps_of_cornet_rt_match_pytorch() {
 fn one_layer_at_one_time_step_is_saved_flattened() {
     let expected = read_npz("s_mini_eval.npz");
     let dir = tempfile::tempdir().unwrap();
-    let input = input_npy(dir.path(), &expected);
-    let out = dir.path().join("out");
-    let run = run_test_command(
-        "S",
-        &fixture("s_mini.pth"),
-        &[
-            "--input-npy",
-            input.to_str().unwrap(),
-            "--layer",
-            "V4",
-            "--sublayer",
-            "output",
-            "--time-step",
-            "3",
-            "-o",
-            out.to_str().unwrap(),
-        ],
-    );
-    stdout_of_success(&run);
-    let feats = Tensor::read_npy(out.join("CORnet-S_V4_output_feats.npy")).unwrap();
-    let reference = expected["tap/V4.output.3"].flatten_from(1).unwrap();
-    assert_eq!(feats.dims(), reference.dims());
-    assert!(relative_error(&feats, &reference) <= 1e-4);
+    // The input as a user writes it, and as one array of an .npz (`archive.npz:name`, the
+    // fixture's own), which is read as its own .npy would be.
+    let npy = input_npy(dir.path(), &expected).display().to_string();
+    let entry = format!("{}:input", fixture("s_mini_eval.npz").display());
+    for (k, input) in [npy, entry].iter().enumerate() {
+        let out = dir.path().join(format!("out{k}"));
+        let run = run_test_command(
+            "S",
+            &fixture("s_mini.pth"),
+            &[
+                "--input-npy",
+                input,
+                "--layer",
+                "V4",
+                "--sublayer",
+                "output",
+                "--time-step",
+                "3",
+                "-o",
+                out.to_str().unwrap(),
+            ],
+        );
+        stdout_of_success(&run);
+        let feats = Tensor::read_npy(out.join("CORnet-S_V4_output_feats.npy")).unwrap();
+        let reference = expected["tap/V4.output.3"].flatten_from(1).unwrap();
+        assert_eq!(feats.dims(), reference.dims(), "{input}");
+        assert!(relative_error(&feats, &reference) <= 1e-4, "{input}");
+    }
 }
 
 #[test]

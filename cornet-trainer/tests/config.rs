@@ -1,6 +1,6 @@
 //! Experiment configs: the shipped files, overrides, and every kind of error.
 
-use cornet_trainer::config::Config;
+use cornet_trainer::config::{Config, Override};
 use std::path::{Path, PathBuf};
 
 fn configs_dir() -> PathBuf {
@@ -8,7 +8,7 @@ fn configs_dir() -> PathBuf {
 }
 
 fn parse(text: &str, overrides: &[&str]) -> Result<Config, String> {
-    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    let overrides: Vec<Override> = overrides.iter().map(|s| Override::set(*s)).collect();
     Config::parse(text, Path::new("x.yaml"), &overrides).map_err(|e| e.to_string())
 }
 
@@ -188,6 +188,16 @@ fn bad_overrides_name_the_flag() {
     // An impossible value from a flag (`--lr 0` sets optim.lr) is the flag's, not a line's.
     let err = parse(MINIMAL, &["optim.lr=0"]).unwrap_err();
     assert!(err.starts_with("--set optim.lr: "), "{err}");
+    // One of the original's flags is named itself, with the key it sets; the last flag to
+    // set a key takes the blame.
+    let overrides = [
+        Override::set("optim.lr=0.1"),
+        Override::by_flag("--lr", "optim.lr", -1),
+    ];
+    let err = Config::parse(MINIMAL, Path::new("x.yaml"), &overrides)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "--lr: optim.lr: must be a positive number");
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod gpu_proof;
 mod kill_resume;
 mod launcher;
 mod learning_curves;
+mod module_graph;
 mod published_weights;
 mod score_metrics;
 mod score_model;

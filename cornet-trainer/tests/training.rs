@@ -9,10 +9,9 @@ use cornet_model::{Arch, Entry, Model, ModelConfig, Role};
 use cornet_trainer::checkpoint::CheckpointDir;
 use cornet_trainer::distributed::batch_groups::BatchNormPlan;
 use cornet_trainer::distributed::{env::RankEnv, tcp::TcpRing, Communicator, SingleRank};
-use cornet_trainer::optim::StepLr;
-use cornet_trainer::train::{
-    BatchSource, Interrupts, LabelledBatch, RunSettings, TrainError, Trainer,
-};
+use cornet_trainer::loading::LabelledBatch;
+use cornet_trainer::optim::LrSchedule;
+use cornet_trainer::train::{run_files, BatchSource, Interrupts, RunSettings, TrainError, Trainer};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::collections::BTreeMap;
@@ -116,7 +115,7 @@ impl BatchSource for MemorySource {
 fn settings(out: &Path, epochs: u64) -> RunSettings {
     RunSettings {
         epochs,
-        schedule: StepLr {
+        schedule: LrSchedule::Step {
             base_lr: 0.05,
             step_size: 2.0,
             gamma: 0.5,
@@ -133,7 +132,6 @@ fn settings(out: &Path, epochs: u64) -> RunSettings {
         config_hash: "test".into(),
         sync_check_steps: 5,
         precision: Default::default(),
-        tensorboard: false,
     }
 }
 
@@ -171,7 +169,11 @@ fn loss_falls_and_validation_is_recorded() {
         Interrupts::default(),
     )
     .unwrap();
-    let summary = trainer.run(&train, Some(&val)).unwrap();
+    let summary = trainer
+        .run(&train, Some(&val), |start| {
+            run_files(dir.path(), start, false)
+        })
+        .unwrap();
     assert_eq!(summary.global_step, 32);
     assert!(!summary.interrupted);
 
@@ -222,7 +224,9 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
         {
             trainer.resume(checkpoint, false).unwrap();
         }
-        let summary = trainer.run(&train, None).unwrap();
+        let summary = trainer
+            .run(&train, None, |start| run_files(dir, start, false))
+            .unwrap();
         (model, summary.interrupted)
     };
     let reference_dir = tempfile::tempdir().unwrap();
@@ -249,13 +253,17 @@ fn a_diverging_run_stops_at_the_first_non_finite_loss_keeping_finite_checkpoints
     let model = small(Arch::Z);
     let train = MemorySource::new(images, labels, 8, 0, 1);
     let mut s = settings(dir.path(), 20);
-    s.schedule.base_lr = 1e4;
+    s.schedule = LrSchedule::Step {
+        base_lr: 1e4,
+        step_size: 2.0,
+        gamma: 0.5,
+    };
     s.save_model_steps = 1;
     s.keep = 100;
     let mut comm = SingleRank;
     let mut trainer = Trainer::new(&model, &mut comm, s, &train, Interrupts::default()).unwrap();
     let err = trainer
-        .run(&train, None)
+        .run(&train, None, |start| run_files(dir.path(), start, false))
         .expect_err("the run diverges")
         .to_string();
     assert!(
@@ -302,7 +310,9 @@ fn a_checkpoint_request_saves_after_the_step_and_training_goes_on() {
     s.keep = 10;
     let mut comm = SingleRank;
     let mut trainer = Trainer::new(&model, &mut comm, s, &train, interrupts).unwrap();
-    let summary = trainer.run(&train, None).unwrap();
+    let summary = trainer
+        .run(&train, None, |start| run_files(dir.path(), start, false))
+        .unwrap();
     assert_eq!((summary.global_step, summary.interrupted), (12, false));
     let steps: Vec<String> = CheckpointDir::new(dir.path().join("checkpoints"), 10)
         .list()
@@ -369,7 +379,9 @@ fn train_on_ranks(
                     let mut trainer =
                         Trainer::new(&model, comm.as_mut(), s, &train, Interrupts::default())
                             .unwrap();
-                    let summary = trainer.run(&train, None).unwrap();
+                    let summary = trainer
+                        .run(&train, None, |start| run_files(dir.path(), start, false))
+                        .unwrap();
                     assert_eq!(summary.global_step, train.steps_per_epoch());
                     drop(trainer);
                     model

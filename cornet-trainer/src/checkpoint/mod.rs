@@ -22,6 +22,7 @@ pub use policy::CheckpointPolicy;
 
 use error::{io, with_causes};
 
+use crate::files::Aside;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -135,6 +136,7 @@ impl CheckpointDir {
         let final_dir = self.root.join(&name);
         let tmp_dir = self.root.join(format!(".{name}{TMP_SUFFIX}"));
         self.remove_unfinished()?;
+        let aside = Aside::at(&final_dir, tmp_dir.clone());
         std::fs::create_dir(&tmp_dir).map_err(io(|| format!("creating {}", tmp_dir.display())))?;
 
         let momentum: Vec<_> = checkpoint
@@ -164,7 +166,8 @@ impl CheckpointDir {
             std::fs::remove_dir_all(&final_dir)
                 .map_err(io(|| format!("replacing {}", final_dir.display())))?;
         }
-        std::fs::rename(&tmp_dir, &final_dir)
+        aside
+            .commit()
             .map_err(io(|| format!("renaming {} into place", tmp_dir.display())))?;
         fsync(&self.root)?;
         self.prune()?;

@@ -1,24 +1,14 @@
 //! `cornet-trainer --config X`: training.
 
+use crate::bars::Bars;
 use crate::cli::TrainArgs;
 use cornet_trainer::distributed::env::{cpu_threads, RankEnv};
-use cornet_trainer::experiment::{self, Launch};
-use cornet_trainer::published;
+use cornet_trainer::experiment;
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    let Some(config) = args.config.clone() else {
-        anyhow::bail!("--config is required to train (see --help)");
-    };
     let rank_env = RankEnv::from_env()?;
     share_cores(rank_env.as_ref())?;
-    experiment::train(&Launch {
-        config,
-        overrides: args.overrides(),
-        resume: args.resume.clone(),
-        force: args.force,
-        init: args.init.as_deref().map(published::resolve).transpose()?,
-        rank_env,
-    })?;
+    experiment::train(&args.request(rank_env)?, &mut Bars::default())?;
     Ok(())
 }
 

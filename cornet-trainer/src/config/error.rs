@@ -1,14 +1,15 @@
-//! Config errors that point at the file, line and key, or at the `--set` flag.
+//! Config errors that point at the file, line and key, or at the flag that set the key.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// A config that could not be read or is wrong, shown as `FILE:LINE: KEY: MESSAGE` (or
-/// `--set KEY: MESSAGE` for an override), with the parts that are known.
+/// A config that could not be read or is wrong, shown as `FILE:LINE: KEY: MESSAGE`, or for a
+/// value from the command line `--set KEY: MESSAGE` (`--lr: KEY: MESSAGE` for one of the
+/// original's flags), with the parts that are known.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{}{}{message}", location(.file.as_deref(), *.line), key_prefix(.key))]
 pub struct ConfigError {
-    /// The config file, or `None` for a `--set` override.
-    pub file: Option<PathBuf>,
+    /// Where the value came from: the config file, or a flag.
+    pub origin: Origin,
     /// The 1-based line in the file, when known.
     pub line: Option<usize>,
     /// Dotted key path (`optim.lr`); empty for the file as a whole.
@@ -17,10 +18,19 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// Where a config's value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The config file.
+    File(PathBuf),
+    /// A flag of the command line: `--set`, or one of the original's (`--lr`).
+    Flag(String),
+}
+
 impl ConfigError {
     pub(super) fn io(path: &Path, err: std::io::Error) -> Self {
         ConfigError {
-            file: Some(path.to_owned()),
+            origin: Origin::File(path.to_owned()),
             line: None,
             key: String::new(),
             message: err.to_string(),
@@ -29,7 +39,7 @@ impl ConfigError {
 
     pub(super) fn syntax(path: &Path, err: &serde_yaml::Error) -> Self {
         ConfigError {
-            file: Some(path.to_owned()),
+            origin: Origin::File(path.to_owned()),
             line: err.location().map(|l| l.line()),
             key: String::new(),
             message: format!("not valid YAML: {err}"),
@@ -38,16 +48,16 @@ impl ConfigError {
 
     pub(super) fn at(path: &Path, text: &str, key: &str, message: String) -> Self {
         ConfigError {
-            file: Some(path.to_owned()),
+            origin: Origin::File(path.to_owned()),
             line: super::locate::line_of(text, key),
             key: key.to_string(),
             message,
         }
     }
 
-    pub(super) fn flag(key: &str, message: String) -> Self {
+    pub(super) fn flag(flag: &str, key: &str, message: String) -> Self {
         ConfigError {
-            file: None,
+            origin: Origin::Flag(flag.to_owned()),
             line: None,
             key: key.to_string(),
             message,
@@ -55,19 +65,19 @@ impl ConfigError {
     }
 }
 
-/// `FILE:LINE: `, `FILE: `, or `--set ` for an override.
-fn location(file: Option<&Path>, line: Option<usize>) -> String {
-    match (file, line) {
-        (Some(file), Some(line)) => format!("{}:{line}: ", file.display()),
-        (Some(file), None) => format!("{}: ", file.display()),
-        (None, _) => "--set ".to_string(),
-    }
-}
-
-/// `KEY: `, or nothing for the file as a whole.
-fn key_prefix(key: &str) -> String {
-    match key {
-        "" => String::new(),
-        key => format!("{key}: "),
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `--set` names its key as the flag's value does; another flag is named apart from
+        // the key it sets.
+        match (&self.origin, self.line) {
+            (Origin::File(file), Some(line)) => write!(f, "{}:{line}: ", file.display())?,
+            (Origin::File(file), None) => write!(f, "{}: ", file.display())?,
+            (Origin::Flag(flag), _) if flag == "--set" => write!(f, "--set ")?,
+            (Origin::Flag(flag), _) => write!(f, "{flag}: ")?,
+        }
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
     }
 }

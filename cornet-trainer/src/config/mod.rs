@@ -4,17 +4,52 @@
 mod error;
 mod locate;
 
-pub use error::ConfigError;
+pub use error::{ConfigError, Origin};
 
 use crate::distributed::Backend;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
+/// A change to a config's field from the command line: `--set key.path=value`, or one of the
+/// original's flags (`--lr 0.1` sets `optim.lr`). A value that is wrong is blamed on its flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    /// The flag that asked for it: `--set`, `--lr`.
+    pub flag: String,
+    /// `key.path=value`, the value in YAML syntax.
+    pub assignment: String,
+}
+
+impl Override {
+    /// `--set key.path=value`.
+    pub fn set(assignment: impl Into<String>) -> Self {
+        Override {
+            flag: "--set".into(),
+            assignment: assignment.into(),
+        }
+    }
+
+    /// `flag` setting `key` to `value` (YAML syntax).
+    pub fn by_flag(flag: &str, key: &str, value: impl std::fmt::Display) -> Self {
+        Override {
+            flag: flag.into(),
+            assignment: format!("{key}={value}"),
+        }
+    }
+
+    /// The key it sets (all of the assignment when it is not `key=value`).
+    fn key(&self) -> &str {
+        self.assignment
+            .split_once('=')
+            .map_or(self.assignment.as_str(), |(key, _)| key)
+    }
+}
+
 /// A whole experiment.
 ///
 /// ```
-/// use cornet_trainer::config::Config;
+/// use cornet_trainer::config::{Config, Override};
 /// use std::path::Path;
 ///
 /// let yaml = "
@@ -25,7 +60,7 @@ use std::path::{Path, PathBuf};
 /// output: {path: runs/z}
 /// ";
 /// // As `--set optim.lr=0.05` on the command line.
-/// let overrides = vec!["optim.lr=0.05".to_string()];
+/// let overrides = vec![Override::set("optim.lr=0.05")];
 /// let config = Config::parse(yaml, Path::new("z.yaml"), &overrides)?;
 /// assert_eq!(config.optim.lr, 0.05);
 /// assert_eq!(config.model.times, 5); // the default
@@ -306,33 +341,33 @@ mod defaults {
 }
 
 impl Config {
-    /// Reads `path`, applies `overrides` (`key.path=value`, values in YAML syntax) and checks
-    /// every field.
-    pub fn load(path: &Path, overrides: &[String]) -> Result<Config, ConfigError> {
+    /// Reads `path`, applies `overrides` in order and checks every field.
+    pub fn load(path: &Path, overrides: &[Override]) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, e))?;
         Self::parse(&text, path, overrides)
     }
 
     /// [`Config::load`] on text already read; `path` names it in errors.
-    pub fn parse(text: &str, path: &Path, overrides: &[String]) -> Result<Config, ConfigError> {
+    pub fn parse(text: &str, path: &Path, overrides: &[Override]) -> Result<Config, ConfigError> {
         let at = |key: &str, message: String| ConfigError::at(path, text, key, message);
         let mut value: serde_yaml::Value =
             serde_yaml::from_str(text).map_err(|e| ConfigError::syntax(path, &e))?;
-        for assignment in overrides {
-            let (key, raw) = assignment
-                .split_once('=')
-                .ok_or_else(|| ConfigError::flag(assignment, "expected key.path=value".into()))?;
+        for change in overrides {
+            let flag = |key: &str, message: String| ConfigError::flag(&change.flag, key, message);
+            let Some((key, raw)) = change.assignment.split_once('=') else {
+                return Err(flag(&change.assignment, "expected key.path=value".into()));
+            };
             let parsed: serde_yaml::Value = serde_yaml::from_str(raw)
-                .map_err(|e| ConfigError::flag(key, format!("bad value {raw:?}: {e}")))?;
-            locate::set(&mut value, key, parsed)
-                .map_err(|message| ConfigError::flag(key, message))?;
+                .map_err(|e| flag(key, format!("bad value {raw:?}: {e}")))?;
+            locate::set(&mut value, key, parsed).map_err(|message| flag(key, message))?;
         }
-        // A wrong value is blamed on where it came from: the flag that set it, else its line.
+        // A wrong value is blamed on where it came from: the last flag that set it, else its
+        // line.
         let blame = |key: &str, message: String| {
-            let overridden = overrides.iter().any(|o| o.split('=').next() == Some(key));
-            match overridden {
-                true => ConfigError::flag(key, message),
-                false => at(key, message),
+            let last = overrides.iter().rev().find(|o| o.key() == key);
+            match last {
+                Some(change) => ConfigError::flag(&change.flag, key, message),
+                None => at(key, message),
             }
         };
         let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {

@@ -1,8 +1,9 @@
-//! Runs' curves as one SVG: three panels against epochs (loss, top-1, learning rate), one
-//! colour per run; train thin, validation thick with dots.
+//! Runs' curves as one SVG: a panel against epochs per drawn scalar of the records (loss,
+//! top-1, learning rate), one colour per run; train thin, validation thick with dots.
 
-use super::RunCurves;
+use super::run::RunCurves;
 use crate::error::Cause;
+use crate::records::{Curve, SCALARS};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -13,60 +14,72 @@ const PANEL_HEIGHT: u32 = 280;
 const LEGEND_COLUMNS: usize = 3;
 const LEGEND_ROW: u32 = 22;
 
-/// The curves of `runs` as SVG text (text as SVG text: no fonts needed to draw it).
+/// The curves of `runs` as SVG text (text as SVG text: no fonts needed to draw it): one
+/// panel per drawn scalar of the records, in their order.
 pub fn svg(runs: &[RunCurves]) -> Result<String, Cause> {
+    let drawn: Vec<(usize, Curve)> = SCALARS
+        .iter()
+        .enumerate()
+        .filter_map(|(k, scalar)| Some((k, scalar.curve?)))
+        .collect();
     let mut text = String::new();
     let legend_rows = 1 + runs.len().div_ceil(LEGEND_COLUMNS) as u32;
-    let height = 10 + LEGEND_ROW * legend_rows + 3 * PANEL_HEIGHT;
+    let height = 10 + LEGEND_ROW * legend_rows + drawn.len() as u32 * PANEL_HEIGHT;
     {
         let root = SVGBackend::with_string(&mut text, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE)?;
         let (legend, panels) = root.split_vertically(10 + LEGEND_ROW * legend_rows);
         draw_legend(&legend, runs)?;
-        let panels = panels.split_evenly((3, 1));
+        let panels = panels.split_evenly((drawn.len(), 1));
         let last_epoch = runs.iter().map(RunCurves::last_epoch).fold(0.0, f64::max);
         let epochs = 0.0..last_epoch.max(1e-3);
-
-        let losses = runs
-            .iter()
-            .flat_map(|r| r.train_loss().into_iter().chain(r.val_loss()));
-        let highest = losses.map(|(_, loss)| loss).fold(0.0, f64::max);
-        let mut chart = panel(&panels[0], "loss (cross-entropy)")
-            .build_cartesian_2d(epochs.clone(), 0.0..(highest * 1.05).max(1e-3))?;
-        chart.configure_mesh().x_desc("epoch").draw()?;
-        for (k, run) in runs.iter().enumerate() {
-            draw_pair(&mut chart, k, run.train_loss(), run.val_loss(), 1.0)?;
-        }
-
-        let mut chart = panel(&panels[1], "top-1 accuracy (%)")
-            .build_cartesian_2d(epochs.clone(), 0.0..100.0)?;
-        chart.configure_mesh().x_desc("epoch").draw()?;
-        for (k, run) in runs.iter().enumerate() {
-            draw_pair(&mut chart, k, run.train_top1(), run.val_top1(), 100.0)?;
-        }
-
-        // A log scale: StepLR's rates differ tenfold.
-        let rates = runs.iter().flat_map(RunCurves::lr_steps).map(|(_, lr)| lr);
-        let (low, high) = rates
-            .filter(|&lr| lr > 0.0)
-            .fold((f64::INFINITY, 0.0_f64), |(l, h), lr| {
-                (l.min(lr), h.max(lr))
-            });
-        let (low, high) = if high > 0.0 {
-            (low / 2.0, high * 2.0)
-        } else {
-            (1e-4, 1.0)
-        };
-        let mut chart = panel(&panels[2], "learning rate")
-            .build_cartesian_2d(epochs, (low..high).log_scale())?;
-        chart
-            .configure_mesh()
-            .x_desc("epoch")
-            .y_label_formatter(&|lr| format!("{lr:.0e}"))
-            .draw()?;
-        for (k, run) in runs.iter().enumerate() {
-            let stairs = run.lr_steps().into_iter().filter(|&(_, lr)| lr > 0.0);
-            chart.draw_series(LineSeries::new(stairs, color(k).stroke_width(2)))?;
+        for (panel_area, &(k, curve)) in panels.iter().zip(&drawn) {
+            match curve {
+                Curve::Means {
+                    caption,
+                    scale,
+                    top,
+                } => {
+                    let top = top.unwrap_or_else(|| {
+                        let values = runs
+                            .iter()
+                            .flat_map(|r| r.train_means(k).into_iter().chain(r.validations(k)));
+                        let highest = values.map(|(_, v)| v * scale).fold(0.0, f64::max);
+                        (highest * 1.05).max(1e-3)
+                    });
+                    let mut chart =
+                        panel(panel_area, caption).build_cartesian_2d(epochs.clone(), 0.0..top)?;
+                    chart.configure_mesh().x_desc("epoch").draw()?;
+                    for (colour, run) in runs.iter().enumerate() {
+                        let (train, val) = (run.train_means(k), run.validations(k));
+                        draw_pair(&mut chart, colour, train, val, scale)?;
+                    }
+                }
+                Curve::Staircase { caption } => {
+                    // A log scale: StepLR's rates differ tenfold.
+                    let values = runs.iter().flat_map(|r| r.staircase(k)).map(|(_, v)| v);
+                    let (low, high) = values
+                        .filter(|&v| v > 0.0)
+                        .fold((f64::INFINITY, 0.0_f64), |(l, h), v| (l.min(v), h.max(v)));
+                    let (low, high) = if high > 0.0 {
+                        (low / 2.0, high * 2.0)
+                    } else {
+                        (1e-4, 1.0)
+                    };
+                    let mut chart = panel(panel_area, caption)
+                        .build_cartesian_2d(epochs.clone(), (low..high).log_scale())?;
+                    chart
+                        .configure_mesh()
+                        .x_desc("epoch")
+                        .y_label_formatter(&|v| format!("{v:.0e}"))
+                        .draw()?;
+                    for (colour, run) in runs.iter().enumerate() {
+                        let stairs = run.staircase(k).into_iter().filter(|&(_, v)| v > 0.0);
+                        chart
+                            .draw_series(LineSeries::new(stairs, color(colour).stroke_width(2)))?;
+                    }
+                }
+            }
         }
         root.present()?;
     }

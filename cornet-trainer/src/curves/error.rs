@@ -1,6 +1,7 @@
 //! What can go wrong reading runs' records and drawing their curves.
 
 use crate::error::Cause;
+use crate::records::RecordsError;
 use std::path::PathBuf;
 
 /// A run's records that could not be read, or curves that could not be drawn; messages name
@@ -22,18 +23,10 @@ pub enum CurvesError {
         /// The records file.
         path: PathBuf,
     },
-    /// A line of `records.jsonl` is not a record.
-    #[error("{}:{line}: not a record", path.display())]
-    Damaged {
-        /// The records file.
-        path: PathBuf,
-        /// Its line, from 1.
-        line: usize,
-        /// Why it does not parse.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// A file could not be read or written; the message names it.
+    /// The records could not be read, or a line is not a record.
+    #[error(transparent)]
+    Records(#[from] RecordsError),
+    /// The plot could not be written; the message names it.
     #[error("{0}")]
     Io(String, #[source] Option<Cause>),
     /// The plot could not be drawn.

@@ -7,6 +7,71 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The variables of the worker contract that our launcher sets and the ranks read, each
+/// spelled here once: torchrun's, and ours for what torchrun has no word for.
+pub mod var {
+    /// This process among all ranks.
+    pub const RANK: &str = "RANK";
+    /// This process among its node's ranks.
+    pub const LOCAL_RANK: &str = "LOCAL_RANK";
+    /// The number of ranks.
+    pub const WORLD_SIZE: &str = "WORLD_SIZE";
+    /// The ranks on this node.
+    pub const LOCAL_WORLD_SIZE: &str = "LOCAL_WORLD_SIZE";
+    /// This node among the nodes.
+    pub const GROUP_RANK: &str = "GROUP_RANK";
+    /// The number of nodes.
+    pub const GROUP_WORLD_SIZE: &str = "GROUP_WORLD_SIZE";
+    /// This process among the ranks of its role (torchrun has one role).
+    pub const ROLE_RANK: &str = "ROLE_RANK";
+    /// The ranks of its role.
+    pub const ROLE_WORLD_SIZE: &str = "ROLE_WORLD_SIZE";
+    /// Where the store is served.
+    pub const MASTER_ADDR: &str = "MASTER_ADDR";
+    /// The store's port.
+    pub const MASTER_PORT: &str = "MASTER_PORT";
+    /// The job, in every store key.
+    pub const RUN_ID: &str = "TORCHELASTIC_RUN_ID";
+    /// How many times the ranks were restarted.
+    pub const RESTART_COUNT: &str = "TORCHELASTIC_RESTART_COUNT";
+    /// How many restarts the agent allows.
+    pub const MAX_RESTARTS: &str = "TORCHELASTIC_MAX_RESTARTS";
+    /// `True` when the agent serves the store.
+    pub const USE_AGENT_STORE: &str = "TORCHELASTIC_USE_AGENT_STORE";
+    /// Where a failing rank writes its error for the agent.
+    pub const ERROR_FILE: &str = "TORCHELASTIC_ERROR_FILE";
+    /// Where a rank beats its heartbeat for our launcher.
+    pub const HEARTBEAT_FILE: &str = "CORNET_HEARTBEAT_FILE";
+    /// The address this node's ranks listen on for their ring peers.
+    pub const LOCAL_ADDR: &str = "CORNET_LOCAL_ADDR";
+}
+
+/// The files an agent gives a rank, read apart from [`RankEnv`], so that a rank whose other
+/// variables are wrong can still say so.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentFiles {
+    /// `TORCHELASTIC_ERROR_FILE`: where a failing rank writes its error for the agent.
+    pub error_file: Option<PathBuf>,
+    /// `CORNET_HEARTBEAT_FILE`: where the rank beats its heartbeat for our launcher.
+    pub heartbeat: Option<PathBuf>,
+}
+
+impl AgentFiles {
+    /// Reads the environment.
+    pub fn from_env() -> Self {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`AgentFiles::from_env`] over any lookup of variables.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
+        let path = |name| get(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        AgentFiles {
+            error_file: path(var::ERROR_FILE),
+            heartbeat: path(var::HEARTBEAT_FILE),
+        }
+    }
+}
+
 /// Where this process stands among the ranks, how to reach the store, and which attempt of
 /// which run this is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,8 +99,6 @@ pub struct RankEnv {
     /// `TORCHELASTIC_RESTART_COUNT` (`SLURM_RESTART_COUNT`): how many times the ranks were
     /// restarted, in every store key so that an attempt never reads an earlier one's values.
     pub restart_count: usize,
-    /// `TORCHELASTIC_ERROR_FILE`: where a failing rank writes its error for the agent.
-    pub error_file: Option<PathBuf>,
     /// `CORNET_LOCAL_ADDR`: the address this node's ranks listen on for their ring peers;
     /// when unset, the interface that reaches the store.
     pub local_addr: Option<IpAddr>,
@@ -77,7 +140,7 @@ impl RankEnv {
     /// [`RankEnv::from_env`] over any lookup of variables.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>> {
         let vars = Vars(&get);
-        if get("WORLD_SIZE").is_some() {
+        if get(var::WORLD_SIZE).is_some() {
             return Self::torchrun(&vars).map(Some);
         }
         if get("SLURM_NTASKS").is_some() && get("SLURM_PROCID").is_some() {
@@ -87,28 +150,25 @@ impl RankEnv {
     }
 
     fn torchrun(vars: &Vars) -> Result<Self> {
-        let world_size = vars.number("WORLD_SIZE")?.unwrap_or_default();
-        let rank = vars
-            .number("RANK")?
-            .explain(Invalid, || "WORLD_SIZE is set but RANK is not".to_string())?;
-        check_rank(rank, world_size, "RANK", "WORLD_SIZE")?;
+        let world_size = vars.number(var::WORLD_SIZE)?.unwrap_or_default();
+        let rank = vars.number(var::RANK)?.explain(Invalid, || {
+            format!("{} is set but {} is not", var::WORLD_SIZE, var::RANK)
+        })?;
+        check_rank(rank, world_size, var::RANK, var::WORLD_SIZE)?;
         Ok(RankEnv {
             rank,
-            local_rank: vars.number("LOCAL_RANK")?.unwrap_or(0),
+            local_rank: vars.number(var::LOCAL_RANK)?.unwrap_or(0),
             world_size,
-            local_world_size: vars.number("LOCAL_WORLD_SIZE")?.unwrap_or(1),
-            node_rank: vars.number("GROUP_RANK")?.unwrap_or(0),
+            local_world_size: vars.number(var::LOCAL_WORLD_SIZE)?.unwrap_or(1),
+            node_rank: vars.number(var::GROUP_RANK)?.unwrap_or(0),
             master_addr: vars
-                .text("MASTER_ADDR")
+                .text(var::MASTER_ADDR)
                 .unwrap_or_else(|| "127.0.0.1".into()),
-            master_port: vars.port("MASTER_PORT")?.unwrap_or(DEFAULT_PORT),
-            agent_store: vars.flag("TORCHELASTIC_USE_AGENT_STORE"),
-            run_id: vars
-                .text("TORCHELASTIC_RUN_ID")
-                .unwrap_or_else(|| "none".into()),
-            restart_count: vars.number("TORCHELASTIC_RESTART_COUNT")?.unwrap_or(0),
-            error_file: vars.text("TORCHELASTIC_ERROR_FILE").map(PathBuf::from),
-            local_addr: vars.address("CORNET_LOCAL_ADDR")?,
+            master_port: vars.port(var::MASTER_PORT)?.unwrap_or(DEFAULT_PORT),
+            agent_store: vars.flag(var::USE_AGENT_STORE),
+            run_id: vars.text(var::RUN_ID).unwrap_or_else(|| "none".into()),
+            restart_count: vars.number(var::RESTART_COUNT)?.unwrap_or(0),
+            local_addr: vars.address(var::LOCAL_ADDR)?,
             timeout: vars.timeout()?,
             launcher: Launcher::Torchrun,
         })
@@ -123,11 +183,11 @@ impl RankEnv {
         check_rank(rank, world_size, "SLURM_PROCID", "SLURM_NTASKS")?;
         let node_rank = vars.number("SLURM_NODEID")?.unwrap_or(0);
         let job_id = vars.text("SLURM_JOB_ID").unwrap_or_else(|| "none".into());
-        let master_addr = match vars.text("MASTER_ADDR") {
+        let master_addr = match vars.text(var::MASTER_ADDR) {
             Some(addr) => addr,
             None => first_host(vars)?,
         };
-        let master_port = match vars.port("MASTER_PORT")? {
+        let master_port = match vars.port(var::MASTER_PORT)? {
             Some(port) => port,
             None => slurm_port(&job_id)?,
         };
@@ -142,8 +202,7 @@ impl RankEnv {
             agent_store: false,
             run_id: job_id,
             restart_count: vars.number("SLURM_RESTART_COUNT")?.unwrap_or(0),
-            error_file: None,
-            local_addr: vars.address("CORNET_LOCAL_ADDR")?,
+            local_addr: vars.address(var::LOCAL_ADDR)?,
             timeout: vars.timeout()?,
             launcher: Launcher::Slurm,
         }))
@@ -163,7 +222,6 @@ impl RankEnv {
             agent_store: false,
             run_id: "none".into(),
             restart_count: 0,
-            error_file: None,
             local_addr: None,
             timeout: Duration::from_secs(10),
             launcher: Launcher::Torchrun,
@@ -364,7 +422,11 @@ mod tests {
         assert_eq!((env.master_addr.as_str(), env.master_port), ("node0", 1234));
         assert!(env.agent_store);
         assert_eq!(env.key_prefix(), "cornet/job7/attempt_2/");
-        assert_eq!(env.error_file, Some(PathBuf::from("/tmp/err.json")));
+        let files = AgentFiles::from_lookup(|name| {
+            (name == "TORCHELASTIC_ERROR_FILE").then(|| "/tmp/err.json".to_string())
+        });
+        assert_eq!(files.error_file, Some(PathBuf::from("/tmp/err.json")));
+        assert_eq!(files.heartbeat, None);
         assert_eq!(env.launcher, Launcher::Torchrun);
     }
 

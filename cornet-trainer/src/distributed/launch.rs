@@ -5,6 +5,7 @@
 //! each attempt's store keys apart. Launchers of several nodes learn of each other's failures
 //! through the store, so that every node restarts together.
 
+use super::env::{var, AgentFiles};
 use super::error::{DistributedError::Launch, Explain, Result};
 use super::error_file;
 use super::store::{StoreClient, StoreServer};
@@ -19,9 +20,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-
-/// The variable through which a rank learns where to beat its heartbeat.
-pub const HEARTBEAT_ENV: &str = "CORNET_HEARTBEAT_FILE";
 
 /// Lines of each rank's output kept for the failure summary.
 const TAIL_LINES: usize = 20;
@@ -65,9 +63,9 @@ pub struct LaunchOptions {
 pub struct Heartbeat(Option<PathBuf>);
 
 impl Heartbeat {
-    /// The file [`HEARTBEAT_ENV`] names, or no heartbeat outside the launcher.
+    /// The file the launcher names ([`AgentFiles`]), or no heartbeat outside the launcher.
     pub fn from_env() -> Self {
-        Heartbeat(std::env::var_os(HEARTBEAT_ENV).map(PathBuf::from))
+        Heartbeat(AgentFiles::from_env().heartbeat)
     }
 
     /// Marks this rank alive now.
@@ -305,32 +303,29 @@ fn start_rank(
     let mut command = Command::new(&exe);
     command
         .args(&options.trainer_args)
-        .env("RANK", global_rank.to_string())
-        .env("LOCAL_RANK", local_rank.to_string())
-        .env("WORLD_SIZE", world_size.to_string())
-        .env("LOCAL_WORLD_SIZE", options.nproc.to_string())
-        .env("GROUP_RANK", options.node_rank.to_string())
-        .env("GROUP_WORLD_SIZE", options.nnodes.to_string())
-        .env("ROLE_RANK", global_rank.to_string())
-        .env("ROLE_WORLD_SIZE", world_size.to_string())
-        .env("MASTER_ADDR", &options.master_addr)
-        .env("MASTER_PORT", options.master_port.to_string())
-        .env("TORCHELASTIC_RUN_ID", &options.run_id)
-        .env("TORCHELASTIC_RESTART_COUNT", attempt.to_string())
-        .env(
-            "TORCHELASTIC_MAX_RESTARTS",
-            options.max_restarts.to_string(),
-        )
-        .env("TORCHELASTIC_USE_AGENT_STORE", "True")
-        .env("TORCHELASTIC_ERROR_FILE", &error_file)
-        .env(HEARTBEAT_ENV, &heartbeat)
+        .env(var::RANK, global_rank.to_string())
+        .env(var::LOCAL_RANK, local_rank.to_string())
+        .env(var::WORLD_SIZE, world_size.to_string())
+        .env(var::LOCAL_WORLD_SIZE, options.nproc.to_string())
+        .env(var::GROUP_RANK, options.node_rank.to_string())
+        .env(var::GROUP_WORLD_SIZE, options.nnodes.to_string())
+        .env(var::ROLE_RANK, global_rank.to_string())
+        .env(var::ROLE_WORLD_SIZE, world_size.to_string())
+        .env(var::MASTER_ADDR, &options.master_addr)
+        .env(var::MASTER_PORT, options.master_port.to_string())
+        .env(var::RUN_ID, &options.run_id)
+        .env(var::RESTART_COUNT, attempt.to_string())
+        .env(var::MAX_RESTARTS, options.max_restarts.to_string())
+        .env(var::USE_AGENT_STORE, "True")
+        .env(var::ERROR_FILE, &error_file)
+        .env(var::HEARTBEAT_FILE, &heartbeat)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Ctrl-C in the terminal reaches the launcher alone, which asks each rank once: a
         // second SIGINT straight from the terminal would end a rank without its checkpoint.
         .process_group(0);
     if let Some(addr) = options.local_addr {
-        command.env("CORNET_LOCAL_ADDR", addr.to_string());
+        command.env(var::LOCAL_ADDR, addr.to_string());
     }
     // SAFETY: between fork and exec only prctl(2) runs, which is async-signal-safe.
     unsafe {

@@ -6,13 +6,13 @@
 //! per bucket); the slice collectives (weights at the start, running statistics, counts)
 //! stage through the host, where they are small or rare.
 
+use super::communicator::Communicator;
 use super::env::RankEnv;
 use super::error::{
     DistributedError::{Collective, Rendezvous, Unsupported},
     Explain, Result,
 };
 use super::rendezvous;
-use super::Communicator;
 use candle_core::{CpuStorage, CudaStorage, CustomOp1, Device, Layout, Shape, Tensor};
 use cudarc::nccl::safe::{Comm, Id, ReduceOp};
 
@@ -116,7 +116,7 @@ impl Communicator for Nccl {
 
     fn all_reduce_sum_tensor(&mut self, t: &Tensor) -> Result<Tensor> {
         if !t.device().is_cuda() {
-            return super::all_reduce_sum_via_host(self, t);
+            return super::communicator::all_reduce_sum_via_host(self, t);
         }
         Ok(t.contiguous()?
             .apply_op1_no_bwd(&AllReduceSum(&self.comm))?)

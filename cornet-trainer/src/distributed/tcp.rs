@@ -2,13 +2,13 @@
 //! previous, with the bandwidth-optimal ring all-reduce (reduce-scatter, then all-gather: each
 //! rank sends and receives 2 (N-1)/N of the buffer).
 
+use super::communicator::Communicator;
 use super::env::{Launcher, RankEnv};
 use super::error::{
     DistributedError::{Collective, Rendezvous},
     Explain, Result,
 };
 use super::rendezvous;
-use super::Communicator;
 use bytemuck::Pod;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -104,7 +104,7 @@ impl TcpRing {
             let from_prev = accept
                 .join()
                 .map_err(|_| Rendezvous("ring accept thread panicked".into(), None))?;
-            Ok::<_, super::DistributedError>((to_next?, from_prev?))
+            Ok::<_, super::error::DistributedError>((to_next?, from_prev?))
         })?;
         Ok(TcpRing {
             rank: position,

@@ -2,9 +2,8 @@
 
 use crate::device::DeviceError;
 use crate::distributed::DistributedError;
-use crate::loading::OpenDatasetError;
+use crate::loading::DatasetError;
 use cornet_data::DataError;
-use std::path::PathBuf;
 
 /// Why a model could not be evaluated: its weights, the device, the labelled images, the
 /// ranks, or a model that gives NaN or infinite logits.
@@ -16,27 +15,14 @@ pub enum EvalError {
     /// `--device` names no device this build and machine have.
     #[error("--device")]
     Device(#[source] DeviceError),
-    /// The labelled images (or the training set named for its classes) could not be opened.
+    /// The labelled images (or the training set named for their classes) could not be
+    /// opened, or their classes are not the training set's or exceed the model's outputs.
     #[error(transparent)]
-    Dataset(#[from] OpenDatasetError),
-    /// The images failed: classes that differ from the training set's, an unreadable image
-    /// (the message names the file), a batch size of 0.
+    Dataset(#[from] DatasetError),
+    /// The images failed: an unreadable image (the message names the file), a batch size of
+    /// 0.
     #[error(transparent)]
     Data(#[from] DataError),
-    /// The images have more classes than the model has outputs.
-    #[error(
-        "{} has {found} classes but the weights have {num_classes} outputs: a label would \
-         name no output",
-        path.display()
-    )]
-    TooManyClasses {
-        /// The labelled folder.
-        path: PathBuf,
-        /// Its classes.
-        found: usize,
-        /// The model's outputs.
-        num_classes: usize,
-    },
     /// Some logits were NaN or infinite: the scores would mean nothing.
     #[error(
         "{images} of {total} images got NaN or infinite logits: the weights are diverged or \

@@ -6,10 +6,10 @@ mod error;
 pub mod request;
 
 pub use error::EvalError;
-pub use request::EvalRequest;
 
+use crate::accuracy::Accuracy;
 use crate::distributed::{Communicator, DistributedError};
-use crate::train::{Accuracy, LabelledBatch};
+use crate::loading::LabelledBatch;
 use candle_core::{DType, Tensor};
 use cornet_model::{Mode, Model};
 use serde::Serialize;

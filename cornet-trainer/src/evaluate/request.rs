@@ -6,11 +6,10 @@ use crate::config::{DataFormat, Precision};
 use crate::distributed::launch::Heartbeat;
 use crate::distributed::placement::{visible_cuda_devices, Placement};
 use crate::distributed::{self, Backend, RankEnv};
-use crate::loading::open_images;
+use crate::loading::{check_classes, open_images, ClassLimit, LabelledBatch};
 use crate::network::NetworkSpec;
-use crate::train::LabelledBatch;
-use cornet_data::{check_same_classes, Dataset, Pipeline, PipelineOptions, Transform};
-use indicatif::{ProgressBar, ProgressStyle};
+use crate::progress::{Progress, Quiet, Work};
+use cornet_data::{Dataset, Pipeline, PipelineOptions, Transform};
 use std::path::PathBuf;
 
 /// What `eval` scores, and how.
@@ -40,8 +39,9 @@ pub struct EvalRequest {
 }
 
 /// The request's model on its labelled images, all ranks together; every rank returns the
-/// same scores. Logits that are NaN or infinite anywhere are an error, never a score.
-pub fn run(request: &EvalRequest) -> Result<Evaluation, EvalError> {
+/// same scores, and rank 0 tells `progress` of its images. Logits that are NaN or infinite
+/// anywhere are an error, never a score.
+pub fn run(request: &EvalRequest, progress: &mut dyn Progress) -> Result<Evaluation, EvalError> {
     let env = request.rank_env.as_ref();
     let (rank, world_size) = env.map_or((0, 1), |e| (e.rank, e.world_size));
     let placement = Placement::resolve(
@@ -70,7 +70,12 @@ pub fn run(request: &EvalRequest) -> Result<Evaluation, EvalError> {
         size: request.image_size,
     };
     let pipeline = Pipeline::evaluation(images, transform, &options)?;
-    let progress = progress_bar(rank, (rank..total).step_by(world_size).len());
+    let progress = match rank {
+        0 => progress,
+        _ => &mut Quiet,
+    };
+    let images_here = (rank..total).step_by(world_size).len();
+    progress.start(Work::Evaluating, images_here as u64, 0);
     let heartbeat = Heartbeat::from_env();
     let batches = pipeline
         .epoch(0, 0)
@@ -82,10 +87,10 @@ pub fn run(request: &EvalRequest) -> Result<Evaluation, EvalError> {
         comm.as_mut(),
         |images| {
             heartbeat.beat();
-            progress.inc(images as u64);
+            progress.advance(images as u64);
         },
     )?;
-    progress.finish_and_clear();
+    progress.finish();
     let evaluation = evaluated.evaluation;
     if evaluated.nonfinite_images > 0 {
         return Err(EvalError::NonFinite {
@@ -101,33 +106,22 @@ pub fn run(request: &EvalRequest) -> Result<Evaluation, EvalError> {
     Ok(evaluation)
 }
 
-/// The labelled images, checked as training checks its validation set: no more classes than
-/// the model has outputs, and the training set's classes in its order when one is named.
+/// The labelled images, checked as training checks its validation set: the training set's
+/// classes in its order when one is named, and no more classes than the model has outputs.
 fn open_labelled(request: &EvalRequest, num_classes: usize) -> Result<Box<dyn Dataset>, EvalError> {
     let images = open_images(&request.data, request.format, "--data-path")?;
-    if let Some(train) = &request.classes_from {
-        let train_set = open_images(train, request.format, "--classes-from")?;
-        check_same_classes(train, train_set.classes(), &request.data, images.classes())?;
-    }
-    if images.num_classes() > num_classes {
-        return Err(EvalError::TooManyClasses {
-            path: request.data.clone(),
-            found: images.num_classes(),
-            num_classes,
-        });
-    }
+    let training = match &request.classes_from {
+        Some(path) => Some((path, open_images(path, request.format, "--classes-from")?)),
+        None => None,
+    };
+    check_classes(
+        &request.data.display().to_string(),
+        &request.data,
+        images.classes(),
+        training
+            .as_ref()
+            .map(|(path, set)| (path.as_path(), set.classes())),
+        ClassLimit::Weights(num_classes),
+    )?;
     Ok(images)
-}
-
-/// Rank 0's bar over its `images`; the other ranks show none.
-fn progress_bar(rank: usize, images: usize) -> ProgressBar {
-    if rank != 0 {
-        return ProgressBar::hidden();
-    }
-    ProgressBar::new(images as u64).with_style(
-        ProgressStyle::with_template(
-            "evaluating {bar:30} {pos}/{len} images ({per_sec}, eta {eta})",
-        )
-        .expect("static template"),
-    )
 }

@@ -1,18 +1,20 @@
 //! What can go wrong in scoring, each message naming the file or tap at fault.
 
+use crate::arrays::ArrayError;
 use crate::error::Cause;
-use crate::features::ExtractError;
 
-/// A score that could not be computed. The kinds tell apart an input file that cannot be
-/// read, arrays whose shapes do not agree, a cross-validation protocol that cannot work,
-/// features that no metric is defined for, the extraction of a model's features, and the
-/// output files.
+/// A score that could not be computed. The kinds tell apart an input array that cannot be
+/// read or scored, arrays whose shapes do not agree, a cross-validation protocol that cannot
+/// work, features that no metric is defined for, and the files of drawn folds.
 #[derive(Debug, thiserror::Error)]
 pub enum ScoreError {
-    /// An input file (features, recordings, folds, split halves, stimulus list) that could not
-    /// be read, or that holds what cannot be scored: not `.npy`, another dtype, NaN.
+    /// An input array (features, recordings, folds, split halves) that could not be read: not
+    /// `.npy`, another dtype.
+    #[error(transparent)]
+    Array(#[from] ArrayError),
+    /// An input array that holds what cannot be scored: NaN or infinite values.
     #[error("{0}")]
-    Read(String, #[source] Option<Cause>),
+    Unscorable(String),
     /// Arrays whose shapes are not what a score needs, or that disagree on the stimuli.
     #[error("{0}")]
     Shape(String),
@@ -30,19 +32,12 @@ pub enum ScoreError {
     /// The features hold NaN or infinite values.
     #[error("the features hold NaN or infinite values")]
     NonFinite,
-    /// A model's features could not be extracted (`score --model`).
-    #[error(transparent)]
-    Extract(#[from] ExtractError),
-    /// An output file (folds, split halves, scores, plot) could not be written; the message
-    /// names it.
+    /// A file of drawn folds or split halves could not be written; the message names it.
     #[error("{0}")]
     Output(String, #[source] Option<Cause>),
-    /// An array's data could not be read or written (cut short).
+    /// Drawn folds or split halves could not be encoded as `.npy`.
     #[error(transparent)]
     Io(#[from] std::io::Error),
-    /// A row of the scores could not be written to CSV.
-    #[error(transparent)]
-    Csv(#[from] csv::Error),
     /// A tensor operation failed.
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),

@@ -3,9 +3,9 @@
 
 use super::error::{Result, TrainError};
 use super::observer::RunObserver;
-use super::records::Record;
 use crate::curves::{self, RunCurves};
 use crate::error::Explain;
+use crate::records::{read_records, Record};
 use std::path::{Path, PathBuf};
 
 /// The run's curves so far and where they are drawn.
@@ -21,7 +21,7 @@ impl CurvesFile {
         let records = output_dir.join("records.jsonl");
         let mut curves = RunCurves::new(curves::run_name(output_dir));
         if records.is_file() {
-            let kept = curves::read_records(&records)
+            let kept = read_records(&records)
                 .explain(TrainError::Io, || format!("reading {}", records.display()))?;
             kept.iter().for_each(|record| curves.push(record));
         }
@@ -50,10 +50,6 @@ impl RunObserver for CurvesFile {
         self.draw()
     }
 
-    fn on_checkpoint(&mut self, _path: &Path) -> Result<()> {
-        Ok(())
-    }
-
     fn on_stop(&mut self) -> Result<()> {
         self.draw()
     }
@@ -67,6 +63,7 @@ impl RunObserver for CurvesFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::Phase;
 
     #[test]
     fn the_curves_are_redrawn_whole_at_each_validation() {
@@ -74,12 +71,12 @@ mod tests {
         let path = dir.path().join("curves.svg");
         let mut curves = CurvesFile::open(dir.path()).unwrap();
         curves
-            .on_validation(&Record::sample("val", 0, 2.3))
+            .on_validation(&Record::sample(Phase::Val, 0, 2.3))
             .unwrap();
         let first = std::fs::read_to_string(&path).unwrap();
         for step in 1..=4 {
             curves
-                .on_step(&Record::sample("train", step, 2.0), 8)
+                .on_step(&Record::sample(Phase::Train, step, 2.0), 8)
                 .unwrap();
         }
         assert_eq!(
@@ -88,7 +85,7 @@ mod tests {
             "steps draw nothing"
         );
         curves
-            .on_validation(&Record::sample("val", 4, 1.5))
+            .on_validation(&Record::sample(Phase::Val, 4, 1.5))
             .unwrap();
         let second = std::fs::read_to_string(&path).unwrap();
         assert_ne!(second, first);

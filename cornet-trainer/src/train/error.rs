@@ -6,8 +6,9 @@ use crate::config::ConfigError;
 use crate::device::DeviceError;
 use crate::distributed::DistributedError;
 use crate::error::Cause;
-use crate::loading::OpenDatasetError;
+use crate::loading::DatasetError;
 use crate::optim::OptimError;
+use crate::records::RecordsError;
 use cornet_data::DataError;
 use cornet_model::ModelConfig;
 use std::path::PathBuf;
@@ -68,21 +69,12 @@ pub enum TrainError {
     /// `data.synthetic` asked for together with `data.format: shards`.
     #[error("data.synthetic generates an ImageFolder: use it with data.format: imagefolder")]
     SyntheticShards,
-    /// A dataset (`data.train`, `data.val`) could not be opened.
+    /// A dataset (`data.train`, `data.val`) could not be opened, or its classes do not fit
+    /// the training set's or the model's.
     #[error(transparent)]
-    Dataset(#[from] OpenDatasetError),
-    /// A dataset has more classes than the model has outputs.
-    #[error("{key} has {found} classes but model.num_classes is {num_classes}")]
-    TooManyClasses {
-        /// The dataset's config key.
-        key: String,
-        /// Its classes.
-        found: usize,
-        /// `model.num_classes`.
-        num_classes: usize,
-    },
-    /// The data failed: synthetic images not written, classes that differ between the
-    /// training and validation sets, an unreadable batch (the message names the file).
+    Dataset(#[from] DatasetError),
+    /// The data failed: synthetic images not written, an unreadable batch (the message names
+    /// the file).
     #[error(transparent)]
     Data(#[from] DataError),
     /// The training set is smaller than one batch.
@@ -178,7 +170,10 @@ pub enum TrainError {
     /// A tensor operation failed.
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
-    /// A file or folder of the run (`output.path`, its config, records or final weights)
+    /// `records.jsonl` could not be read, cut back or appended to; the message names it.
+    #[error(transparent)]
+    Records(#[from] RecordsError),
+    /// A file or folder of the run (`output.path`, its config, curves or final weights)
     /// could not be created, read or written; the message names it.
     #[error("{0}")]
     Io(String, #[source] Option<Cause>),

@@ -1,7 +1,8 @@
 //! The loop's batches from image files: a `cornet-data` pipeline.
 
 use super::error::Result;
-use super::source::{BatchSource, LabelledBatch};
+use super::source::BatchSource;
+use crate::loading::LabelledBatch;
 use cornet_data::{Dataset, Pipeline};
 
 /// A [`BatchSource`] over images decoded by a [`Pipeline`].
@@ -36,7 +37,7 @@ impl<D: Dataset + 'static> BatchSource for ImageSource<D> {
         self.pipeline.loader().dataset().fingerprint()
     }
 
-    fn report(&self) -> Option<String> {
+    fn problems(&self) -> Option<String> {
         let (count, examples) = self.pipeline.loader().bad_images();
         (count > 0).then(|| {
             format!(

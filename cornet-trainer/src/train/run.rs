@@ -5,11 +5,11 @@
 
 use super::error::{Result, TrainError};
 use super::interrupts::Interrupts;
-use super::metrics::Accuracy;
-use super::observer::{ReportOptions, RunObserver, RunReport};
-use super::records::Record;
+use super::observer::{RunObserver, RunStart};
+use super::observers::Observers;
 use super::settings::RunSettings;
-use super::source::{BatchSource, LabelledBatch};
+use super::source::BatchSource;
+use crate::accuracy::Accuracy;
 use crate::checkpoint::{Checkpoint, CheckpointDir, Provenance, TrainState};
 use crate::distributed::grads::{
     average_gradients, broadcast_from_rank0, buffers, check_in_sync, checksum,
@@ -18,7 +18,10 @@ use crate::distributed::launch::Heartbeat;
 use crate::distributed::Communicator;
 use crate::error::Explain;
 use crate::evaluate::evaluate;
+use crate::files::Aside;
+use crate::loading::LabelledBatch;
 use crate::optim::Sgd;
+use crate::records::{Phase, Record};
 use crate::step::forward_backward;
 use candle_core::DType;
 use cornet_model::{weights, Model};
@@ -146,12 +149,14 @@ impl<'a> Trainer<'a> {
         self.comm.rank() == 0
     }
 
-    /// Trains to the end of the last epoch (or to a stop signal), reporting to a progress
-    /// bar, `OUT/records.jsonl`, `OUT/curves.svg` and perhaps `OUT/tensorboard/` on rank 0.
-    pub fn run(
+    /// Trains to the end of the last epoch (or to a stop signal), telling the observer that
+    /// `observe` opens where the run starts (not called for a run already complete, whose
+    /// records and logs stay as they are).
+    pub fn run<'o>(
         &mut self,
         train: &dyn BatchSource,
         val: Option<&dyn BatchSource>,
+        observe: impl FnOnce(&RunStart) -> Result<Observers<'o>>,
     ) -> Result<Summary> {
         let spe = train.steps_per_epoch();
         if spe == 0 {
@@ -168,17 +173,13 @@ impl<'a> Trainer<'a> {
                 last_val: None,
             });
         }
-        let mut report = RunReport::open(
-            self.is_rank0(),
-            &self.settings.output_dir,
-            total,
-            self.state.global_step,
-            ReportOptions {
-                tensorboard: self.settings.tensorboard,
-                world_size: self.comm.world_size(),
-            },
-        )?;
-        self.train_to_end(train, val, spe, &mut report)
+        let mut observer = observe(&RunStart {
+            total_steps: total,
+            global_step: self.state.global_step,
+            rank: self.comm.rank(),
+            world_size: self.comm.world_size(),
+        })?;
+        self.train_to_end(train, val, spe, &mut observer)
     }
 
     /// The loop of [`Trainer::run`] over the steps left, `spe` per epoch, telling `observer`
@@ -238,8 +239,8 @@ impl<'a> Trainer<'a> {
                 }
             }
             drop(batches);
-            if let Some(report) = train.report() {
-                tracing::warn!("epoch {epoch}: {report}");
+            if let Some(problems) = train.problems() {
+                tracing::warn!("epoch {epoch}: {problems}");
             }
             self.state.epoch += 1;
             self.state.step_in_epoch = 0;
@@ -291,7 +292,7 @@ impl<'a> Trainer<'a> {
         self.state.global_step += 1;
         self.state.step_in_epoch += 1;
         Ok(Record {
-            phase: "train".into(),
+            phase: Phase::Train,
             epoch: frac_epoch,
             step: self.state.global_step,
             loss,
@@ -322,7 +323,7 @@ impl<'a> Trainer<'a> {
         )?;
         let scores = evaluated.evaluation;
         let record = Record {
-            phase: "val".into(),
+            phase: Phase::Val,
             epoch: self.state.global_step as f64 / steps_per_epoch as f64,
             step: self.state.global_step,
             loss: scores.loss,
@@ -370,6 +371,7 @@ impl<'a> Trainer<'a> {
             state: self.state.clone(),
         };
         let path = checkpoints.save(&checkpoint)?;
+        tracing::debug!("checkpoint {}", path.display());
         observer.on_checkpoint(&path)?;
         Ok(())
     }
@@ -379,10 +381,12 @@ impl<'a> Trainer<'a> {
         if !self.is_rank0() {
             return Ok(());
         }
-        let path = self.settings.output_dir.join("final.safetensors");
-        let staging = self.settings.output_dir.join(".final.safetensors.tmp");
-        weights::write_safetensors(&staging, &self.model.store().state_dict()?)?;
-        std::fs::rename(&staging, &path)
+        let out = &self.settings.output_dir;
+        let path = out.join("final.safetensors");
+        let aside = Aside::at(&path, out.join(".final.safetensors.tmp"));
+        weights::write_safetensors(aside.staging(), &self.model.store().state_dict()?)?;
+        aside
+            .commit()
             .explain(TrainError::Io, || format!("writing {}", path.display()))?;
         tracing::info!("trained weights written to {}", path.display());
         Ok(())

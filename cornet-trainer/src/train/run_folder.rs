@@ -1,7 +1,13 @@
-//! The run folder (`output.path`): one writer at a time, and what an earlier run left in it.
+//! The run folder (`output.path`): one writer at a time, what an earlier run left in it, and
+//! what the run writes there as it goes.
 
+use super::curves_file::CurvesFile;
 use super::error::{Result, TrainError};
+use super::observer::RunStart;
+use super::observers::Observers;
+use super::tensorboard::TensorBoardLog;
 use crate::error::Explain;
+use crate::records::RecordsFile;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -64,6 +70,27 @@ pub fn earlier_run_artifact(out: &Path, checkpoints: &[PathBuf]) -> Option<&'sta
     } else {
         None
     }
+}
+
+/// What a run writes into its folder `out` as it goes, on rank 0 (other ranks write nothing):
+/// `records.jsonl`, `curves.svg` and, with `tensorboard`, `tensorboard/`. A resumed run's
+/// records are cut back to its step (see [`RecordsFile::open`]), its TensorBoard log told to
+/// drop what comes after it (see [`TensorBoardLog::open`]).
+pub fn run_files(out: &Path, start: &RunStart, tensorboard: bool) -> Result<Observers<'static>> {
+    if start.rank != 0 {
+        return Ok(Observers::new());
+    }
+    let records = RecordsFile::open(&out.join("records.jsonl"), start.global_step)?;
+    let mut files = Observers::new().with(records).with(CurvesFile::open(out)?);
+    if tensorboard {
+        let dir = out.join("tensorboard");
+        files = files.with(TensorBoardLog::open(
+            &dir,
+            start.global_step,
+            start.world_size,
+        )?);
+    }
+    Ok(files)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use crate::checkpoint::CheckpointPolicy;
 use crate::config::{Config, Precision};
-use crate::optim::StepLr;
+use crate::optim::LrSchedule;
 use std::path::PathBuf;
 
 /// Steps between checks that all ranks hold the same weights: often enough to catch a
@@ -17,7 +17,7 @@ pub struct RunSettings {
     /// Training epochs.
     pub epochs: u64,
     /// The learning rate over (fractional) epochs.
-    pub schedule: StepLr,
+    pub schedule: LrSchedule,
     /// SGD momentum.
     pub momentum: f64,
     /// L2 weight decay.
@@ -42,8 +42,6 @@ pub struct RunSettings {
     pub sync_check_steps: u64,
     /// The dtype of activations.
     pub precision: Precision,
-    /// Write TensorBoard event files into `OUT/tensorboard/`.
-    pub tensorboard: bool,
 }
 
 impl RunSettings {
@@ -52,7 +50,7 @@ impl RunSettings {
         let (optim, output) = (&config.optim, &config.output);
         RunSettings {
             epochs: config.train.epochs,
-            schedule: StepLr {
+            schedule: LrSchedule::Step {
                 base_lr: optim.lr,
                 step_size: optim.step_size,
                 gamma: optim.gamma,
@@ -69,7 +67,6 @@ impl RunSettings {
             config_hash: config.hash(),
             sync_check_steps: SYNC_CHECK_STEPS,
             precision: config.train.precision,
-            tensorboard: output.tensorboard,
         }
     }
 

@@ -1,25 +1,7 @@
 //! What the loop needs from the data side: an epoch's batches for this rank, from any step.
 
 use super::error::Result;
-use crate::loading::batch_tensors;
-use candle_core::Tensor;
-use cornet_data::Batch;
-
-/// Images `[N, 3, H, W]` (f32, on the CPU) and their class indices `[N]` (u32).
-pub struct LabelledBatch {
-    /// The images `[N, 3, H, W]`.
-    pub images: Tensor,
-    /// Their class indices `[N]`.
-    pub labels: Tensor,
-}
-
-impl LabelledBatch {
-    /// A batch the data crate decoded, as CPU tensors.
-    pub fn decoded(batch: Batch) -> candle_core::Result<Self> {
-        let (images, labels) = batch_tensors(batch)?;
-        Ok(LabelledBatch { images, labels })
-    }
-}
+use crate::loading::LabelledBatch;
 
 /// A rank's training or validation data, epoch by epoch.
 pub trait BatchSource {
@@ -38,7 +20,7 @@ pub trait BatchSource {
     fn fingerprint(&self) -> String;
 
     /// A line about problems met so far (bad images skipped), for the end of an epoch.
-    fn report(&self) -> Option<String> {
+    fn problems(&self) -> Option<String> {
         None
     }
 }

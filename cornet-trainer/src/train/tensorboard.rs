@@ -1,7 +1,7 @@
 //! `OUT/tensorboard/`: the run's curves as TensorBoard event files (`output.tensorboard`),
-//! written by rank 0 alone. One event per train step (`train/loss`, `train/top1`,
-//! `train/top5`, `train/lr`, `train/images_per_sec`, `train/data_wait_secs`) and one per
-//! validation (`val/loss`, `val/top1`, `val/top5`), accuracies as fractions as in
+//! written by rank 0 alone. One event per train step and one per validation, a tag per scalar
+//! of the record under its phase ([`crate::records::SCALARS`]: `train/loss`, `val/top1`, ...)
+//! and the steps' `train/images_per_sec` over all ranks; accuracies as fractions as in
 //! `records.jsonl`, NaN as NaN.
 //!
 //! A resumed run never rewrites the earlier files: it starts a new one with a `SessionLog`
@@ -14,8 +14,8 @@
 
 use super::error::{Result, TrainError};
 use super::observer::RunObserver;
-use super::records::Record;
 use crate::error::Explain;
+use crate::records::Record;
 use crate::tfevents::{self, Event, EventWriter, What};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -68,10 +68,20 @@ impl TensorBoardLog {
         Ok(log)
     }
 
-    fn write(&mut self, step: u64, values: &[(&str, f64)]) -> Result<()> {
+    /// The record's scalars, each tagged under its phase, and a step's throughput.
+    fn write(&mut self, record: &Record, images_per_sec: Option<f64>) -> Result<()> {
+        let phase = record.phase.name();
+        let mut values: Vec<(String, f64)> = record
+            .scalars()
+            .map(|(scalar, value)| (format!("{phase}/{}", scalar.name), value))
+            .collect();
+        if let Some(rate) = images_per_sec {
+            values.push((format!("{phase}/images_per_sec"), rate));
+        }
+        let values: Vec<(&str, f64)> = values.iter().map(|(t, v)| (t.as_str(), *v)).collect();
         let path = self.events.path().to_owned();
         self.events
-            .write(&tfevents::scalars(now(), step, values))
+            .write(&tfevents::scalars(now(), record.step, &values))
             .explain(TrainError::Io, || format!("writing {}", path.display()))
     }
 
@@ -110,17 +120,7 @@ fn now() -> f64 {
 impl RunObserver for TensorBoardLog {
     fn on_step(&mut self, record: &Record, images: usize) -> Result<()> {
         let images_per_sec = (images * self.world_size) as f64 / record.dur;
-        self.write(
-            record.step,
-            &[
-                ("train/loss", record.loss),
-                ("train/top1", record.top1),
-                ("train/top5", record.top5),
-                ("train/lr", record.lr),
-                ("train/images_per_sec", images_per_sec),
-                ("train/data_wait_secs", record.data_load_dur),
-            ],
-        )?;
+        self.write(record, Some(images_per_sec))?;
         if self.last_flush.elapsed() >= FLUSH_EVERY {
             self.flush()?;
         }
@@ -128,14 +128,7 @@ impl RunObserver for TensorBoardLog {
     }
 
     fn on_validation(&mut self, record: &Record) -> Result<()> {
-        self.write(
-            record.step,
-            &[
-                ("val/loss", record.loss),
-                ("val/top1", record.top1),
-                ("val/top5", record.top5),
-            ],
-        )?;
+        self.write(record, None)?;
         self.flush()
     }
 

@@ -1,15 +1,22 @@
 //! Feature extraction, the original's `run.py test`: run images through a model and save what
-//! chosen modules output.
+//! chosen modules output. [`taps`] collects a model's outputs over many images, for this and
+//! for the scan (`score --model`).
 
+mod error;
+pub mod taps;
+
+pub use error::{ExtractError, Result};
+
+use crate::arrays;
 use crate::error::Explain;
-use crate::features::{check_memory, collect_taps, image_batches, write_file_list, Result};
+use crate::files::Aside;
 use crate::network::NetworkSpec;
+use crate::progress::Progress;
 use candle_core::{Device, Tensor};
 use cornet_data::{Dataset, ImageFolder};
 use cornet_model::{Model, TapFilter};
 use std::path::{Path, PathBuf};
-
-pub use crate::features::ExtractError;
+use taps::{check_memory, collect_taps, image_batches, write_file_list};
 
 /// What to keep from each forward pass.
 #[derive(Debug, Clone)]
@@ -137,8 +144,9 @@ impl Extraction {
         self.file_list.as_deref()
     }
 
-    /// Runs the images through the model and writes the selection; returns the written file.
-    pub fn run(self) -> Result<PathBuf> {
+    /// Runs the images through the model, telling `progress` of the images, and writes the
+    /// selection; returns the written file.
+    pub fn run(self, progress: &mut dyn Progress) -> Result<PathBuf> {
         let request = &self.request;
         let batch_size = request.batch_size;
         match self.input {
@@ -148,6 +156,7 @@ impl Extraction {
                 images.dim(0)?,
                 &request.selection,
                 &request.output_dir,
+                progress,
             ),
             Input::Folder {
                 folder,
@@ -161,6 +170,7 @@ impl Extraction {
                     batches.total,
                     &request.selection,
                     &request.output_dir,
+                    progress,
                 )
             }
         }
@@ -186,6 +196,7 @@ pub fn extract(
     total: usize,
     selection: &Selection,
     output_dir: &Path,
+    progress: &mut dyn Progress,
 ) -> Result<PathBuf> {
     let filter = match selection {
         Selection::AllTaps => TapFilter::AreaOutputs,
@@ -196,51 +207,54 @@ pub fn extract(
         } => TapFilter::layer(layer, sublayer, Some(*time_step)),
     };
     let with_logits = matches!(selection, Selection::AllTaps);
-    let (names, arrays): (Vec<String>, Vec<Tensor>) =
-        collect_taps(model, batches, total, filter, with_logits)?
+    let (names, outputs): (Vec<String>, Vec<Tensor>) =
+        collect_taps(model, batches, total, filter, with_logits, progress)?
             .into_iter()
             .unzip();
     std::fs::create_dir_all(output_dir).explain(ExtractError::Output, || {
         format!("creating {}", output_dir.display())
     })?;
     let arch = model.config().arch;
-    let path = match selection {
+    let (path, written) = match selection {
         Selection::AllTaps => {
             let path = output_dir.join(format!("CORnet-{arch}_taps.npz"));
+            let aside = Aside::new(&path);
             let entries: Vec<_> = names
                 .iter()
                 .map(String::as_str)
-                .zip(arrays.iter())
+                .zip(outputs.iter())
                 .collect();
-            Tensor::write_npz(&entries, &path).map_err(ExtractError::WriteArray)?;
-            path
+            Tensor::write_npz(&entries, aside.staging()).map_err(ExtractError::WriteArray)?;
+            (path, aside)
         }
         Selection::Layer {
             layer, sublayer, ..
         } => {
             let path = output_dir.join(format!("CORnet-{arch}_{layer}_{sublayer}_feats.npy"));
-            arrays[0]
+            let aside = Aside::new(&path);
+            outputs[0]
                 .flatten_from(1)?
-                .write_npy(&path)
+                .write_npy(aside.staging())
                 .map_err(ExtractError::WriteArray)?;
-            path
+            (path, aside)
         }
     };
+    written.commit().explain(ExtractError::Output, || {
+        format!("writing {}", path.display())
+    })?;
     Ok(path)
 }
 
-/// Reads a preprocessed float32 NCHW batch from an `.npy` file.
+/// Reads a preprocessed float32 NCHW batch from an `.npy` file or an `.npz` entry
+/// (`archive.npz:name`); float64 is rounded to float32.
 pub fn read_input_npy(path: &Path) -> Result<Tensor> {
-    let tensor = Tensor::read_npy(path).explain(ExtractError::Input, || {
-        format!("reading {}", path.display())
-    })?;
-    if tensor.rank() != 4 || tensor.dim(1)? != 3 {
+    let arrays::Array { shape, values } = arrays::read_f32(path)?;
+    if shape.len() != 4 || shape[1] != 3 {
         let message = format!(
-            "{}: expected preprocessed images as float32 [N, 3, H, W], got shape {:?}",
-            path.display(),
-            tensor.dims()
+            "{}: expected preprocessed images as float32 [N, 3, H, W], got shape {shape:?}",
+            path.display()
         );
-        return Err(ExtractError::Input(message, None));
+        return Err(ExtractError::Input(message));
     }
-    Ok(tensor.to_dtype(candle_core::DType::F32)?)
+    Ok(Tensor::from_vec(values, shape, &Device::Cpu)?)
 }

@@ -1,69 +1,31 @@
 //! Model features of many images: taps collected over batches, and a folder of images as
-//! preprocessed batches. Shared by extraction (`test`) and scoring (`score --model`), which
-//! depend on this module and not on each other.
+//! preprocessed batches. Extraction (`test`) saves them; the scan (`score --model`) scores
+//! them.
 
-use crate::error::{Cause, Explain};
-use crate::loading::batch_tensors;
+use super::error::{ExtractError, Result};
+use crate::error::Explain;
+use crate::loading::LabelledBatch;
+use crate::progress::{Progress, Work};
 use candle_core::Tensor;
-use cornet_data::{DataError, Dataset, ImageFolder, Pipeline, PipelineOptions, Transform};
+use cornet_data::{Dataset, ImageFolder, Pipeline, PipelineOptions, Transform};
 use cornet_model::{Mode, Model, TapFilter};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 
-/// Why features could not be extracted: the weights, the images, the model's run or the
-/// output. Messages name the file at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum ExtractError {
-    /// The weights could not be read, or are not the model asked for.
-    #[error(transparent)]
-    Weights(cornet_model::Error),
-    /// The model could not run on the images (a tap it does not have, an input it cannot
-    /// take).
-    #[error(transparent)]
-    Model(#[from] cornet_model::Error),
-    /// The images could not be read: a folder without images, an image that does not decode.
-    #[error(transparent)]
-    Images(#[from] DataError),
-    /// Preprocessed images (`.npy`) that could not be read or are not `[N, 3, H, W]`.
-    #[error("{0}")]
-    Input(String, #[source] Option<Cause>),
-    /// The extraction cannot fit in the memory available; the message says what to lower.
-    #[error("{0}")]
-    TooBig(String),
-    /// There were no images at all.
-    #[error("no images to extract features from")]
-    NoImages,
-    /// An output file or folder could not be written; the message names it.
-    #[error("{0}")]
-    Output(String, #[source] Option<Cause>),
-    /// An output array could not be written (candle's message says why).
-    #[error(transparent)]
-    WriteArray(candle_core::Error),
-    /// A tensor operation failed.
-    #[error(transparent)]
-    Tensor(#[from] candle_core::Error),
-}
-
-/// What extraction returns.
-pub type Result<T, E = ExtractError> = std::result::Result<T, E>;
-
 /// The taps `filter` selects (and the logits, if asked) of `total` images arriving in
-/// `batches`, each concatenated over all images, in call order.
+/// `batches`, each concatenated over all images, in call order; `progress` hears of each
+/// batch.
 pub fn collect_taps(
     model: &Model,
     batches: impl Iterator<Item = Result<Tensor>>,
     total: usize,
     filter: TapFilter,
     with_logits: bool,
+    progress: &mut dyn Progress,
 ) -> Result<Vec<(String, Tensor)>> {
     if total == 0 {
         return Err(ExtractError::NoImages);
     }
-    let progress = ProgressBar::new(total as u64).with_style(
-        ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} images ({per_sec}, eta {eta})")
-            .expect("static template"),
-    );
-    progress.set_message("extracting");
+    progress.start(Work::Extracting, total as u64, 0);
     let mut names: Vec<String> = Vec::new();
     let mut chunks: Vec<Vec<Tensor>> = Vec::new();
     for batch in batches {
@@ -79,9 +41,9 @@ pub fn collect_taps(
         for (chunk, (_, value)) in chunks.iter_mut().zip(outputs) {
             chunk.push(value);
         }
-        progress.inc(batch.dim(0)? as u64);
+        progress.advance(batch.dim(0)? as u64);
     }
-    progress.finish_and_clear();
+    progress.finish();
     names
         .into_iter()
         .zip(&chunks)
@@ -145,7 +107,7 @@ pub fn image_batches(
     )?;
     let images = pipeline
         .epoch(0, 0)
-        .map(|batch| Ok(batch_tensors(batch?)?.0));
+        .map(|batch| Ok(LabelledBatch::decoded(batch?)?.images));
     Ok(ImageBatches {
         total,
         images: Box::new(images),
@@ -163,7 +125,7 @@ pub fn write_file_list(folder: &ImageFolder, output_dir: &Path) -> Result<PathBu
         text.push_str(&folder.path(i).display().to_string());
         text.push('\n');
     }
-    std::fs::write(&path, text).explain(ExtractError::Output, || {
+    crate::files::write_whole(&path, text).explain(ExtractError::Output, || {
         format!("writing {}", path.display())
     })?;
     Ok(path)

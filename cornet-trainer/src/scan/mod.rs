@@ -1,17 +1,25 @@
-//! `cornet-trainer score --model`: every area's output at every time step of a model, and the
-//! decoder's pooled features, scored against recordings of the same images.
+//! `cornet-trainer score --model`, a model scan: every area's output at every time step of a
+//! model, and the decoder's pooled features, extracted ([`crate::extract`]) and scored
+//! against recordings of the same images ([`crate::score`]). The result is plain data;
+//! [`report`] writes it as a table, a CSV and a plot.
 
-use super::command::{score_layer, NeuralRequest, NeuralTarget, Recordings, Scores};
-use super::error::{Result, ScoreError};
-use super::LayerFeatures;
+mod error;
+pub mod report;
+
+pub use error::{Result, ScanError};
+
 use crate::error::Explain;
-use crate::features::{check_memory, collect_taps, image_batches, write_file_list, ExtractError};
+use crate::extract::taps::{check_memory, collect_taps, image_batches, write_file_list};
+use crate::extract::ExtractError;
 use crate::network::NetworkSpec;
+use crate::progress::{Progress, Work};
+use crate::score::metric::Scores;
+use crate::score::protocol::NeuralRequest;
+use crate::score::target::{NeuralTarget, Recordings};
+use crate::score::{score_layer, LayerFeatures};
 use candle_core::Device;
 use cornet_data::{Dataset, ImageFolder};
 use cornet_model::TapFilter;
-use indicatif::{ProgressBar, ProgressStyle};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// `score --model`: which model, which images, which recordings.
@@ -32,7 +40,7 @@ pub struct ScanRequest {
     pub workers: usize,
     /// The recordings, folds and metric (drawn folds are saved where it says).
     pub neural: NeuralRequest,
-    /// The folder of the file list (the scores are written by [`Scan::write_reports`]).
+    /// The folder of the file list (the scores are written by [`report::write`]).
     pub out_dir: PathBuf,
 }
 
@@ -49,7 +57,7 @@ pub struct TapScore {
 
 impl TapScore {
     /// The per-layer scalar scores as (name, label, value); the ceiling belongs to the
-    /// recordings and is reported once, in [`Scan::ceiling`].
+    /// recordings and is shown once, as [`Scan::ceiling`].
     pub fn values(&self) -> impl Iterator<Item = (&'static str, &'static str, f64)> {
         self.scores
             .scalars()
@@ -75,80 +83,12 @@ impl Scan {
     pub fn areas(&self) -> Vec<&str> {
         first_called(&self.taps)
     }
-
-    /// A plain-text table: one row per tap, one column per metric, the ceiling below.
-    pub fn table(&self) -> String {
-        let names: Vec<&str> = self
-            .taps
-            .first()
-            .map(|t| t.values().map(|(name, _, _)| name).collect())
-            .unwrap_or_default();
-        let mut text = format!("{:<16} {:>4}", "area", "step");
-        for name in &names {
-            write!(text, " {name:>19}").expect("writing to a String");
-        }
-        text.push('\n');
-        for tap in &self.taps {
-            write!(text, "{:<16} {:>4}", tap.area, tap.time_step).expect("writing to a String");
-            for (_, _, value) in tap.values() {
-                write!(text, " {value:>19.4}").expect("writing to a String");
-            }
-            text.push('\n');
-        }
-        if !self.constant.is_empty() {
-            writeln!(
-                text,
-                "not scored, the same for every stimulus: {}",
-                self.constant.join(", ")
-            )
-            .expect("writing to a String");
-        }
-        if let Some(ceiling) = self.ceiling {
-            writeln!(text, "noise ceiling (split-half): {ceiling:.4}")
-                .expect("writing to a String");
-        }
-        text
-    }
-
-    /// `OUT/scores.csv` and `OUT/scores.svg` (see [`Scan::write_csv`] and
-    /// [`super::plot::write_svg`]); returns their paths.
-    pub fn write_reports(&self, out_dir: &Path) -> Result<(PathBuf, PathBuf)> {
-        let (csv, svg) = (out_dir.join("scores.csv"), out_dir.join("scores.svg"));
-        self.write_csv(&csv)?;
-        super::plot::write_svg(self, &svg)?;
-        Ok((csv, svg))
-    }
-
-    /// `path` as CSV with the columns area, time_step, metric, value.
-    pub fn write_csv(&self, path: &Path) -> Result<()> {
-        #[derive(serde::Serialize)]
-        struct Row<'a> {
-            area: &'a str,
-            time_step: usize,
-            metric: &'a str,
-            value: f64,
-        }
-        let mut writer = csv::Writer::from_path(path)
-            .explain(ScoreError::Output, || format!("writing {}", path.display()))?;
-        for tap in &self.taps {
-            for (metric, _, value) in tap.values() {
-                writer.serialize(Row {
-                    area: &tap.area,
-                    time_step: tap.time_step,
-                    metric,
-                    value,
-                })?;
-            }
-        }
-        writer
-            .flush()
-            .explain(ScoreError::Output, || format!("writing {}", path.display()))
-    }
 }
 
 /// Extracts every tap of the model for the stimuli in one forward pass per batch and scores
-/// each against the recordings. Inputs are checked before the model runs.
-pub fn scan(request: &ScanRequest) -> Result<Scan> {
+/// each against the recordings, telling `progress` of the images, then of the taps. Inputs
+/// are checked before the model runs.
+pub fn scan(request: &ScanRequest, progress: &mut dyn Progress) -> Result<Scan> {
     let neural = &request.neural;
     let recordings = Recordings::load(&neural.recordings)?;
     let images = stimulus_images(&request.images, request.stimuli.as_deref())?;
@@ -157,18 +97,19 @@ pub fn scan(request: &ScanRequest) -> Result<Scan> {
             Some(list) => format!("{} lists", list.display()),
             None => format!("{} holds", request.images.display()),
         };
-        return Err(ScoreError::Shape(format!(
+        return Err(ScanError::Shape(format!(
             "{source} {} images but {} has {} stimuli",
             images.len(),
             neural.recordings.display(),
             recordings.stimuli()
         )));
     }
-    std::fs::create_dir_all(&request.out_dir).explain(ScoreError::Output, || {
+    std::fs::create_dir_all(&request.out_dir).explain(ScanError::Output, || {
         format!("creating {}", request.out_dir.display())
     })?;
     let protocol = neural.protocol(&recordings)?;
-    let target = NeuralTarget::new(neural, &recordings, &protocol)?;
+    let splits = protocol.splits.as_deref();
+    let target = NeuralTarget::new(&neural.recordings, &recordings, neural.metric, splits)?;
     let model = request
         .network
         .load(&request.device)
@@ -177,19 +118,17 @@ pub fn scan(request: &ScanRequest) -> Result<Scan> {
     check_memory(&model, pixels, request.batch_size, images.len(), true)?;
     write_file_list(&images, &request.out_dir)?;
     let batches = image_batches(images, request.imsize, request.workers, request.batch_size)?;
-    let taps = collect_taps(&model, batches.images, batches.total, scored_taps(), false)?;
-    let progress = ProgressBar::new(taps.len() as u64).with_style(
-        ProgressStyle::with_template("scoring {bar:30} {pos}/{len} taps ({msg}, eta {eta})")
-            .expect("static template"),
-    );
+    let (images, total) = (batches.images, batches.total);
+    let taps = collect_taps(&model, images, total, scored_taps(), false, progress)?;
+    progress.start(Work::Scoring, taps.len() as u64, 0);
     let mut scored = Vec::with_capacity(taps.len());
     let mut constant = Vec::new();
     // Each tap's features are dropped once reduced: a wide layer is held once, not twice.
     for (name, features) in taps {
-        progress.set_message(name.clone());
+        progress.say(&name);
         let (area, time_step) = area_and_step(&name)?;
         let features = LayerFeatures::new(&features.flatten_from(1)?)
-            .explain(ScoreError::Features, || {
+            .explain(ScanError::Features, || {
                 format!("tap {name} of {}", request.network.weights.display())
             })?;
         match features {
@@ -197,15 +136,15 @@ pub fn scan(request: &ScanRequest) -> Result<Scan> {
                 area,
                 time_step,
                 scores: score_layer(&features, &target, &protocol, neural.metric)
-                    .explain(ScoreError::Features, || {
+                    .explain(ScanError::Features, || {
                         format!("tap {name} of {}", request.network.weights.display())
                     })?,
             }),
             None => constant.push(name),
         }
-        progress.inc(1);
+        progress.advance(1);
     }
-    progress.finish_and_clear();
+    progress.finish();
     // Areas in the order they are first called (bottom-up), each area's steps together.
     let areas: Vec<String> = first_called(&scored)
         .into_iter()
@@ -226,7 +165,7 @@ fn stimulus_images(folder: &Path, list: Option<&Path>) -> Result<ImageFolder> {
         return Ok(ImageFolder::flat(folder).map_err(ExtractError::Images)?);
     };
     let text = std::fs::read_to_string(list)
-        .explain(ScoreError::Read, || format!("reading {}", list.display()))?;
+        .explain(ScanError::Read, || format!("reading {}", list.display()))?;
     let names: Vec<String> = text
         .lines()
         .map(str::trim)
@@ -234,7 +173,7 @@ fn stimulus_images(folder: &Path, list: Option<&Path>) -> Result<ImageFolder> {
         .map(str::to_owned)
         .collect();
     ImageFolder::listed(folder, &names)
-        .explain(ScoreError::Read, || format!("--stimuli {}", list.display()))
+        .explain(ScanError::Read, || format!("--stimuli {}", list.display()))
 }
 
 /// The areas of `taps` in the order of their first tap.
@@ -267,7 +206,7 @@ fn area_and_step(tap: &str) -> Result<(String, usize)> {
         let area = module.strip_suffix(".output").unwrap_or(module);
         Some((area.to_owned(), call.parse().ok()?))
     });
-    parsed.explain(ScoreError::Features, || {
+    parsed.explain(ScanError::Features, || {
         format!("tap `{tap}` is not <module>.<call>")
     })
 }

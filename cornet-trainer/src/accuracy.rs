@@ -1,4 +1,5 @@
-//! Top-1 and top-5 accuracy, as the original's `accuracy(output, target, topk=(1, 5))`.
+//! Top-1 and top-5 accuracy, as the original's `accuracy(output, target, topk=(1, 5))`: of a
+//! training step and of an evaluation alike.
 
 use candle_core::{DType, Tensor};
 
