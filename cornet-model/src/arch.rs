@@ -60,6 +60,19 @@ impl FromStr for Arch {
     }
 }
 
+/// What a train step keeps per image, as a multiple of its areas' outputs
+/// ([`ModelConfig::area_output_floats`]): just under the smallest growth of the CPU's peak
+/// memory per image measured at 224 px (docs/performance.md, "Peak memory of a train step":
+/// Z 18.5 and 22.0, R 15.7, RT 15.0 and 15.6, S 38.0 and 42.3, from smaller to larger
+/// batches). CORnet-S's bottlenecks widen four times inside each block.
+fn training_floats_per_output_float(arch: Arch) -> f64 {
+    match arch {
+        Arch::Z => 18.0,
+        Arch::R | Arch::RT => 14.9,
+        Arch::S => 37.9,
+    }
+}
+
 /// The areas in processing order; also the state-dict prefixes.
 pub const AREAS: [&str; 4] = ["V1", "V2", "V4", "IT"];
 
@@ -91,13 +104,15 @@ impl ModelConfig {
     }
 
     /// A lower bound on the floats that training needs: every parameter three times (weights,
-    /// gradients, momentum) and, per image of `image_size` pixels square, each area's output at
-    /// each of its steps twice (kept for the backward pass, and its gradient). The real need
-    /// is several times more (every layer's intermediates); a config over this bound cannot
-    /// fit, whatever else is true.
+    /// gradients, momentum) and, per image of `image_size` pixels square, what a train step
+    /// keeps: every layer's intermediates for the backward pass and the gradients in flight,
+    /// [`training_floats_per_output_float`] times the areas' outputs. A config over this bound
+    /// cannot fit, whatever else is true.
     pub fn min_training_floats(&self, image_size: usize, batch_size: usize) -> f64 {
         let pixels = (image_size * image_size) as f64;
-        3.0 * self.parameter_floats() + 2.0 * self.area_output_floats(pixels) * batch_size as f64
+        let per_image =
+            training_floats_per_output_float(self.arch) * self.area_output_floats(pixels);
+        3.0 * self.parameter_floats() + per_image * batch_size as f64
     }
 
     /// A lower bound on the floats a forward pass without gradients needs for `batch_size`
@@ -110,14 +125,29 @@ impl ModelConfig {
         self.parameter_floats() + per_image * batch_size as f64
     }
 
-    /// About how many floats the weights are: the convolutions' kernels and the decoder.
+    /// How many floats the weights are, less the biases and normalization parameters (a few
+    /// per channel): the convolutions' kernels and the decoder.
     fn parameter_floats(&self) -> f64 {
         let w = self.widths.map(|w| w as f64);
-        // V1 reads 3 channels with a 7x7 kernel; the others 3x3 over the area before; the
-        // decoder maps IT's channels to the classes.
-        147.0 * w[0]
-            + 9.0 * (w[0] * w[1] + w[1] * w[2] + w[2] * w[3])
-            + w[3] * self.num_classes as f64
+        // V1 reads 3 channels with a 7x7 kernel; the decoder maps IT's channels to the classes.
+        let (v1, decoder) = (147.0 * w[0], w[3] * self.num_classes as f64);
+        let areas: f64 = match self.arch {
+            // A 3x3 convolution from the area before; R and RT add one within the area.
+            Arch::Z => (1..4).map(|a| 9.0 * w[a - 1] * w[a]).sum(),
+            Arch::R | Arch::RT => {
+                (1..4).map(|a| 9.0 * w[a - 1] * w[a]).sum::<f64>()
+                    + w.iter().map(|w| 9.0 * w * w).sum::<f64>()
+            }
+            // V1's second 3x3 convolution; in each block a 1x1 from the area before, a 1x1
+            // skip, and 1x1, 3x3 and 1x1 convolutions through four times the width.
+            Arch::S => {
+                9.0 * w[0] * w[0]
+                    + (1..4)
+                        .map(|a| w[a - 1] * w[a] + 153.0 * w[a] * w[a])
+                        .sum::<f64>()
+            }
+        };
+        v1 + areas + decoder
     }
 
     /// Floats of every area's output at each of its steps, for one image of `pixels` pixels:
@@ -179,3 +209,59 @@ impl ModelConfig {
 
 /// CORnet-R and RT normalize with `nn.GroupNorm(32, channels)`.
 pub const GROUP_NORM_GROUPS: usize = 32;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Model;
+    use candle_core::Device;
+
+    /// The weights' estimate leaves out only the biases and the normalization parameters: it is
+    /// at most, and within 1% of, what the full-size graphs hold.
+    #[test]
+    fn the_parameter_estimate_is_the_kernels_and_the_decoder() {
+        for arch in Arch::ALL {
+            let config = ModelConfig::full(arch);
+            let model = Model::new(&config, &Device::Cpu, 0).unwrap();
+            let held: usize = model.store().parameters().map(|e| e.var.elem_count()).sum();
+            let estimate = config.parameter_floats();
+            assert!(
+                estimate <= held as f64 && estimate >= 0.99 * held as f64,
+                "CORnet-{arch}: estimate {estimate}, held {held}"
+            );
+        }
+    }
+
+    /// Peak resident memory of `cornet-trainer bench --model M --batch-size B --image-size 224
+    /// --steps 1 --warmup 0` on the CPU, in MiB, by batch size (docs/performance.md, "Peak
+    /// memory of a train step").
+    const MEASURED_PEAK_MIB: [(Arch, &[(usize, f64)]); 4] = [
+        (Arch::Z, &[(4, 198.1), (8, 304.1), (32, 1062.3)]),
+        (Arch::R, &[(4, 636.1), (8, 1086.3)]),
+        (Arch::RT, &[(4, 532.2), (8, 962.3), (16, 1856.4)]),
+        (Arch::S, &[(4, 1604.4), (8, 1982.2), (16, 2824.2)]),
+    ];
+
+    /// The training bound stays under what a train step was measured to take at every batch,
+    /// and grows from the smallest batch measured to the largest by at least 80% of what the
+    /// measured peak grew by: at ImageNet's batch sizes, where the images dominate, it is close
+    /// to the truth and still below it.
+    #[test]
+    fn the_training_bound_is_below_the_measured_peak_and_grows_with_it() {
+        let mib = |floats: f64| 4.0 * floats / f64::from(1u32 << 20);
+        for (arch, points) in MEASURED_PEAK_MIB {
+            let config = ModelConfig::full(arch);
+            let bound = |batch| mib(config.min_training_floats(224, batch));
+            for &(batch, peak) in points {
+                assert!(bound(batch) <= peak, "CORnet-{arch} at {batch}");
+            }
+            let ((b1, p1), (b2, p2)) = (points[0], points[points.len() - 1]);
+            let (grown, measured) = (bound(b2) - bound(b1), p2 - p1);
+            assert!(
+                grown >= 0.8 * measured,
+                "CORnet-{arch}, {b1} to {b2}: the bound grows by {grown:.1} MiB, the peak by \
+                 {measured:.1}"
+            );
+        }
+    }
+}

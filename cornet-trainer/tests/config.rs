@@ -212,3 +212,24 @@ fn the_resolved_config_round_trips_and_hashes_stably() {
     let moved = parse(MINIMAL, &["output.path=/elsewhere/run"]).unwrap();
     assert_eq!(c.hash(), moved.hash());
 }
+
+/// A single process on the CPU takes the whole batch: the shipped ImageNet configs' training
+/// bounds against the 24 GiB machine where CORnet-S (batch 256, 224 px) was killed near 24 GB
+/// after its first validation instead of being refused at the start. R, RT and S cannot fit
+/// there; Z (measured at 8.25 GB) can.
+#[test]
+fn the_shipped_configs_bounds_refuse_what_a_24_gib_machine_cannot_train() {
+    for (file, fits) in [
+        ("cornet_z.yaml", true),
+        ("cornet_r.yaml", false),
+        ("cornet_rt.yaml", false),
+        ("cornet_s.yaml", false),
+    ] {
+        let c = Config::load(&configs_dir().join(file), &[]).unwrap_or_else(|e| panic!("{e}"));
+        let floats = c
+            .model_config()
+            .min_training_floats(c.data.image_size, c.train.batch_size);
+        let gib = 4.0 * floats / f64::from(1u32 << 30);
+        assert_eq!(gib < 24.0, fits, "{file}: {gib:.1} GiB");
+    }
+}
