@@ -7,7 +7,7 @@ use crate::config::{Config, DataFormat, Override};
 use crate::distributed::batch_groups::BatchNormPlan;
 use crate::distributed::placement::{visible_cuda_devices, Placement};
 use crate::distributed::{self, Communicator, RankEnv};
-use crate::error::Explain;
+use crate::error::{Explain, StoppedBySignal};
 use crate::files::Aside;
 use crate::loading::{check_classes, open_images, ClassLimit};
 use crate::progress::Progress;
@@ -52,7 +52,13 @@ pub fn train(request: &TrainRequest, progress: &mut dyn Progress) -> Result<()> 
     let (checkpoints, _lock) = open_run_folder(&config, !resume.is_empty(), rank.rank)?;
     let interrupts = Interrupts::from_signals().map_err(TrainError::Signals)?;
     let settings = RunSettings::from_config(&config);
-    let mut trainer = Trainer::new(&model, comm.as_mut(), settings, &data.train, interrupts)?;
+    let mut trainer = Trainer::new(
+        &model,
+        comm.as_mut(),
+        settings,
+        &data.train,
+        interrupts.clone(),
+    )?;
     if !resume.is_empty() {
         let out = &config.output.path;
         resume_from(
@@ -76,6 +82,17 @@ pub fn train(request: &TrainRequest, progress: &mut dyn Progress) -> Result<()> 
             _ => files,
         })
     })?;
+    if summary.interrupted {
+        // A rank that a peer's signal stopped ends as one the job's stop reached.
+        let signal = interrupts
+            .stop_signal()
+            .unwrap_or(signal_hook::consts::SIGTERM);
+        return Err(StoppedBySignal {
+            signal,
+            what: format!("at step {}, after a checkpoint", summary.global_step),
+        }
+        .into());
+    }
     tell_the_end(&summary, rank.rank, &config.output.path);
     Ok(())
 }
@@ -362,14 +379,10 @@ fn newest_checkpoint(
     Ok(None)
 }
 
-/// How the run ended, for the user: how to continue it, or where its weights are.
+/// How a run that reached its end ended, for the user: its last validation, where its weights
+/// are.
 fn tell_the_end(summary: &Summary, rank: usize, out: &Path) {
-    if summary.interrupted {
-        tracing::info!(
-            "stopped at step {}; continue with --resume auto",
-            summary.global_step
-        );
-    } else if rank == 0 {
+    if rank == 0 {
         if let Some(val) = &summary.last_val {
             // save_val_epochs past the run's end leaves only the validation before step 1.
             let when = match val.step == summary.global_step {

@@ -8,6 +8,7 @@ use clap::Parser;
 use cli::{Cli, Command};
 use cornet_trainer::distributed::env::AgentFiles;
 use cornet_trainer::distributed::error_file;
+use cornet_trainer::error::StoppedBySignal;
 use std::process::ExitCode;
 
 // Training allocates and frees activation-sized buffers every step; glibc returns each to the
@@ -57,9 +58,18 @@ fn main() -> ExitCode {
         Err(err) => {
             // The whole chain of causes on one line, never a backtrace.
             let message = format!("{err:#}");
-            eprintln!("error: {message}");
             tell_the_agent(&message);
-            ExitCode::FAILURE
+            // A stop that was asked for is not an error, but the run did not finish either.
+            match err.downcast_ref::<StoppedBySignal>() {
+                Some(stopped) => {
+                    eprintln!("{message}");
+                    ExitCode::from(stopped.exit_status())
+                }
+                None => {
+                    eprintln!("error: {message}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::util::{
     final_weights, fixture, recorded_steps, start_training, stderr_of_failure, stdout_of_success,
-    train, wait_for_success, wait_for_train_steps, write_config,
+    text, train, wait_for_train_steps, write_config,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -244,35 +244,47 @@ fn a_changed_config_is_refused_unless_forced() {
     stdout_of_success(&forced);
 }
 
+/// SIGTERM or SIGINT stops a run after the current step with a checkpoint (the only one here),
+/// and the process exits 128 + the signal, as a process the signal ended would (never 0: the
+/// run did not finish), saying how to go on; `--resume auto` then finishes it.
 #[test]
-fn sigterm_checkpoints_and_stops_cleanly() {
+fn a_signal_stops_the_run_with_a_checkpoint_and_exits_as_the_signal_would() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "run", CONFIG);
-    let run = dir.path().join("run");
-    // Checkpoints only when stopped: by epochs and steps never, so the one found is the stop's.
-    let mut child = start_training(
-        &config,
-        &[
+    for (signal, status) in [("TERM", 143), ("INT", 130)] {
+        let name = format!("stopped-by-{signal}");
+        let config = write_config(dir.path(), &name, CONFIG);
+        let run = dir.path().join(&name);
+        // Checkpoints only when stopped: by epochs and steps never, so the one found is the
+        // stop's.
+        let never = [
             "--set",
             "output.save_model_steps=0",
             "--set",
             "output.save_model_epochs=0",
-            "--set",
-            "train.epochs=50",
-        ],
-    );
-    wait_for_train_steps(&run, 5, &mut child);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let stderr = wait_for_success(child);
-    assert!(stderr.contains("continue with --resume auto"), "{stderr}");
-    let checkpoints: Vec<_> = std::fs::read_dir(run.join("checkpoints"))
-        .unwrap()
-        .collect();
-    assert_eq!(checkpoints.len(), 1);
-    assert!(!run.join("final.safetensors").exists());
+        ];
+        let mut child = start_training(&config, &never);
+        wait_for_train_steps(&run, 5, &mut child);
+        let kill = Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status();
+        assert!(kill.unwrap().success());
+        let output = child.wait_with_output().unwrap();
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(status), "{stderr}");
+        assert!(
+            stderr.contains(&format!("stopped by SIG{signal} at step"))
+                && stderr.contains("continue with --resume auto"),
+            "{stderr}"
+        );
+        let checkpoints = std::fs::read_dir(run.join("checkpoints")).unwrap();
+        assert_eq!(checkpoints.count(), 1);
+        assert!(!run.join("final.safetensors").exists());
+        stdout_of_success(&train(
+            &config,
+            &[&never[..], &["--resume", "auto"]].concat(),
+        ));
+        assert!(run.join("final.safetensors").is_file());
+    }
 }
 
 #[test]

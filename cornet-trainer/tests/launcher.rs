@@ -106,6 +106,16 @@ fn a_killed_rank_restarts_the_job_from_its_checkpoint() {
     assert!(stderr.contains("rank 1 exited with signal: 9"), "{stderr}");
 }
 
+/// SIGTERM to a rank alone, not to its launcher: it and its peer checkpoint, stop and exit 143
+/// (not 0: the run did not finish), so the launcher restarts the job, which ends as an
+/// uninterrupted run. It used to take them for finished and return 0 with no final weights.
+#[test]
+fn a_rank_stopped_by_sigterm_is_restarted_not_taken_for_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, stderr) = interrupted_run(dir.path(), 60, "-TERM");
+    assert!(stderr.contains("exited with exit status: 143"), "{stderr}");
+}
+
 /// A stopped rank neither exits nor beats: its peer blocks in the next all-reduce, and only the
 /// heartbeat shows that the job is stuck.
 #[test]
@@ -134,13 +144,19 @@ fn a_stopped_launcher_has_its_ranks_checkpoint_and_the_run_resumes() {
         .status()
         .unwrap();
     let stopped_at = Instant::now();
-    let stderr = stderr_of_failure(&launcher.wait_with_output().unwrap());
+    let output = launcher.wait_with_output().unwrap();
+    let stderr = stderr_of_failure(&output);
     assert!(
         stopped_at.elapsed() < Duration::from_secs(15),
         "took {:?} to stop",
         stopped_at.elapsed()
     );
-    assert!(stderr.contains("stopped by a signal"), "{stderr}");
+    assert!(
+        stderr.contains("stopped by SIGTERM with its ranks"),
+        "{stderr}"
+    );
+    // As a process SIGTERM had ended: the run did not finish.
+    assert_eq!(output.status.code(), Some(143), "{stderr}");
     assert!(
         ranks.iter().all(|&pid| !alive(pid)),
         "a rank outlived its launcher"

@@ -9,6 +9,7 @@ use super::env::{var, AgentFiles};
 use super::error::{DistributedError::Launch, Explain, Result};
 use super::error_file;
 use super::store::{StoreClient, StoreServer};
+use crate::error::StoppedBySignal;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::collections::VecDeque;
@@ -17,7 +18,7 @@ use std::net::IpAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -122,11 +123,11 @@ pub fn launch(options: &LaunchOptions) -> Result<()> {
         match run_attempt(options, attempt, workdir.path(), &mut agents, &stop)? {
             Outcome::Finished => return Ok(()),
             Outcome::Stopped => {
-                return Err(Launch(
-                    "stopped by a signal; the ranks checkpointed: continue with --resume auto"
-                        .into(),
-                    None,
-                ))
+                return Err(StoppedBySignal {
+                    signal: stop.load(Ordering::SeqCst) as i32,
+                    what: "with its ranks, after their checkpoints".into(),
+                }
+                .into())
             }
             Outcome::FailedAtStart(summary) => {
                 return Err(Launch(
@@ -159,10 +160,11 @@ pub fn launch(options: &LaunchOptions) -> Result<()> {
 }
 
 /// SIGINT or SIGTERM to the launcher: the ranks are asked to checkpoint and stop.
-fn stop_on_signals() -> Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
+/// The number of the last SIGINT or SIGTERM the launcher received (0: none yet).
+fn stop_on_signals() -> Result<Arc<AtomicUsize>> {
+    let stop = Arc::new(AtomicUsize::new(0));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone())
+        signal_hook::flag::register_usize(signal, stop.clone(), signal as usize)
             .explain(Launch, || "installing the signal handlers".into())?;
     }
     Ok(stop)
@@ -224,7 +226,7 @@ fn run_attempt(
     attempt: usize,
     workdir: &Path,
     agents: &mut Agents,
-    stop: &AtomicBool,
+    stop: &AtomicUsize,
 ) -> Result<Outcome> {
     let folder = workdir.join(format!("attempt_{attempt}"));
     std::fs::create_dir_all(&folder)
@@ -235,7 +237,7 @@ fn run_attempt(
     let started = Instant::now();
     let outcome = loop {
         std::thread::sleep(POLL);
-        if stop.load(Ordering::SeqCst) {
+        if stop.load(Ordering::SeqCst) != 0 {
             stop_ranks(&mut ranks);
             break Outcome::Stopped;
         }
