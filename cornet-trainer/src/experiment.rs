@@ -296,11 +296,37 @@ fn open_run_folder(
         }
     }
     if rank == 0 {
-        let resolved = out.join("config.yaml");
-        crate::files::write_whole(&resolved, config.to_yaml())
-            .explain(TrainError::Io, || format!("writing {}", resolved.display()))?;
+        write_resolved_config(out, config)?;
     }
     Ok((checkpoints, lock))
+}
+
+/// Writes the resolved config as `OUT/config.yaml` unless it is there already, as on most
+/// resumes. A different file there (edited by hand, or the config a `--force` resume departs
+/// from) is kept aside as `config.yaml.<n>`, and said so, never overwritten.
+fn write_resolved_config(out: &Path, config: &Config) -> Result<()> {
+    let path = out.join("config.yaml");
+    let yaml = config.to_yaml();
+    let io = |e| TrainError::Io(format!("writing {}", path.display()), Some(Box::new(e)));
+    match std::fs::read_to_string(&path) {
+        Ok(existing) if existing == yaml => return Ok(()),
+        Ok(_) => {
+            let kept = (1..)
+                .map(|n| out.join(format!("config.yaml.{n}")))
+                .find(|p| !p.exists())
+                .expect("some number is free");
+            std::fs::rename(&path, &kept).map_err(io)?;
+            tracing::warn!(
+                "{} is not this run's config (edited by hand, or the config a --force resume \
+                 departs from): kept as {}",
+                path.display(),
+                kept.display()
+            );
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    crate::files::write_whole(&path, yaml).map_err(io)
 }
 
 /// What to resume from, in order of preference: `--resume`; after a restart by the agent

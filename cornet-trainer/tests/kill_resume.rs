@@ -73,6 +73,81 @@ fn one_epoch_trained(dir: &Path) -> PathBuf {
     config
 }
 
+/// Every file under `dir`, with its bytes and modification time.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>, std::time::SystemTime)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(snapshot(&path));
+        } else {
+            let modified = path.metadata().unwrap().modified().unwrap();
+            files.push((path.clone(), std::fs::read(&path).unwrap(), modified));
+        }
+    }
+    files.sort();
+    files
+}
+
+/// `--resume auto` in a finished run's folder says it is finished and changes nothing (but the
+/// lock file, which names the process holding the folder): it used to write the final weights
+/// and config.yaml again.
+#[test]
+fn a_finished_run_resumed_says_so_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = one_epoch_trained(dir.path());
+    let run = dir.path().join("run");
+    let unlocked = |files: Vec<(PathBuf, Vec<u8>, std::time::SystemTime)>| -> Vec<_> {
+        files
+            .into_iter()
+            .filter(|(p, ..)| !p.ends_with(".lock"))
+            .collect()
+    };
+    let before = unlocked(snapshot(&run));
+    let resumed = train(&config, &["--set", "train.epochs=1", "--resume", "auto"]);
+    let said = stdout_of_success(&resumed);
+    assert!(said.contains("already finished"), "{said}");
+    let after = unlocked(snapshot(&run));
+    let changed: Vec<_> = after
+        .iter()
+        .filter(|file| !before.contains(file))
+        .map(|(path, ..)| path)
+        .collect();
+    assert!(
+        changed.is_empty() && after.len() == before.len(),
+        "the finished run's files changed: {changed:?}"
+    );
+}
+
+/// A config.yaml edited by hand in the run folder is kept aside on resume, and said so, not
+/// overwritten without a word.
+#[test]
+fn an_edited_config_yaml_is_kept_aside_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "run", CONFIG);
+    let run = dir.path().join("run");
+    let mut child = start_training(&config, &[]);
+    wait_for_train_steps(&run, 3, &mut child);
+    let _ = child.kill();
+    child.wait().unwrap();
+    let edited = "# my notes\nmodel: {arch: Z}\n";
+    std::fs::write(run.join("config.yaml"), edited).unwrap();
+    let resumed = train(&config, &["--resume", "auto"]);
+    stdout_of_success(&resumed);
+    let stderr = text(&resumed.stderr);
+    assert!(
+        stderr.contains("kept as") && stderr.contains("config.yaml.1"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run.join("config.yaml.1")).unwrap(),
+        edited
+    );
+    assert!(std::fs::read_to_string(run.join("config.yaml"))
+        .unwrap()
+        .contains("widths"));
+}
+
 #[test]
 fn a_fresh_start_never_mixes_with_an_earlier_run() {
     let dir = tempfile::tempdir().unwrap();
