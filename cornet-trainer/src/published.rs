@@ -123,7 +123,7 @@ pub fn resolve(arg: &Path) -> Result<PathBuf> {
 }
 
 /// The model whose published weights `arg` names, unless it is an existing path.
-fn published_arch(arg: &Path) -> Option<Arch> {
+pub fn published_arch(arg: &Path) -> Option<Arch> {
     if arg.exists() {
         return None;
     }

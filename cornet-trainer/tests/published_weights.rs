@@ -271,3 +271,24 @@ fn an_existing_file_named_like_a_model_is_a_path() {
     assert_eq!(server.requests(), 0);
     assert!(!torch_home.exists());
 }
+
+/// `--model Z --weights S` is refused before anything is downloaded: S's 200 MB would only be
+/// refused once fetched.
+#[test]
+fn another_models_published_weights_are_refused_before_any_download() {
+    let server = WeightsServer::start(HashMap::new());
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let torch_home = dir.join("torch");
+    let env = [
+        ("TORCH_HOME", torch_home.to_str().unwrap()),
+        ("CORNET_WEIGHTS_BASE_URL", server.base_url()),
+    ];
+    let stderr = stderr_of_failure(&test_z(dir, "S", "out", &env));
+    assert!(
+        stderr.contains("--weights S names CORnet-S's published weights, and --model is Z"),
+        "{stderr}"
+    );
+    assert_eq!(server.requests(), 0);
+    assert!(!torch_home.exists());
+}
