@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod logging;
 
 use clap::Parser;
 use cli::{Cli, Command};
@@ -33,12 +34,7 @@ fn keep_freed_memory() {
 
 fn main() -> ExitCode {
     keep_freed_memory();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init();
     let cli = Cli::parse();
     let result = match cli.command {
         None => commands::train::run(&cli.train),
