@@ -408,6 +408,11 @@ pub struct LaunchArgs {
     #[arg(long, default_value_t = 3)]
     pub max_restarts: usize,
 
+    /// Start more ranks than this node has cores (refused without it: each rank needs a core
+    /// at least).
+    #[arg(long)]
+    pub oversubscribe: bool,
+
     /// Seconds without a training step after which a rank counts as hung (at least 1).
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub heartbeat_timeout: u64,

@@ -209,6 +209,22 @@ fn the_all_reduce_benchmark_outside_a_launcher_is_refused() {
     );
 }
 
+/// A thousand ranks on a node of a few cores are refused before any starts, naming the flag
+/// that would start them anyway.
+#[test]
+fn more_ranks_than_the_node_has_cores_are_refused_unless_oversubscribed() {
+    let started = Instant::now();
+    let stderr = stderr_of_failure(&run(&[
+        "launch", "--nproc", "100000", "--", "--config", "x.yaml",
+    ]));
+    assert!(
+        stderr.contains("--nproc 100000") && stderr.contains("--oversubscribe"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("[rank"), "no rank started: {stderr}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
 /// `srun --ntasks 2 cornet-trainer --config ...` with no wrapper: the tasks know their place
 /// from Slurm's variables, the store's port from the job id, its host from the node list.
 #[test]

@@ -14,6 +14,7 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
         run_id: args.run_id,
         local_addr: args.local_addr,
         max_restarts: args.max_restarts,
+        oversubscribe: args.oversubscribe,
         heartbeat_timeout: Duration::from_secs(args.heartbeat_timeout),
         rendezvous_timeout: Duration::from_secs(args.rendezvous_timeout),
         trainer_args: args.trainer_args,

@@ -52,6 +52,8 @@ pub struct LaunchOptions {
     pub local_addr: Option<IpAddr>,
     /// Times to restart all ranks after one fails.
     pub max_restarts: usize,
+    /// Start more ranks than this node has cores.
+    pub oversubscribe: bool,
     /// A rank that has not beaten its heartbeat for this long is taken for hung.
     pub heartbeat_timeout: Duration,
     /// How long to wait for the store (node 0's launcher) at start-up.
@@ -106,6 +108,9 @@ pub fn launch(options: &LaunchOptions) -> Result<()> {
             None,
         ));
     }
+    if !options.oversubscribe {
+        check_capacity(options.nproc, cores())?;
+    }
     if options.heartbeat_timeout.is_zero() {
         return Err(Launch(
             "--heartbeat-timeout must be at least 1 second".into(),
@@ -158,6 +163,27 @@ pub fn launch(options: &LaunchOptions) -> Result<()> {
         }
     }
     unreachable!("the last attempt returns")
+}
+
+/// Refuses more ranks than `cores`: each rank keeps a core busy at least (its loop, its
+/// loader, its collectives), and a thousand ranks on two cores only thrash the node.
+fn check_capacity(nproc: usize, cores: usize) -> Result<()> {
+    if nproc > cores {
+        return Err(Launch(
+            format!(
+                "--nproc {nproc} is more ranks than this node has cores ({cores}), and each rank \
+                 needs one at least: lower --nproc, or pass --oversubscribe to start them anyway"
+            ),
+            None,
+        ));
+    }
+    Ok(())
+}
+
+/// The cores this process may run on (its CPU affinity and cgroup quota, as Slurm's and
+/// Kubernetes' allocations set them).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// SIGINT or SIGTERM to the launcher: the ranks are asked to checkpoint and stop.
@@ -460,4 +486,20 @@ fn forward_output(
             tail.push_back(line);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn more_ranks_than_cores_are_refused_naming_the_flag_that_allows_them() {
+        assert!(check_capacity(2, 2).is_ok());
+        assert!(check_capacity(1, 64).is_ok());
+        let err = check_capacity(1000, 2).unwrap_err().to_string();
+        assert!(
+            err.contains("--nproc 1000") && err.contains("(2)") && err.contains("--oversubscribe"),
+            "{err}"
+        );
+    }
 }
