@@ -268,8 +268,13 @@ fn job_id_of_a_free_port() -> u64 {
         .unwrap()
 }
 
+/// The secret that the launchers of the two-node tests share (set on every node, as a job
+/// script exports it).
+const TWO_NODES_SECRET: (&str, &str) = ("CORNET_JOB_SECRET", "the-secret-both-nodes-share");
+
 /// Two launchers as two nodes of one rank each, on 127.0.0.2 and 127.0.0.3: node 1's rank
-/// reaches the store on node 0's address and accepts its ring peer on its own.
+/// reaches the store on node 0's address and accepts its ring peer on its own. Their output,
+/// piped, carries no colour codes.
 #[test]
 fn two_nodes_on_two_loopback_addresses_train_as_one_node_does() {
     let dir = tempfile::tempdir().unwrap();
@@ -303,6 +308,7 @@ fn two_nodes_on_two_loopback_addresses_train_as_one_node_does() {
             let vars = [
                 ("RUST_LOG", "info,cornet_trainer::distributed=debug"),
                 ONE_THREAD,
+                TWO_NODES_SECRET,
             ];
             start_with_env(&args, &vars)
         })
@@ -313,6 +319,7 @@ fn two_nodes_on_two_loopback_addresses_train_as_one_node_does() {
         "{}",
         stderrs[1]
     );
+    assert!(!stderrs.concat().contains('\x1b'), "{stderrs:?}");
     assert!(
         final_weights(&dir.path().join("two_nodes")) == *reference(),
         "weights differ"

@@ -1,6 +1,7 @@
 //! `cornet-trainer launch`: one training process per device, torchrun's way.
 
 use crate::cli::LaunchArgs;
+use cornet_trainer::distributed::env::job_secret_from_env;
 use cornet_trainer::distributed::launch::{launch, LaunchOptions};
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
         oversubscribe: args.oversubscribe,
         heartbeat_timeout: Duration::from_secs(args.heartbeat_timeout),
         rendezvous_timeout: Duration::from_secs(args.rendezvous_timeout),
+        secret: job_secret_from_env()?,
         trainer_args: args.trainer_args,
     })?)
 }

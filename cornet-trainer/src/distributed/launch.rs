@@ -5,9 +5,11 @@
 //! each attempt's store keys apart. Launchers of several nodes learn of each other's failures
 //! through the store, so that every node restarts together.
 
+use super::auth::Secret;
+use super::env::{AGENT_STORE_AUTH_VAR, SECRET_VAR};
 use super::error::{DistributedError::Launch, Explain, Result};
 use super::error_file;
-use super::store::{StoreClient, StoreServer};
+use super::store::{ServerLimits, StoreClient, StoreConfig, StoreServer};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::collections::VecDeque;
@@ -58,6 +60,9 @@ pub struct LaunchOptions {
     pub heartbeat_timeout: Duration,
     /// How long to wait for the store (node 0's launcher) at start-up.
     pub rendezvous_timeout: Duration,
+    /// The job's secret (`CORNET_JOB_SECRET`), the same on every node; one is made when the
+    /// job has a single node and none is given.
+    pub secret: Option<Secret>,
     /// The trainer's own arguments, passed to every rank.
     pub trainer_args: Vec<String>,
 }
@@ -117,16 +122,30 @@ pub fn launch(options: &LaunchOptions) -> Result<()> {
             None,
         ));
     }
+    let secret = job_secret(options)?;
     let _store = match options.node_rank {
-        0 => Some(StoreServer::start(options.master_port)?),
+        0 => Some(StoreServer::start(&StoreConfig {
+            host: options.master_addr.clone(),
+            port: options.master_port,
+            other_hosts: options.nnodes > 1,
+            secret: Some(secret.clone()),
+            limits: ServerLimits::default(),
+        })?),
         _ => None,
     };
-    let mut agents = Agents::connect(options)?;
+    let mut agents = Agents::connect(options, &secret)?;
     let stop = stop_on_signals()?;
     let workdir =
         tempfile::tempdir().explain(Launch, || "creating the launcher's folder".into())?;
     for attempt in 0..=options.max_restarts {
-        match run_attempt(options, attempt, workdir.path(), &mut agents, &stop)? {
+        match run_attempt(
+            options,
+            &secret,
+            attempt,
+            workdir.path(),
+            &mut agents,
+            &stop,
+        )? {
             Outcome::Finished => return Ok(()),
             Outcome::Stopped => {
                 return Err(Launch(
@@ -163,6 +182,25 @@ pub fn launch(options: &LaunchOptions) -> Result<()> {
         }
     }
     unreachable!("the last attempt returns")
+}
+
+/// The secret of the job: the one given, or a new one for a job of one node. The launchers of
+/// several nodes cannot agree on a new one without a channel that a secret would protect: the
+/// user gives them one.
+fn job_secret(options: &LaunchOptions) -> Result<Secret> {
+    match (&options.secret, options.nnodes) {
+        (Some(secret), _) => Ok(secret.clone()),
+        (None, 1) => Secret::generate(),
+        (None, nnodes) => Err(Launch(
+            format!(
+                "--nnodes {nnodes}: the launchers of the nodes must share the job's secret, \
+                 which only they and their ranks know: set {SECRET_VAR} to the same value on \
+                 every node (e.g. `export {SECRET_VAR}=$(openssl rand -hex 32)` in the job's \
+                 script)"
+            ),
+            None,
+        )),
+    }
 }
 
 /// Refuses more ranks than `cores`: each rank keeps a core busy at least (its loop, its
@@ -205,13 +243,14 @@ struct Agents {
 }
 
 impl Agents {
-    fn connect(options: &LaunchOptions) -> Result<Self> {
+    fn connect(options: &LaunchOptions, secret: &Secret) -> Result<Self> {
         let store = match options.nnodes {
             1 => None,
             _ => Some(StoreClient::connect(
                 &options.master_addr,
                 options.master_port,
                 options.rendezvous_timeout,
+                Some(secret),
             )?),
         };
         Ok(Agents {
@@ -249,6 +288,7 @@ impl Agents {
 
 fn run_attempt(
     options: &LaunchOptions,
+    secret: &Secret,
     attempt: usize,
     workdir: &Path,
     agents: &mut Agents,
@@ -258,7 +298,7 @@ fn run_attempt(
     std::fs::create_dir_all(&folder)
         .explain(Launch, || format!("creating {}", folder.display()))?;
     let mut ranks = (0..options.nproc)
-        .map(|local_rank| start_rank(options, attempt, local_rank, &folder))
+        .map(|local_rank| start_rank(options, secret, attempt, local_rank, &folder))
         .collect::<Result<Vec<_>>>()?;
     let started = Instant::now();
     let outcome = loop {
@@ -315,9 +355,11 @@ fn run_attempt(
     Ok(outcome)
 }
 
-/// Starts local rank `local_rank` of `attempt` with torchrun's worker contract.
+/// Starts local rank `local_rank` of `attempt` with torchrun's worker contract, and the job's
+/// secret in its environment (never in its arguments, which every user of the host can read).
 fn start_rank(
     options: &LaunchOptions,
+    secret: &Secret,
     attempt: usize,
     local_rank: usize,
     folder: &Path,
@@ -348,6 +390,8 @@ fn start_rank(
             options.max_restarts.to_string(),
         )
         .env("TORCHELASTIC_USE_AGENT_STORE", "True")
+        .env(SECRET_VAR, secret.expose())
+        .env(AGENT_STORE_AUTH_VAR, "True")
         .env("TORCHELASTIC_ERROR_FILE", &error_file)
         .env(HEARTBEAT_ENV, &heartbeat)
         .stdout(Stdio::piped())
