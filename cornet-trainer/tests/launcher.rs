@@ -4,7 +4,7 @@
 //! loopback addresses: every way ends with the weights of `launch --nproc 2`.
 
 use crate::util::{
-    final_weights, free_port, run, start_with_env, stderr_of_failure, wait_for_success,
+    children, final_weights, free_port, run, start_with_env, stderr_of_failure, wait_for_success,
     wait_for_train_steps, write_config,
 };
 use std::collections::BTreeMap;
@@ -53,14 +53,6 @@ fn reference() -> &'static BTreeMap<String, Vec<u8>> {
         wait_for_success(launch(dir.path(), "reference", 60, &[]));
         final_weights(&dir.path().join("reference"))
     })
-}
-
-fn children(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
 }
 
 fn alive(pid: u32) -> bool {

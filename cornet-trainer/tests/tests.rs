@@ -7,6 +7,7 @@ mod weights_server;
 mod cli_test;
 mod config;
 mod eval;
+mod hostile_peers;
 mod kill_resume;
 mod launcher;
 mod learning_curves;

@@ -173,6 +173,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The processes `pid` started (a launcher's ranks).
+pub fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
 /// Writes a row-major f64 array as .npy.
 pub fn write_npy<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[u64], values: &[T]) {
     use npyz::WriterBuilder;
