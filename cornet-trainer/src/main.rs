@@ -33,9 +33,12 @@ fn keep_freed_memory() {
 }
 
 fn main() -> ExitCode {
-    keep_freed_memory();
     logging::init();
     let cli = Cli::parse();
+    // The launcher has no steps: what its store held for clients since gone goes back.
+    if !matches!(cli.command, Some(Command::Launch(_))) {
+        keep_freed_memory();
+    }
     let result = match cli.command {
         None => commands::train::run(&cli.train),
         Some(Command::Test(args)) => commands::test::run(&args),

@@ -172,11 +172,13 @@ fn listen(config: &StoreConfig) -> Result<TcpListener> {
             bound => bound,
         }
     };
-    bound.explain(Rendezvous, || {
+    let listener = bound.explain(Rendezvous, || {
         format!(
             "cannot serve the rendezvous store on port {port} (MASTER_PORT); is the port in use?"
         )
-    })
+    })?;
+    tracing::debug!("the rendezvous store listens on {}", listener.local_addr()?);
+    Ok(listener)
 }
 
 /// The address of every interface of `ip`'s family.

@@ -195,12 +195,11 @@ async fn handle(
     let reply = match command {
         Command::Validate => return Err(Ended::Closed),
         Command::Authenticate => {
-            return Err(Ended::NotAClient(
-                "proof unasked",
-                "offered proof of a secret, but this store was started without \
-                 CORNET_JOB_SECRET"
-                    .into(),
-            ))
+            let what = match shared.secret {
+                None => "offered proof of a secret, but this store was started without one",
+                Some(_) => "offered proof of the secret a second time",
+            };
+            return Err(Ended::NotAClient("proof unasked", what.into()));
         }
         Command::Ping => Some(Message::default().u32(reader.u32().await?)),
         Command::Set => {
