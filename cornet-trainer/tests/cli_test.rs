@@ -1,8 +1,7 @@
 //! `cornet-trainer test`: feature extraction from a preprocessed tensor, end to end.
 
 use crate::util::{
-    fixture, free_port, read_npz, run_test_command, run_with_env, stderr_of_failure,
-    stdout_of_success, text,
+    fixture, read_npz, run_test_command, stderr_of_failure, stdout_of_success, text,
 };
 use candle_core::{DType, Tensor};
 use cornet_model::testing::relative_error;
@@ -262,32 +261,4 @@ fn an_extraction_beyond_the_machine_memory_is_refused_before_it_starts() {
     );
     let stderr = stderr_of_failure(&run);
     assert!(stderr.contains("--times (100000000)"), "{stderr}");
-}
-
-/// Off a terminal (a pipe here, as Slurm's output file or nohup's) log lines carry no colour
-/// codes. The line logged is the download of `--weights Z`, from a port where nothing listens.
-#[test]
-fn log_lines_off_a_terminal_carry_no_colour_codes() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = zeros_npy(dir.path());
-    let (out, torch_home) = (dir.path().join("out"), dir.path().join("torch"));
-    let base_url = format!("http://127.0.0.1:{}", free_port());
-    let args = [
-        "test",
-        "--model",
-        "Z",
-        "--weights",
-        "Z",
-        "-o",
-        out.to_str().unwrap(),
-        "--input-npy",
-        input.to_str().unwrap(),
-    ];
-    let vars = [
-        ("TORCH_HOME", torch_home.to_str().unwrap()),
-        ("CORNET_WEIGHTS_BASE_URL", base_url.as_str()),
-    ];
-    let stderr = stderr_of_failure(&run_with_env(&args, &vars));
-    assert!(stderr.contains("downloading"), "{stderr}");
-    assert!(!stderr.contains('\x1b'), "{stderr:?}");
 }

@@ -3,7 +3,10 @@
 //! and which the launchers of several nodes must share. The jobs here time the all-reduce
 //! (`bench-allreduce`): they meet as training does, in a moment.
 
-use crate::util::{children, free_port, run_with_env, stderr_of_failure, text, wait_for_success};
+use crate::util::{
+    children, free_port, launch_node_of_two, run_with_env, stderr_of_failure, text,
+    wait_for_success,
+};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,27 +17,12 @@ const SECRET: &str = "CORNET_JOB_SECRET";
 /// 127.0.0.1:`port`, the launcher limited to `max_files` open files if given; the job's
 /// secret is `secret`.
 fn start_node(node: usize, port: u16, secret: &str, max_files: Option<u32>) -> Child {
-    let node = node.to_string();
-    let port = port.to_string();
-    let launch = [
-        "launch",
-        "--nproc",
-        "1",
-        "--nnodes",
-        "2",
-        "--node-rank",
-        &node,
-        "--master-port",
-        &port,
-        "--run-id",
-        "hostile",
-        "--",
-        "bench-allreduce",
-        "--floats",
-        "1000",
-        "--iters",
-        "3",
-    ];
+    let job = ["--run-id", "hostile", "--", "bench-allreduce"];
+    let launch = launch_node_of_two(
+        node,
+        port,
+        &[&job[..], &["--floats", "1000", "--iters", "3"]].concat(),
+    );
     let trainer = env!("CARGO_BIN_EXE_cornet-trainer");
     let mut command = match max_files {
         // The limit set by the shell that then becomes the launcher, as `ulimit -n` in a job

@@ -4,8 +4,8 @@
 //! loopback addresses: every way ends with the weights of `launch --nproc 2`.
 
 use crate::util::{
-    children, final_weights, free_port, run, start_with_env, stderr_of_failure, wait_for_success,
-    wait_for_train_steps, write_config,
+    children, final_weights, free_port, launch_node_of_two, run, start_with_env, stderr_of_failure,
+    wait_for_success, wait_for_train_steps, write_config,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -271,24 +271,14 @@ const TWO_NODES_SECRET: (&str, &str) = ("CORNET_JOB_SECRET", "the-secret-both-no
 fn two_nodes_on_two_loopback_addresses_train_as_one_node_does() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "two_nodes", CONFIG);
-    let port = free_port().to_string();
+    let port = free_port();
     let nodes: Vec<Child> = ["127.0.0.2", "127.0.0.3"]
         .iter()
         .enumerate()
         .map(|(node, addr)| {
-            let node = node.to_string();
-            let args = [
-                "launch",
-                "--nproc",
-                "1",
-                "--nnodes",
-                "2",
-                "--node-rank",
-                &node,
+            let rest = [
                 "--master-addr",
                 "127.0.0.2",
-                "--master-port",
-                &port,
                 "--local-addr",
                 addr,
                 "--run-id",
@@ -297,6 +287,7 @@ fn two_nodes_on_two_loopback_addresses_train_as_one_node_does() {
                 "--config",
                 config.to_str().unwrap(),
             ];
+            let args = launch_node_of_two(node, port, &rest);
             let vars = [
                 ("RUST_LOG", "info,cornet_trainer::distributed=debug"),
                 ONE_THREAD,

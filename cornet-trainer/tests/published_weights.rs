@@ -2,7 +2,7 @@
 //! the original's bucket into a temporary hub cache, and never cached unless whole, of the
 //! named hash and loadable.
 
-use crate::util::{fixture, run_in, start_with_env, stderr_of_failure, stdout_of_success};
+use crate::util::{fixture, run_in, start_with_env, stderr_of_failure, stdout_of_success, text};
 use crate::weights_server::{Reply, WeightsServer};
 use cornet_model::{Arch, Model};
 use cornet_trainer::published::{DownloadLimits, PublishedWeights, PublishedWeightsError};
@@ -103,15 +103,24 @@ fn a_file_already_in_the_cache_is_used_without_a_request() {
     assert_eq!(server.requests(), 0);
 }
 
-#[test]
-fn an_interrupted_transfer_leaves_nothing_under_the_real_name() {
+/// A server of the Z fixture under its published-style name, as `reply` makes of its bytes;
+/// and the hash prefix in that name.
+fn serving_z(reply: impl FnOnce(Vec<u8>) -> Reply) -> (WeightsServer, String) {
     let (bytes, hash) = z_weights();
     let name = format!("cornet_z-{hash}.pth");
-    let sent = bytes.len() / 2;
-    let server = WeightsServer::start(HashMap::from([(
-        name.clone(),
-        Reply::CutAfter { file: bytes, sent },
-    )]));
+    (
+        WeightsServer::start(HashMap::from([(name, reply(bytes))])),
+        hash,
+    )
+}
+
+#[test]
+fn an_interrupted_transfer_leaves_nothing_under_the_real_name() {
+    let (server, hash) = serving_z(|file| {
+        let sent = file.len() / 2;
+        Reply::CutAfter { file, sent }
+    });
+    let name = format!("cornet_z-{hash}.pth");
     let s = setup(&server, Arch::Z, &hash);
 
     let err = chain(&s.weights.fetch(Arch::Z).unwrap_err());
@@ -175,13 +184,10 @@ fn quick_limits() -> DownloadLimits {
 
 #[test]
 fn a_body_that_stops_arriving_is_abandoned_naming_the_url() {
-    let (bytes, hash) = z_weights();
-    let name = format!("cornet_z-{hash}.pth");
-    let sent = bytes.len() / 3;
-    let server = WeightsServer::start(HashMap::from([(
-        name,
-        Reply::StallAfter { file: bytes, sent },
-    )]));
+    let (server, hash) = serving_z(|file| {
+        let sent = file.len() / 3;
+        Reply::StallAfter { file, sent }
+    });
     let s = setup(&server, Arch::Z, &hash);
     let weights = s.weights.clone().with_limits(quick_limits());
 
@@ -413,6 +419,23 @@ fn a_signal_during_a_download_removes_its_partial_file() {
             "{signal}"
         );
     }
+}
+
+/// Off a terminal (a pipe here, as Slurm's output file or nohup's) log lines carry no colour
+/// codes: the download's line, here.
+#[test]
+fn log_lines_off_a_terminal_carry_no_colour_codes() {
+    let server = WeightsServer::start(HashMap::new());
+    let dir = tempfile::tempdir().unwrap();
+    let output = start_test_z(dir.path(), &server)
+        .wait_with_output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("downloading"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\x1b'), "{stderr:?}");
 }
 
 /// SIGKILL leaves the partial file; the next fetch removes it once it is stale, and keeps a

@@ -9,7 +9,7 @@ use super::wire::{
 use crate::distributed::auth::{self, Exchange, Secret, Side, CHALLENGE_LEN, PROOF_LEN};
 use crate::distributed::error::{DistributedError::Rendezvous, Explain, Result};
 use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// A connection to a store. Keys are given without PyTorch's leading `/`, which the client
@@ -30,13 +30,7 @@ impl StoreClient {
         secret: Option<&Secret>,
     ) -> Result<Self> {
         let deadline = Instant::now() + timeout;
-        let peer = (host, port)
-            .to_socket_addrs()
-            .explain(Rendezvous, || format!("resolving MASTER_ADDR {host}"))?
-            .next()
-            .explain(Rendezvous, || {
-                format!("MASTER_ADDR {host} resolves to nothing")
-            })?;
+        let peer = super::store_address(host, port)?;
         let stream = loop {
             match TcpStream::connect_timeout(&peer, Duration::from_secs(1)) {
                 Ok(stream) => break stream,
@@ -310,44 +304,36 @@ impl StoreClient {
 /// takes is refused here, naming it.
 fn slashed(key: &str) -> Result<Vec<u8>> {
     let slashed = format!("/{key}").into_bytes();
-    if slashed.len() as u64 > MAX_KEY_LEN {
-        return Err(Rendezvous(
-            format!(
-                "the store key {key:?} is {} bytes, over the store's limit of {MAX_KEY_LEN}",
-                slashed.len()
-            ),
-            None,
-        ));
-    }
+    at_most(slashed.len(), MAX_KEY_LEN, || {
+        format!("the store key {key:?}, in bytes,")
+    })?;
     Ok(slashed)
 }
 
 fn slash_all(keys: &[&str]) -> Result<Vec<Vec<u8>>> {
-    if keys.len() as u64 > MAX_KEYS {
-        return Err(Rendezvous(
-            format!(
-                "{} store keys in one request, over the store's limit of {MAX_KEYS}",
-                keys.len()
-            ),
-            None,
-        ));
-    }
+    at_most(keys.len(), MAX_KEYS, || {
+        "the number of store keys in one request".into()
+    })?;
     keys.iter().map(|k| slashed(k)).collect()
 }
 
 /// `value`, unless it is longer than the store takes.
 fn within_limit<'v>(key: &str, value: &'v [u8]) -> Result<&'v [u8]> {
-    if value.len() as u64 > MAX_VALUE_LEN {
+    at_most(value.len(), MAX_VALUE_LEN, || {
+        format!("the value of the store key {key:?}, in bytes,")
+    })?;
+    Ok(value)
+}
+
+/// Refuses a `len` over the store's `limit`, saying `what` it measures.
+fn at_most(len: usize, limit: u64, what: impl FnOnce() -> String) -> Result<()> {
+    if len as u64 > limit {
         return Err(Rendezvous(
-            format!(
-                "the value for the store key {key:?} is {} bytes, over the store's limit of \
-                 {MAX_VALUE_LEN}",
-                value.len()
-            ),
+            format!("{} is {len}, over the store's limit of {limit}", what()),
             None,
         ));
     }
-    Ok(value)
+    Ok(())
 }
 
 /// A zero read timeout means "none" to the OS; the shortest real one is meant instead.

@@ -9,7 +9,7 @@ use super::state::ClientId;
 use super::warnings::Warnings;
 use crate::distributed::auth::Secret;
 use crate::distributed::error::{DistributedError::Rendezvous, Explain, Result};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -145,13 +145,7 @@ impl Drop for StoreServer {
 /// (a Kubernetes service in front of the pod, a NAT).
 fn listen(config: &StoreConfig) -> Result<TcpListener> {
     let StoreConfig { host, port, .. } = config;
-    let named = (host.as_str(), *port)
-        .to_socket_addrs()
-        .explain(Rendezvous, || format!("resolving MASTER_ADDR {host}"))?
-        .next()
-        .explain(Rendezvous, || {
-            format!("MASTER_ADDR {host} resolves to nothing")
-        })?;
+    let named = super::store_address(host, *port)?;
     let everywhere = SocketAddr::new(unspecified(named.ip()), *port);
     let bound = if named.ip().is_loopback() && config.other_hosts {
         tracing::info!(

@@ -373,6 +373,15 @@ fn the_secret_never_crosses_the_wire() {
     assert!(!wire.windows(text.len()).any(|w| w == text));
 }
 
+/// Sets and reads a key through `client`, asserting that the store answers within a second.
+fn answered_within_a_second(client: &mut StoreClient) {
+    let asked = Instant::now();
+    client.set("small", b"1").unwrap();
+    assert_eq!(client.get("small", LONG).unwrap(), Some(b"1".to_vec()));
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(1), "{took:?}");
+}
+
 /// One client sets a 1 MiB value and asks for it 200 times without reading: the store stops
 /// reading it once a backlog is queued, answers others meanwhile, and keeps nothing once it
 /// goes (#24: 200 such replies took 1.9 GB, kept after the client left).
@@ -396,14 +405,7 @@ fn a_client_that_does_not_read_its_replies_holds_a_bounded_backlog() {
         server.queued_reply_bytes()
     );
 
-    let asked = Instant::now();
-    other.set("small", b"1").unwrap();
-    assert_eq!(other.get("small", LONG).unwrap(), Some(b"1".to_vec()));
-    assert!(
-        asked.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        asked.elapsed()
-    );
+    answered_within_a_second(&mut other);
 
     drop(greedy);
     let deadline = Instant::now() + LONG;
@@ -439,39 +441,36 @@ fn oversized_keys_and_values_are_refused_and_others_are_answered_meanwhile() {
             socket
         })
         .collect();
-    let asked = Instant::now();
-    client.set("k", b"v").unwrap();
-    assert_eq!(client.get("k", LONG).unwrap(), Some(b"v".to_vec()));
-    assert!(
-        asked.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        asked.elapsed()
-    );
+    answered_within_a_second(&mut client);
     for mut socket in announcing {
         assert!(closed_unanswered(&mut socket));
     }
+}
+
+/// A store on a free port of 127.0.0.1 within `limits`.
+fn limited_store(limits: ServerLimits) -> StoreServer {
+    StoreServer::start(&StoreConfig {
+        limits,
+        ..StoreConfig::local(0)
+    })
+    .unwrap()
 }
 
 /// More idle connections than the store holds, which never open as clients: the oldest are
 /// let go to make room, and a client gets in at once, long before their handshake timeout.
 #[test]
 fn a_flood_of_idle_connections_does_not_keep_clients_out() {
-    let server = StoreServer::start(&StoreConfig {
-        limits: ServerLimits {
-            max_connections: 8,
-            handshake_timeout: Duration::from_secs(60),
-        },
-        ..StoreConfig::local(0)
-    })
-    .unwrap();
+    let server = limited_store(ServerLimits {
+        max_connections: 8,
+        handshake_timeout: Duration::from_secs(60),
+    });
     let port = server.port();
     let _idle: Vec<TcpStream> = (0..100)
         .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
         .collect();
     let asked = Instant::now();
     let mut client = StoreClient::connect("127.0.0.1", port, LONG, None).unwrap();
-    client.set("k", b"v").unwrap();
-    assert_eq!(client.get("k", LONG).unwrap(), Some(b"v".to_vec()));
+    answered_within_a_second(&mut client);
     assert!(
         asked.elapsed() < Duration::from_secs(5),
         "{:?}",
@@ -481,14 +480,10 @@ fn a_flood_of_idle_connections_does_not_keep_clients_out() {
 
 #[test]
 fn a_connection_that_stays_silent_is_closed_after_the_handshake_timeout() {
-    let server = StoreServer::start(&StoreConfig {
-        limits: ServerLimits {
-            handshake_timeout: Duration::from_millis(200),
-            ..ServerLimits::default()
-        },
-        ..StoreConfig::local(0)
-    })
-    .unwrap();
+    let server = limited_store(ServerLimits {
+        handshake_timeout: Duration::from_millis(200),
+        ..ServerLimits::default()
+    });
     let mut silent = TcpStream::connect(("127.0.0.1", server.port())).unwrap();
     silent.set_read_timeout(Some(LONG)).unwrap();
     let connected = Instant::now();
