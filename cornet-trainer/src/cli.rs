@@ -377,7 +377,8 @@ pub struct LaunchArgs {
     #[arg(long, visible_alias = "nproc-per-node")]
     pub nproc: usize,
 
-    /// Nodes in the job; start one launcher per node, each with its --node-rank.
+    /// Nodes in the job; start one launcher per node, each with its --node-rank and the same
+    /// CORNET_JOB_SECRET in its environment (a job of one node makes its own).
     #[arg(long, default_value_t = 1)]
     pub nnodes: usize,
 
@@ -385,7 +386,8 @@ pub struct LaunchArgs {
     #[arg(long, default_value_t = 0)]
     pub node_rank: usize,
 
-    /// Address of node 0, where its launcher serves the store (a PyTorch TCPStore).
+    /// Address of node 0, where its launcher serves the store (a PyTorch TCPStore, on this
+    /// address's interface, to clients that prove the job's secret).
     #[arg(long, default_value = "127.0.0.1")]
     pub master_addr: String,
 

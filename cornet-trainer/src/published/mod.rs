@@ -11,7 +11,7 @@
 mod partial;
 mod transfer;
 
-pub use transfer::{DownloadLimits, MAX_PUBLISHED_BYTES, STALL_TIMEOUT};
+pub use transfer::DownloadLimits;
 
 use cornet_model::{Arch, Model};
 use partial::PartialFile;

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 /// The longest a published file can be: CORnet-S, the largest, is 214 MB (its tensors alone
 /// are 213.8 MB: `tests/fixtures/state_dict_manifest.tsv`).
-pub const MAX_PUBLISHED_BYTES: u64 = 256 << 20;
+const MAX_PUBLISHED_BYTES: u64 = 256 << 20;
 
 /// How long a server may stay silent: before accepting the connection, before its answer, and
 /// between two reads of the body.
-pub const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a transfer may take: how long the server may stay silent, how many bytes it may send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -54,6 +54,7 @@ impl Store {
         self.values.len()
     }
 
+    /// Sets `key` to `value`; the clients waiting for it are told.
     pub fn set(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), Refused> {
         self.put(key.clone(), value)?;
         self.wake(&key);
@@ -94,6 +95,7 @@ impl Store {
         Ok(Some(sum))
     }
 
+    /// Appends `value` to what `key` holds (nothing, if unset), within [`MAX_VALUE_LEN`].
     pub fn append(&mut self, key: Vec<u8>, value: &[u8]) -> Result<(), Refused> {
         let mut whole = self.get(&key).to_vec();
         whole.extend_from_slice(value);
@@ -115,6 +117,7 @@ impl Store {
         true
     }
 
+    /// Whether every key is set.
     pub fn all_present(&self, keys: &[Vec<u8>]) -> bool {
         keys.iter().all(|k| self.values.contains_key(k))
     }
@@ -135,6 +138,7 @@ impl Store {
         false
     }
 
+    /// Ends `client`'s wait, if it has one.
     pub fn forget_wait(&mut self, client: ClientId) {
         if self.missing.remove(&client).is_some() {
             self.waiters.retain(|_, clients| {
@@ -144,6 +148,7 @@ impl Store {
         }
     }
 
+    /// Queues `bytes` for `client`, if it is still connected.
     pub fn reply(&self, client: ClientId, bytes: Vec<u8>) {
         if let Some(outbox) = self.outboxes.get(&client) {
             outbox.send(bytes);
