@@ -3,6 +3,7 @@
 mod bars;
 mod cli;
 mod commands;
+mod logging;
 
 use clap::Parser;
 use cli::{Cli, Command};
@@ -35,14 +36,12 @@ fn keep_freed_memory() {
 }
 
 fn main() -> ExitCode {
-    keep_freed_memory();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init();
     let cli = Cli::parse();
+    // The launcher has no steps: what its store held for clients since gone goes back.
+    if !matches!(cli.command, Some(Command::Launch(_))) {
+        keep_freed_memory();
+    }
     let result = match cli.command {
         None => commands::train::run(&cli.train),
         Some(Command::Test(args)) => commands::test::run(&args),
