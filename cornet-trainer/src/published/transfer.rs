@@ -2,7 +2,8 @@
 //! does not answer, a body that stops arriving, and a body longer than any published file (or
 //! than its own Content-Length) are errors naming the URL, never a hang or a full disk.
 
-use super::{cache_error, PublishedFile, PublishedWeightsError, Result};
+use super::error::{cache_error, PublishedWeightsError, Result};
+use super::file::PublishedFile;
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};

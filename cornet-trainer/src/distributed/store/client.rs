@@ -30,7 +30,7 @@ impl StoreClient {
         secret: Option<&Secret>,
     ) -> Result<Self> {
         let deadline = Instant::now() + timeout;
-        let peer = super::store_address(host, port)?;
+        let peer = super::address::store_address(host, port)?;
         let stream = loop {
             match TcpStream::connect_timeout(&peer, Duration::from_secs(1)) {
                 Ok(stream) => break stream,

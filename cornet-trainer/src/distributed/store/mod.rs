@@ -7,6 +7,7 @@
 //! connections ([`admission`]) and on what each may hold ([`session`], [`state`]), and, given
 //! the job's secret, proof of it from every client (`wire`'s `AUTHENTICATE`).
 
+mod address;
 mod admission;
 mod client;
 mod outbox;
@@ -18,21 +19,6 @@ mod wire;
 
 pub use client::StoreClient;
 pub use server::{ServerLimits, StoreConfig, StoreServer};
-
-use crate::distributed::error::{DistributedError::Rendezvous, Explain, Result};
-use std::net::{SocketAddr, ToSocketAddrs};
-
-/// The address of the store named `host` (`MASTER_ADDR`): the first that `host` resolves to,
-/// where clients connect and the store listens, so that both pick the same.
-fn store_address(host: &str, port: u16) -> Result<SocketAddr> {
-    (host, port)
-        .to_socket_addrs()
-        .explain(Rendezvous, || format!("resolving MASTER_ADDR {host}"))?
-        .next()
-        .explain(Rendezvous, || {
-            format!("MASTER_ADDR {host} resolves to nothing")
-        })
-}
 
 #[cfg(test)]
 mod tests;

@@ -145,7 +145,7 @@ impl Drop for StoreServer {
 /// (a Kubernetes service in front of the pod, a NAT).
 fn listen(config: &StoreConfig) -> Result<TcpListener> {
     let StoreConfig { host, port, .. } = config;
-    let named = super::store_address(host, *port)?;
+    let named = super::address::store_address(host, *port)?;
     let everywhere = SocketAddr::new(unspecified(named.ip()), *port);
     let bound = if named.ip().is_loopback() && config.other_hosts {
         tracing::info!(
