@@ -32,7 +32,7 @@ pub enum RecordsError {
 pub type Result<T, E = RecordsError> = std::result::Result<T, E>;
 
 /// Which part of a run a record measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// One training step: its batch on rank 0.
