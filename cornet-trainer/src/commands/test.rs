@@ -6,9 +6,10 @@ use cornet_trainer::extract::Extraction;
 
 pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     let extraction = Extraction::prepare(&args.request()?)?;
-    if let Some(list) = extraction.file_list() {
+    let written = extraction.run(&mut Bars::default())?;
+    if let Some(list) = written.file_list {
         println!("{}", list.display());
     }
-    println!("{}", extraction.run(&mut Bars::default())?.display());
+    println!("{}", written.features.display());
     Ok(())
 }
