@@ -48,10 +48,19 @@ pub fn train(request: &TrainRequest, progress: &mut dyn Progress) -> Result<()> 
     let mut model = build_model(&config, request.init.as_deref(), &rank.device)?;
     let mut comm = connect_ranks(&config, &rank)?;
     model.set_batch_groups(rank.bn_plan.connect(rank.env.as_ref())?);
-    let resume = resume_requests(request.resume.as_deref(), rank.env.as_ref());
-    let (checkpoints, _lock) = open_run_folder(&config, !resume.is_empty(), rank.rank)?;
+    let out = &config.output.path;
+    let checkpoints = CheckpointDir::new(out.join("checkpoints"), config.output.keep);
+    let resume = resume_requests(request.resume.as_deref(), rank.env.as_ref(), &checkpoints);
+    let _lock = open_run_folder(&config, &checkpoints, !resume.is_empty(), rank.rank)?;
     let interrupts = Interrupts::from_signals().map_err(TrainError::Signals)?;
-    let settings = RunSettings::from_config(&config);
+    let settings = RunSettings {
+        elastic_run: rank
+            .env
+            .as_ref()
+            .and_then(RankEnv::elastic_run)
+            .map(str::to_owned),
+        ..RunSettings::from_config(&config)
+    };
     let mut trainer = Trainer::new(
         &model,
         comm.as_mut(),
@@ -60,7 +69,6 @@ pub fn train(request: &TrainRequest, progress: &mut dyn Progress) -> Result<()> 
         interrupts.clone(),
     )?;
     if !resume.is_empty() {
-        let out = &config.output.path;
         resume_from(
             &mut trainer,
             &checkpoints,
@@ -270,22 +278,21 @@ fn connect_ranks(config: &Config, rank: &RankPlace) -> Result<Box<dyn Communicat
     )?)
 }
 
-/// The run's checkpoints, and on rank 0 the run folder's lock (held for the run's life; the
-/// other ranks write nothing there). On a fresh run (no `--resume`) rank 0 refuses a folder
-/// that holds what an earlier run left. Rank 0 creates `output.path` and writes the resolved
-/// config into it.
+/// On rank 0 the run folder's lock (held for the run's life; the other ranks write nothing
+/// there). On a fresh run (nothing to resume) rank 0 refuses a folder that holds what an
+/// earlier run left. Rank 0 creates `output.path` and writes the resolved config into it.
 fn open_run_folder(
     config: &Config,
+    checkpoints: &CheckpointDir,
     resuming: bool,
     rank: usize,
-) -> Result<(CheckpointDir, Option<RunLock>)> {
+) -> Result<Option<RunLock>> {
     let out = &config.output.path;
     // Taken before anything is read: another run's writes must not be seen half done.
     let lock = match rank {
         0 => Some(RunLock::acquire(out)?),
         _ => None,
     };
-    let checkpoints = CheckpointDir::new(out.join("checkpoints"), config.output.keep);
     // Rank 0 alone looks: the others may get here after it has started the run's records.
     if rank == 0 && !resuming {
         if let Some(what) = earlier_run_artifact(out, &checkpoints.list()?) {
@@ -298,7 +305,7 @@ fn open_run_folder(
     if rank == 0 {
         write_resolved_config(out, config)?;
     }
-    Ok((checkpoints, lock))
+    Ok(lock)
 }
 
 /// Writes the resolved config as `OUT/config.yaml` unless it is there already, as on most
@@ -331,14 +338,43 @@ fn write_resolved_config(out: &Path, config: &Config) -> Result<()> {
 
 /// What to resume from, in order of preference: `--resume`; after a restart by the agent
 /// (torchrun's `TORCHELASTIC_RESTART_COUNT`, a requeued Slurm job) first the run's newest
-/// checkpoint, unasked, since the attempt before may have gone past `--resume`'s.
-fn resume_requests<'a>(asked: Option<&'a str>, env: Option<&RankEnv>) -> Vec<&'a str> {
+/// checkpoint, unasked, since the attempt before may have gone past `--resume`'s. The same
+/// when the newest checkpoint is this elastic job's: torchrun starts its workers anew, without
+/// counting a restart, when a node joins.
+fn resume_requests<'a>(
+    asked: Option<&'a str>,
+    env: Option<&RankEnv>,
+    checkpoints: &CheckpointDir,
+) -> Vec<&'a str> {
     let restart = env.map_or(0, |e| e.restart_count);
     if restart > 0 {
         tracing::info!("restart {restart} of the run: resuming from its newest checkpoint");
         return std::iter::once("auto").chain(asked).collect();
     }
+    if let Some(job) = env.and_then(RankEnv::elastic_run) {
+        if asked.is_none() && newest_is_of_job(checkpoints, job) {
+            tracing::info!(
+                "the newest checkpoint is this elastic job's ({} {job}), started again with \
+                 {} ranks: resuming from it",
+                crate::distributed::env::var::RUN_ID,
+                env.map_or(1, |e| e.world_size)
+            );
+            return vec!["auto"];
+        }
+    }
     asked.into_iter().collect()
+}
+
+/// Whether the newest checkpoint in `checkpoints` was written by the elastic job `job`. One
+/// that cannot be read is no job's: the refusal of a folder with checkpoints then names it.
+fn newest_is_of_job(checkpoints: &CheckpointDir, job: &str) -> bool {
+    let newest = checkpoints
+        .list()
+        .ok()
+        .and_then(|list| list.into_iter().next());
+    newest
+        .and_then(|dir| checkpoint::read_state(&dir).ok())
+        .is_some_and(|state| state.provenance.elastic_run.as_deref() == Some(job))
 }
 
 /// Continues from the first of `requests` that gives a checkpoint (`auto`: the newest good

@@ -4,8 +4,8 @@
 //! loopback addresses: every way ends with the weights of `launch --nproc 2`.
 
 use crate::util::{
-    children, final_weights, free_port, launch_node_of_two, run, start_with_env, stderr_of_failure,
-    wait_for_success, wait_for_train_steps, write_config,
+    children, final_weights, free_port, launch_node_of_two, recorded_steps, run, start_with_env,
+    stderr_of_failure, wait_for_success, wait_for_train_steps, write_config,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 /// bit for bit.
 const ONE_THREAD: (&str, &str) = ("OMP_NUM_THREADS", "1");
 
-/// Two ranks, 8 epochs of 6 steps, checkpointed every 2 steps (shared with
+/// Two ranks, 8 epochs of 12 steps, checkpointed every 2 steps (shared with
 /// scripts/check_torchrun.sh).
 const CONFIG: &str = include_str!("configs/two_ranks.yaml");
 
@@ -322,5 +322,60 @@ fn two_nodes_on_two_loopback_addresses_train_as_one_node_does() {
     assert!(
         final_weights(&dir.path().join("two_nodes")) == *reference(),
         "weights differ"
+    );
+}
+
+/// `world_size` ranks as torchrun starts them for the elastic job `job`, its restart count 0,
+/// training `config`.
+fn elastic_ranks(config: &Path, job: &str, world_size: usize) -> Vec<Child> {
+    let (port, world) = (free_port().to_string(), world_size.to_string());
+    (0..world_size)
+        .map(|rank| {
+            let rank = rank.to_string();
+            let vars = [
+                ("WORLD_SIZE", world.as_str()),
+                ("RANK", rank.as_str()),
+                ("LOCAL_RANK", rank.as_str()),
+                ("LOCAL_WORLD_SIZE", world.as_str()),
+                ("MASTER_ADDR", "127.0.0.1"),
+                ("MASTER_PORT", port.as_str()),
+                ("TORCHELASTIC_RUN_ID", job),
+                ("TORCHELASTIC_RESTART_COUNT", "0"),
+                ONE_THREAD,
+            ];
+            start_with_env(&["--config", config.to_str().unwrap()], &vars)
+        })
+        .collect()
+}
+
+/// A node joins an elastic job: torchrun stops the single worker (it checkpoints) and starts
+/// two at WORLD_SIZE=2 without counting a restart. They continue from the checkpoint by
+/// themselves, the global batch kept, every step once; they used to refuse their own folder.
+/// Another job's workers are still refused it.
+#[test]
+fn a_node_that_joins_an_elastic_job_continues_its_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "elastic", CONFIG);
+    let run = dir.path().join("elastic");
+    let mut alone = elastic_ranks(&config, "elastic-job", 1).remove(0);
+    wait_for_train_steps(&run, 7, &mut alone);
+    Command::new("kill")
+        .args(["-TERM", &alone.id().to_string()])
+        .status()
+        .unwrap();
+    alone.wait().unwrap();
+
+    let other_job = elastic_ranks(&config, "another-job", 1).remove(0);
+    let stderr = stderr_of_failure(&other_job.wait_with_output().unwrap());
+    assert!(stderr.contains("already holds checkpoints"), "{stderr}");
+
+    for rank in elastic_ranks(&config, "elastic-job", 2) {
+        wait_for_success(rank);
+    }
+    // 96 images in batches of 8 over 8 epochs, on one rank or two.
+    assert_eq!(
+        recorded_steps(&run, "train"),
+        (1..=96).collect::<Vec<u64>>(),
+        "every step once"
     );
 }

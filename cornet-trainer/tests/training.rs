@@ -132,6 +132,7 @@ fn settings(out: &Path, epochs: u64) -> RunSettings {
         config_hash: "test".into(),
         sync_check_steps: 5,
         precision: Default::default(),
+        elastic_run: None,
     }
 }
 

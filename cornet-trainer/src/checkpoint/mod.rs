@@ -71,6 +71,12 @@ pub struct Provenance {
     pub code_version: String,
     /// Checksum of the training set's file list (or shard manifest).
     pub dataset_checksum: String,
+    /// The elastic agent's id of the job that wrote the checkpoint (torchrun's
+    /// `TORCHELASTIC_RUN_ID`), when it had one: a worker of the same job that the agent starts
+    /// anew without counting a restart (a node joined) continues from it by itself. Not a
+    /// difference that refuses a resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elastic_run: Option<String>,
 }
 
 impl Provenance {
@@ -233,16 +239,25 @@ impl CheckpointDir {
     }
 }
 
-/// Loads and verifies one checkpoint folder.
-pub fn load(dir: &Path, device: &Device) -> Result<Checkpoint> {
+/// The state of the checkpoint in `dir`, read alone (its tensors neither read nor verified).
+pub fn read_state(dir: &Path) -> Result<TrainState> {
+    Ok(read_state_file(dir)?.state)
+}
+
+fn read_state_file(dir: &Path) -> Result<StateFile> {
     let state_path = dir.join(STATE_FILE);
     let bytes =
         std::fs::read(&state_path).map_err(io(|| format!("reading {}", state_path.display())))?;
-    let state: StateFile =
-        serde_json::from_slice(&bytes).map_err(|source| CheckpointError::BadState {
-            path: state_path.clone(),
-            source,
-        })?;
+    serde_json::from_slice(&bytes).map_err(|source| CheckpointError::BadState {
+        path: state_path,
+        source,
+    })
+}
+
+/// Loads and verifies one checkpoint folder.
+pub fn load(dir: &Path, device: &Device) -> Result<Checkpoint> {
+    let state_path = dir.join(STATE_FILE);
+    let state = read_state_file(dir)?;
     for file in [MODEL_FILE, OPTIMIZER_FILE] {
         let path = dir.join(file);
         let expected = state
@@ -306,6 +321,7 @@ mod tests {
                     config_hash: "c".into(),
                     code_version: "v".into(),
                     dataset_checksum: "d".into(),
+                    elastic_run: None,
                 },
             },
         }

@@ -149,6 +149,13 @@ const SLURM_PORT_BASE: u16 = 10000;
 const SLURM_PORT_SPAN: u64 = 20000;
 
 impl RankEnv {
+    /// The elastic agent's id of the job (torchrun's `TORCHELASTIC_RUN_ID`), when an agent
+    /// gave one: torchrun's `--rdzv-id`, or the id it makes for `--standalone`. `none`, the
+    /// default where no id was given, names no job in particular.
+    pub fn elastic_run(&self) -> Option<&str> {
+        (self.launcher == Launcher::Torchrun && self.run_id != "none").then_some(&self.run_id)
+    }
+
     /// Reads the environment; `None` for a single process (no `WORLD_SIZE`, and not one task
     /// of several under `srun`).
     pub fn from_env() -> Result<Option<Self>> {

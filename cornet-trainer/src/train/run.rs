@@ -79,6 +79,7 @@ impl<'a> Trainer<'a> {
                 config_hash: settings.config_hash.clone(),
                 code_version: env!("CARGO_PKG_VERSION").to_string(),
                 dataset_checksum: train.fingerprint(),
+                elastic_run: settings.elastic_run.clone(),
             },
         };
         Ok(Trainer {

@@ -42,6 +42,9 @@ pub struct RunSettings {
     pub sync_check_steps: u64,
     /// The dtype of activations.
     pub precision: Precision,
+    /// The elastic agent's id of this job, recorded in its checkpoints (see
+    /// [`Provenance::elastic_run`](crate::checkpoint::Provenance::elastic_run)).
+    pub elastic_run: Option<String>,
 }
 
 impl RunSettings {
@@ -67,6 +70,7 @@ impl RunSettings {
             config_hash: config.hash(),
             sync_check_steps: SYNC_CHECK_STEPS,
             precision: config.train.precision,
+            elastic_run: None,
         }
     }
 
