@@ -418,8 +418,16 @@ fn undefined_scores_are_refused_with_their_cause() {
         &[reps as u64, stimuli as u64, neuroids as u64],
         &vec![0.5; reps * stimuli * neuroids],
     );
+    // Two repetitions that disagree: the first, and twice the next stimulus's response less
+    // it, so that the halves correlate negatively and the ceiling is below 0.
+    let disagreeing = dir.path().join("disagreeing.npy");
+    let first: Vec<f64> = f["recordings"].values[..stimuli * neuroids].to_vec();
+    let next = |i: usize| first[(i + neuroids) % first.len()];
+    let second = (0..first.len()).map(|i| 2.0 * next(i) - first[i]);
+    let values: Vec<f64> = first.iter().copied().chain(second).collect();
+    write_npy(&disagreeing, &[2, stimuli as u64, neuroids as u64], &values);
     let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
-    let cases: [(Vec<String>, &str); 6] = [
+    let cases: [(Vec<String>, &str); 7] = [
         (
             vec!["--features".into(), path(&three), "--metric".into(), "pls".into()],
             "--components 25: PLS fits at most as many components as the features have units, and they have 3",
@@ -443,6 +451,10 @@ fn undefined_scores_are_refused_with_their_cause() {
         (
             vec!["--features".into(), path(&three), "--recordings".into(), path(&constant), "--metric".into(), "pls".into(), "--components".into(), "1".into()],
             "the mean responses are the same for every stimulus",
+        ),
+        (
+            vec!["--features".into(), path(&three), "--recordings".into(), path(&disagreeing), "--components".into(), "3".into()],
+            "the repetitions do not agree with each other, so no ceiled score means anything",
         ),
     ];
     for (args, expected) in cases {

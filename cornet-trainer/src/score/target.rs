@@ -96,6 +96,11 @@ impl NeuralTarget {
             ),
             None => None,
         };
+        if let Some(&(_, median)) = ceiling.as_ref().filter(|(_, median)| *median <= 0.0) {
+            // A ceiled score divides by it: a negative ceiling turns a good model's score
+            // negative, one near 0 makes it explode.
+            return refuse(format!("the split-half noise ceiling is {median:.4} (the median over neuroids): the repetitions do not agree with each other, so no ceiled score means anything; average them into [stimuli, neuroids] to score without a ceiling"));
+        }
         Ok(NeuralTarget {
             rdm: rdm(&responses),
             centred_gram: centred_gram(&responses),
