@@ -3,6 +3,8 @@
 mod bars;
 mod cli;
 mod commands;
+mod display;
+mod lines;
 
 use clap::Parser;
 use cli::{Cli, Command};

@@ -1,7 +1,7 @@
 //! `cornet-trainer test`: features of images, as the original `run.py test`.
 
-use crate::bars::Bars;
 use crate::cli::TestArgs;
+use crate::display;
 use cornet_trainer::extract::Extraction;
 
 pub fn run(args: &TestArgs) -> anyhow::Result<()> {
@@ -9,6 +9,9 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     if let Some(list) = extraction.file_list() {
         println!("{}", list.display());
     }
-    println!("{}", extraction.run(&mut Bars::default())?.display());
+    println!(
+        "{}",
+        extraction.run(display::on_stderr().as_mut())?.display()
+    );
     Ok(())
 }

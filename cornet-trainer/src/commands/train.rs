@@ -1,14 +1,14 @@
 //! `cornet-trainer --config X`: training.
 
-use crate::bars::Bars;
 use crate::cli::TrainArgs;
+use crate::display;
 use cornet_trainer::distributed::env::{cpu_threads, RankEnv};
 use cornet_trainer::experiment;
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let rank_env = RankEnv::from_env()?;
     share_cores(rank_env.as_ref())?;
-    experiment::train(&args.request(rank_env)?, &mut Bars::default())?;
+    experiment::train(&args.request(rank_env)?, display::on_stderr().as_mut())?;
     Ok(())
 }
 
