@@ -18,3 +18,4 @@ mod score_model;
 mod sgd_parity;
 mod shards_data;
 mod training;
+mod watching;

@@ -87,6 +87,10 @@ pub struct TrainArgs {
     /// Image side (data.image_size).
     #[arg(long, visible_alias = "imsize", value_parser = at_least(1))]
     pub image_size: Option<usize>,
+
+    /// Validate before the first step too (output.val_at_start; true unless the config says).
+    #[arg(long, value_name = "true|false")]
+    pub val_at_start: Option<bool>,
 }
 
 impl TrainArgs {
@@ -137,6 +141,12 @@ impl TrainArgs {
             self.weight_decay,
         );
         put(&mut out, "--image-size", "data.image_size", self.image_size);
+        put(
+            &mut out,
+            "--val-at-start",
+            "output.val_at_start",
+            self.val_at_start,
+        );
         out
     }
 }
@@ -174,7 +184,8 @@ mod tests {
         let args = train(
             "--config c.yaml --set optim.gamma=0.5 --resume auto --force --init /w/z.pth \
              --data-path /d -o /o --model S --times 3 --ngpus 2 -j 5 --batch-size 64 --lr 0.1 \
-             --step-size 10 --epochs 3 --momentum 0.8 --weight-decay 0.0001 --image-size 96",
+             --step-size 10 --epochs 3 --momentum 0.8 --weight-decay 0.0001 --image-size 96 \
+             --val-at-start false",
         );
         let request = args.request(None).unwrap();
         assert_eq!(request.config, Path::new("c.yaml"));
@@ -197,6 +208,7 @@ mod tests {
             ("--momentum", "optim.momentum=0.8"),
             ("--weight-decay", "optim.weight_decay=0.0001"),
             ("--image-size", "data.image_size=96"),
+            ("--val-at-start", "output.val_at_start=false"),
         ]
         .map(|(flag, assignment)| (flag.to_string(), assignment.to_string()));
         assert_eq!(assignments(&args), expected);

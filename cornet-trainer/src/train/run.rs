@@ -175,6 +175,7 @@ impl<'a> Trainer<'a> {
         }
         let mut observer = observe(&RunStart {
             total_steps: total,
+            steps_per_epoch: spe,
             global_step: self.state.global_step,
             rank: self.comm.rank(),
             world_size: self.comm.world_size(),
@@ -314,12 +315,16 @@ impl<'a> Trainer<'a> {
     ) -> Result<Record> {
         let start = Instant::now();
         let heartbeat = &self.heartbeat;
+        observer.on_validation_start(self.state.global_step, val.steps_per_epoch());
         let evaluated = evaluate::<TrainError>(
             self.model,
             val.batches(0, 0)?,
             self.settings.precision.activation_dtype(),
             &mut *self.comm,
-            |_| heartbeat.beat(),
+            |images| {
+                heartbeat.beat();
+                observer.on_validation_batch(images);
+            },
         )?;
         let scores = evaluated.evaluation;
         let record = Record {
@@ -395,10 +400,11 @@ impl<'a> Trainer<'a> {
 
 impl Trainer<'_> {
     /// The original validates before the steps `int(k * save_val_epochs * nsteps)`, k = 0, 1,
-    /// ... (`np.arange(0, epochs + 1, save_val_epochs) * nsteps`), and at the end.
+    /// ... (`np.arange(0, epochs + 1, save_val_epochs) * nsteps`), and at the end; before
+    /// step 0 only if `val_at_start`.
     fn validates_at(&self, global_step: u64, steps_per_epoch: u64) -> bool {
         let every = self.settings.save_val_epochs;
-        if every <= 0.0 {
+        if every <= 0.0 || (global_step == 0 && !self.settings.val_at_start) {
             return false;
         }
         let k = (global_step as f64 / (every * steps_per_epoch as f64)).floor();
