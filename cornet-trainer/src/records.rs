@@ -83,6 +83,11 @@ pub struct Record {
     /// Seconds spent in gradient all-reduce and buffer broadcast (0 for one rank).
     #[serde(deserialize_with = "nan_if_null")]
     pub comm_dur: f64,
+    /// Peak resident memory of rank 0's process during the step (or the whole validation),
+    /// MiB: host memory, a GPU's not counted ([`crate::memory`]). Absent where the kernel
+    /// does not tell it, and in records written before it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<f64>,
 }
 
 /// A number of a record, `null` being NaN.
@@ -168,6 +173,16 @@ pub const SCALARS: &[Scalar] = &[
         in_validations: false,
         value: |record| record.data_load_dur,
         curve: None,
+    },
+    Scalar {
+        name: "peak_rss_mib",
+        in_validations: true,
+        value: |record| record.peak_rss_mib.unwrap_or(f64::NAN),
+        curve: Some(Curve::Means {
+            caption: "peak resident memory (GiB)",
+            scale: 1.0 / 1024.0,
+            top: None,
+        }),
     },
 ];
 
@@ -281,6 +296,7 @@ impl Record {
             dur: 0.01,
             data_load_dur: 0.0,
             comm_dur: 0.0,
+            peak_rss_mib: Some(512.0),
         }
     }
 }
@@ -339,8 +355,29 @@ mod tests {
         };
         assert_eq!(
             names(Phase::Train),
-            ["loss", "top1", "top5", "lr", "data_wait_secs"]
+            [
+                "loss",
+                "top1",
+                "top5",
+                "lr",
+                "data_wait_secs",
+                "peak_rss_mib"
+            ]
         );
-        assert_eq!(names(Phase::Val), ["loss", "top1", "top5"]);
+        assert_eq!(names(Phase::Val), ["loss", "top1", "top5", "peak_rss_mib"]);
+    }
+
+    /// Records written before the peak memory was measured read as records without it; a
+    /// record without it is written without it.
+    #[test]
+    fn the_peak_memory_is_optional_both_ways() {
+        let old = r#"{"phase":"train","epoch":0.5,"step":1,"loss":2.0,"top1":0.25,"top5":1.0,"lr":0.1,"dur":0.1,"data_load_dur":0.0,"comm_dur":0.0}"#;
+        let record = parse(old).unwrap();
+        assert_eq!(record.peak_rss_mib, None);
+        assert_eq!(serde_json::to_string(&record).unwrap(), old);
+        let measured = Record::sample(Phase::Val, 4, 1.0);
+        let line = serde_json::to_string(&measured).unwrap();
+        assert!(line.ends_with(r#""peak_rss_mib":512.0}"#), "{line}");
+        assert_eq!(parse(&line).unwrap(), measured);
     }
 }

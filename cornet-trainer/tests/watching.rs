@@ -1,8 +1,9 @@
 //! A run watched from a batch job's log (stderr not a terminal, as under Slurm, nohup or a
 //! pipe; a test's piped stderr is one): progress lines at the pace asked, validations that say
-//! where they are, the validation at step 0 skipped on request.
+//! where they are, the validation at step 0 skipped on request, the peak memory in the
+//! records and `bench`'s progress.
 
-use crate::util::{recorded_steps, text, train, write_config};
+use crate::util::{recorded_steps, run, text, train, write_config};
 
 /// 2 epochs of 8 steps of 4 images, validated every epoch over 4 batches; a progress line
 /// every 3 steps (or validation batches), none by time.
@@ -79,6 +80,14 @@ fn a_log_gets_a_progress_line_every_so_many_steps_and_validations_say_where_they
         lines_starting(&stderr, "training from step 0 to 16 (2 epochs of 8 steps)").len(),
         1
     );
+
+    // Every record holds the peak resident memory of its step or validation.
+    let records = std::fs::read_to_string(dir.path().join("run/records.jsonl")).unwrap();
+    for line in records.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        let mib = record["peak_rss_mib"].as_f64().unwrap_or(0.0);
+        assert!(mib > 1.0, "{line}");
+    }
 }
 
 #[test]
@@ -104,4 +113,36 @@ fn the_validation_at_step_0_is_skipped_on_request_and_the_others_kept() {
         assert_eq!(recorded_steps(&run, "train").len(), 16);
         assert!(!stderr.contains("validation at step 0"), "{stderr}");
     }
+}
+
+/// `bench` tells of each step as it goes (seconds each at full size on a CPU), then prints
+/// its one JSON line, with the train step's peak memory.
+#[test]
+fn bench_tells_of_its_steps_before_its_result() {
+    let output = run(&[
+        "bench",
+        "--model",
+        "Z",
+        "--batch-size",
+        "2",
+        "--image-size",
+        "32",
+        "--steps",
+        "1",
+        "--warmup",
+        "1",
+    ]);
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    for step in [
+        "train step 1/2 (warm-up): ",
+        "train step 2/2: ",
+        "inference 2/2: ",
+    ] {
+        assert_eq!(lines_starting(&stderr, step).len(), 1, "{step}: {stderr}");
+    }
+    let stdout = text(&output.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let timings: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(timings["peak_rss_mib"].as_f64().unwrap() > 1.0, "{timings}");
 }

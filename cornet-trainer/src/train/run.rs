@@ -20,6 +20,7 @@ use crate::error::Explain;
 use crate::evaluate::evaluate;
 use crate::files::Aside;
 use crate::loading::LabelledBatch;
+use crate::memory::PeakSpan;
 use crate::optim::Sgd;
 use crate::records::{Phase, Record};
 use crate::step::forward_backward;
@@ -270,6 +271,7 @@ impl<'a> Trainer<'a> {
         data_load_dur: f64,
     ) -> Result<Record> {
         let start = Instant::now();
+        let peak = PeakSpan::start();
         let device = self.model.device();
         // As the original: the learning rate at fractional epoch (global_step + 1) / nsteps.
         let frac_epoch = (self.state.global_step + 1) as f64 / steps_per_epoch as f64;
@@ -303,6 +305,7 @@ impl<'a> Trainer<'a> {
             dur: start.elapsed().as_secs_f64() + data_load_dur,
             data_load_dur,
             comm_dur,
+            peak_rss_mib: peak.peak_mib(),
         })
     }
 
@@ -314,6 +317,7 @@ impl<'a> Trainer<'a> {
         observer: &mut dyn RunObserver,
     ) -> Result<Record> {
         let start = Instant::now();
+        let peak = PeakSpan::start();
         let heartbeat = &self.heartbeat;
         observer.on_validation_start(self.state.global_step, val.steps_per_epoch());
         let evaluated = evaluate::<TrainError>(
@@ -338,6 +342,7 @@ impl<'a> Trainer<'a> {
             dur: start.elapsed().as_secs_f64(),
             data_load_dur: evaluated.data_load_dur,
             comm_dur: evaluated.comm_dur,
+            peak_rss_mib: peak.peak_mib(),
         };
         if self.is_rank0() {
             tracing::info!(
