@@ -59,19 +59,28 @@ fn main() -> ExitCode {
         Err(err) => {
             // The whole chain of causes on one line, never a backtrace.
             let message = format!("{err:#}");
-            eprintln!("error: {message}");
-            tell_the_agent(&message);
+            if !tell_the_agent(&message) {
+                eprintln!("error: {message}");
+            }
             ExitCode::FAILURE
         }
     }
 }
 
 /// Under torchrun (or our `launch`), leaves the error where the agent looks for it, so that its
-/// failure summary shows it.
-fn tell_the_agent(message: &str) {
-    if let Some(path) = AgentFiles::from_env().error_file {
-        if let Err(e) = error_file::write(&path, message) {
+/// failure summary shows it. Whether our own `launch` (the one agent that sets a heartbeat
+/// file) has it: its summary shows it once for all ranks that failed alike, where each rank
+/// printing it too showed a config error once per rank, then in the summary.
+fn tell_the_agent(message: &str) -> bool {
+    let agent = AgentFiles::from_env();
+    let Some(path) = agent.error_file else {
+        return false;
+    };
+    match error_file::write(&path, message) {
+        Ok(()) => agent.heartbeat.is_some(),
+        Err(e) => {
             eprintln!("(could not write the error file {}: {e})", path.display());
+            false
         }
     }
 }
