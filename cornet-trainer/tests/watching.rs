@@ -1,9 +1,9 @@
 //! A run watched from a batch job's log (stderr not a terminal, as under Slurm, nohup or a
 //! pipe; a test's piped stderr is one): progress lines at the pace asked, validations that say
 //! where they are, the validation at step 0 skipped on request, the peak memory in the
-//! records and `bench`'s progress.
+//! records; and the commands that tell a newcomer what to do.
 
-use crate::util::{recorded_steps, run, text, train, write_config};
+use crate::util::{recorded_steps, run, stderr_of_failure, text, train, write_config};
 
 /// 2 epochs of 8 steps of 4 images, validated every epoch over 4 batches; a progress line
 /// every 3 steps (or validation batches), none by time.
@@ -113,6 +113,27 @@ fn the_validation_at_step_0_is_skipped_on_request_and_the_others_kept() {
         assert_eq!(recorded_steps(&run, "train").len(), 16);
         assert!(!stderr.contains("validation at step 0"), "{stderr}");
     }
+}
+
+/// The original's habit without a config is told the config to start from; bare, the
+/// command lists the commands.
+#[test]
+fn a_newcomer_is_told_what_to_run() {
+    let bare = run(&[]);
+    assert_eq!(bare.status.code(), Some(2));
+    let help = text(&bare.stderr);
+    for command in ["test", "eval", "score", "bench", "launch", "plot"] {
+        assert!(
+            help.contains(&format!("\n  {command} ")),
+            "{command}: {help}"
+        );
+    }
+    let stderr = stderr_of_failure(&run(&["--model", "S", "--data-path", "/imagenet"]));
+    assert!(
+        stderr.contains("--config is required to train")
+            && stderr.contains("--config configs/cornet_s.yaml"),
+        "{stderr}"
+    );
 }
 
 /// `bench` tells of each step as it goes (seconds each at full size on a CPU), then prints
