@@ -71,8 +71,9 @@ fn read_floats<T>(
         }
         other => {
             let message = format!(
-                "{}: expected float32 or float64, got {other:?}",
-                path.display()
+                "{}: expected float32 or float64, got numpy dtype {}",
+                path.display(),
+                other.descr()
             );
             return Err(ArrayError(message, None));
         }

@@ -41,3 +41,31 @@ impl<T> Explain<T> for Option<T> {
         self.ok_or_else(|| kind(message(), None))
     }
 }
+
+/// Work that a signal stopped before its end, after saving what lets it go on (a checkpoint).
+/// The command exits with [`StoppedBySignal::exit_status`], 128 + the signal's number, as a
+/// process the signal had ended would: never 0, so that a script, Slurm or torchrun sees a run
+/// that did not finish (torchrun restarts such a worker, which resumes by itself).
+#[derive(Debug, thiserror::Error)]
+#[error("stopped by {} {what}: continue with --resume auto", signal_name(*.signal))]
+pub struct StoppedBySignal {
+    /// SIGINT or SIGTERM's number.
+    pub signal: i32,
+    /// Where the work stood: `at step 66, after a checkpoint`.
+    pub what: String,
+}
+
+impl StoppedBySignal {
+    /// 130 for SIGINT, 143 for SIGTERM: what a shell reports for a process they ended.
+    pub fn exit_status(&self) -> u8 {
+        u8::try_from(128 + self.signal).unwrap_or(u8::MAX)
+    }
+}
+
+fn signal_name(signal: i32) -> String {
+    match signal {
+        signal_hook::consts::SIGINT => "SIGINT".into(),
+        signal_hook::consts::SIGTERM => "SIGTERM".into(),
+        other => format!("signal {other}"),
+    }
+}

@@ -7,7 +7,7 @@ use crate::config::{Config, DataFormat, Override};
 use crate::distributed::batch_groups::BatchNormPlan;
 use crate::distributed::placement::{visible_cuda_devices, Placement};
 use crate::distributed::{self, Communicator, RankEnv};
-use crate::error::Explain;
+use crate::error::{Explain, StoppedBySignal};
 use crate::files::Aside;
 use crate::loading::{check_classes, open_images, ClassLimit};
 use crate::progress::Progress;
@@ -52,7 +52,13 @@ pub fn train(request: &TrainRequest, progress: &mut dyn Progress) -> Result<()> 
     let (checkpoints, _lock) = open_run_folder(&config, !resume.is_empty(), rank.rank)?;
     let interrupts = Interrupts::from_signals().map_err(TrainError::Signals)?;
     let settings = RunSettings::from_config(&config);
-    let mut trainer = Trainer::new(&model, comm.as_mut(), settings, &data.train, interrupts)?;
+    let mut trainer = Trainer::new(
+        &model,
+        comm.as_mut(),
+        settings,
+        &data.train,
+        interrupts.clone(),
+    )?;
     if !resume.is_empty() {
         let out = &config.output.path;
         resume_from(
@@ -80,6 +86,17 @@ pub fn train(request: &TrainRequest, progress: &mut dyn Progress) -> Result<()> 
             _ => files,
         })
     })?;
+    if summary.interrupted {
+        // A rank that a peer's signal stopped ends as one the job's stop reached.
+        let signal = interrupts
+            .stop_signal()
+            .unwrap_or(signal_hook::consts::SIGTERM);
+        return Err(StoppedBySignal {
+            signal,
+            what: format!("at step {}, after a checkpoint", summary.global_step),
+        }
+        .into());
+    }
     tell_the_end(&summary, rank.rank, &config.output.path);
     Ok(())
 }
@@ -283,11 +300,37 @@ fn open_run_folder(
         }
     }
     if rank == 0 {
-        let resolved = out.join("config.yaml");
-        crate::files::write_whole(&resolved, config.to_yaml())
-            .explain(TrainError::Io, || format!("writing {}", resolved.display()))?;
+        write_resolved_config(out, config)?;
     }
     Ok((checkpoints, lock))
+}
+
+/// Writes the resolved config as `OUT/config.yaml` unless it is there already, as on most
+/// resumes. A different file there (edited by hand, or the config a `--force` resume departs
+/// from) is kept aside as `config.yaml.<n>`, and said so, never overwritten.
+fn write_resolved_config(out: &Path, config: &Config) -> Result<()> {
+    let path = out.join("config.yaml");
+    let yaml = config.to_yaml();
+    let io = |e| TrainError::Io(format!("writing {}", path.display()), Some(Box::new(e)));
+    match std::fs::read_to_string(&path) {
+        Ok(existing) if existing == yaml => return Ok(()),
+        Ok(_) => {
+            let kept = (1..)
+                .map(|n| out.join(format!("config.yaml.{n}")))
+                .find(|p| !p.exists())
+                .expect("some number is free");
+            std::fs::rename(&path, &kept).map_err(io)?;
+            tracing::warn!(
+                "{} is not this run's config (edited by hand, or the config a --force resume \
+                 departs from): kept as {}",
+                path.display(),
+                kept.display()
+            );
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    crate::files::write_whole(&path, yaml).map_err(io)
 }
 
 /// What to resume from, in order of preference: `--resume`; after a restart by the agent
@@ -366,14 +409,10 @@ fn newest_checkpoint(
     Ok(None)
 }
 
-/// How the run ended, for the user: how to continue it, or where its weights are.
+/// How a run that reached its end ended, for the user: its last validation, where its weights
+/// are.
 fn tell_the_end(summary: &Summary, rank: usize, out: &Path) {
-    if summary.interrupted {
-        tracing::info!(
-            "stopped at step {}; continue with --resume auto",
-            summary.global_step
-        );
-    } else if rank == 0 {
+    if rank == 0 {
         if let Some(val) = &summary.last_val {
             // save_val_epochs past the run's end leaves only the validation before step 1.
             let when = match val.step == summary.global_step {

@@ -5,11 +5,13 @@ mod cli;
 mod commands;
 mod display;
 mod lines;
+mod logging;
 
 use clap::Parser;
 use cli::{Cli, Command};
 use cornet_trainer::distributed::env::AgentFiles;
 use cornet_trainer::distributed::error_file;
+use cornet_trainer::error::StoppedBySignal;
 use std::process::ExitCode;
 
 // Training allocates and frees activation-sized buffers every step; glibc returns each to the
@@ -36,14 +38,12 @@ fn keep_freed_memory() {
 }
 
 fn main() -> ExitCode {
-    keep_freed_memory();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init();
     let cli = Cli::parse();
+    // The launcher has no steps: what its store held for clients since gone goes back.
+    if !matches!(cli.command, Some(Command::Launch(_))) {
+        keep_freed_memory();
+    }
     let result = match cli.command {
         None => commands::train::run(&cli.train),
         Some(Command::Test(args)) => commands::test::run(&args),
@@ -59,10 +59,20 @@ fn main() -> ExitCode {
         Err(err) => {
             // The whole chain of causes on one line, never a backtrace.
             let message = format!("{err:#}");
-            if !tell_the_agent(&message) {
-                eprintln!("error: {message}");
+            let the_launcher_shows_it = tell_the_agent(&message);
+            // A stop that was asked for is not an error, but the run did not finish either.
+            match err.downcast_ref::<StoppedBySignal>() {
+                Some(stopped) => {
+                    eprintln!("{message}");
+                    ExitCode::from(stopped.exit_status())
+                }
+                None => {
+                    if !the_launcher_shows_it {
+                        eprintln!("error: {message}");
+                    }
+                    ExitCode::FAILURE
+                }
             }
-            ExitCode::FAILURE
         }
     }
 }

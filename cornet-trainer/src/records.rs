@@ -32,7 +32,7 @@ pub enum RecordsError {
 pub type Result<T, E = RecordsError> = std::result::Result<T, E>;
 
 /// Which part of a run a record measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// One training step: its batch on rank 0.
@@ -207,20 +207,33 @@ impl RecordsFile {
     /// `keep_through_step` recorded beyond it is dropped first, since the resumed run redoes
     /// it: train records after that step, and validations from that step on (a validation at
     /// step k runs after the checkpoint of step k). A resumed run's records read as one run's.
-    /// Lines of diverged steps (NaN written as `null`) are kept; a torn last line is not. The
+    /// Lines of diverged steps (NaN written as `null`) are kept; a torn last line (a kill in the
+    /// middle of a write) is not. Any other line that is no record is left out too, but said,
+    /// and appended to `records.jsonl.damaged` beside it: nothing is lost without a word. The
     /// rewrite goes to a temporary file renamed over the old, so a kill during it loses nothing.
     pub fn open(path: &Path, keep_through_step: u64) -> Result<Self> {
         if path.exists() {
-            let mut kept = String::new();
-            for line in read_lines(path)? {
-                let keep = parse(&line).is_ok_and(|r| match r.phase {
-                    Phase::Val => r.step < keep_through_step,
-                    Phase::Train => r.step <= keep_through_step,
-                });
+            let lines = read_lines(path)?;
+            let (mut kept, mut damaged) = (String::new(), Vec::new());
+            for (number, line) in lines.iter().enumerate() {
+                let keep = match parse(line) {
+                    Ok(r) => match r.phase {
+                        Phase::Val => r.step < keep_through_step,
+                        Phase::Train => r.step <= keep_through_step,
+                    },
+                    Err(err) if err.is_eof() && number + 1 == lines.len() => false,
+                    Err(_) => {
+                        damaged.push((number + 1, line.as_str()));
+                        false
+                    }
+                };
                 if keep {
-                    kept.push_str(&line);
+                    kept.push_str(line);
                     kept.push('\n');
                 }
+            }
+            if !damaged.is_empty() {
+                keep_damaged(path, &damaged)?;
             }
             crate::files::write_whole(path, kept)
                 .explain(RecordsError::Io, || format!("rewriting {}", path.display()))?;
@@ -265,6 +278,31 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>> {
         }
     }
     Ok(records)
+}
+
+/// Appends the `damaged` lines (number, text) of the records at `path` to
+/// `records.jsonl.damaged` and says which they were.
+fn keep_damaged(path: &Path, damaged: &[(usize, &str)]) -> Result<()> {
+    let aside = path.with_extension("jsonl.damaged");
+    let text: String = damaged
+        .iter()
+        .map(|(_, line)| format!("{line}\n"))
+        .collect();
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&aside)
+        .explain(RecordsError::Io, || format!("opening {}", aside.display()))?;
+    file.write_all(text.as_bytes())
+        .explain(RecordsError::Io, || format!("writing {}", aside.display()))?;
+    let numbers: Vec<String> = damaged.iter().map(|(n, _)| n.to_string()).collect();
+    tracing::warn!(
+        "{}: line(s) {} are not records (damaged): left out of the run's records and kept in {}",
+        path.display(),
+        numbers.join(", "),
+        aside.display()
+    );
+    Ok(())
 }
 
 fn read_lines(path: &Path) -> Result<Vec<String>> {
@@ -345,6 +383,32 @@ mod tests {
             ]
         );
         assert!(!dir.path().join("records.jsonl.partial").exists());
+        assert!(!dir.path().join("records.jsonl.damaged").exists());
+    }
+
+    /// A damaged line in the middle (a disk error, a hand edit) is left out on resume, but kept
+    /// aside in records.jsonl.damaged, where it used to vanish without a word.
+    #[test]
+    fn a_damaged_line_within_the_records_is_kept_aside_on_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("records.jsonl");
+        let mut records = RecordsFile::open(&path, 0).unwrap();
+        records
+            .append(&Record::sample(Phase::Train, 1, 1.0))
+            .unwrap();
+        drop(records);
+        let garbage = "\u{0}\u{0}garbage";
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(&format!("{garbage}\n"));
+        std::fs::write(&path, text).unwrap();
+        let mut records = RecordsFile::open(&path, 5).unwrap();
+        records
+            .append(&Record::sample(Phase::Train, 2, 1.0))
+            .unwrap();
+        drop(records);
+        assert_eq!(read_records(&path).unwrap().len(), 2);
+        let aside = std::fs::read_to_string(dir.path().join("records.jsonl.damaged")).unwrap();
+        assert_eq!(aside, format!("{garbage}\n"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Experiment configs: the shipped files, overrides, and every kind of error.
 
+use crate::util::{run, stderr_of_failure};
 use cornet_trainer::config::{Config, Override};
 use std::path::{Path, PathBuf};
 
@@ -279,4 +280,51 @@ fn the_shipped_configs_bounds_refuse_what_a_24_gib_machine_cannot_train() {
         let gib = 4.0 * floats / f64::from(1u32 << 30);
         assert_eq!(gib < 24.0, fits, "{file}: {gib:.1} GiB");
     }
+}
+
+/// A data folder named on the command line must hold the user's data: with `--data-path` (or
+/// `--set data.train=...`) a config's `data.synthetic` generates nothing, where it used to
+/// write a generated image set into the folder the user named.
+#[test]
+fn a_data_folder_named_on_the_command_line_is_never_generated_into() {
+    let smoke = configs_dir().join("smoke.yaml");
+    for overrides in [
+        vec![
+            Override::by_flag("--data-path", "data.train", "/nope/train"),
+            Override::by_flag("--data-path", "data.val", "/nope/val"),
+        ],
+        vec![Override::set("data.train=/nope/train")],
+    ] {
+        let c = Config::load(&smoke, &overrides).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.data.synthetic.is_none(), "{overrides:?}");
+    }
+    let unchanged = Config::load(&smoke, &[Override::set("train.epochs=1")]).unwrap();
+    assert!(unchanged.data.synthetic.is_some());
+}
+
+/// `--data-path` with a config that generates its data (smoke.yaml) names the user's data: a
+/// missing folder is an error naming it, and nothing is generated there.
+#[test]
+fn a_missing_data_path_is_an_error_not_a_place_to_generate_into() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    let smoke = configs_dir().join("smoke.yaml");
+    let out = dir.path().join("run");
+    let run = run(&[
+        "--config",
+        smoke.to_str().unwrap(),
+        "--data-path",
+        missing.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = stderr_of_failure(&run);
+    assert!(
+        stderr.contains(&format!("{}", missing.join("train").display())),
+        "{stderr}"
+    );
+    assert!(
+        !missing.exists(),
+        "generated into the folder the user named"
+    );
 }

@@ -3,7 +3,7 @@
 
 use crate::util::{
     final_weights, fixture, recorded_steps, start_training, stderr_of_failure, stdout_of_success,
-    train, wait_for_success, wait_for_train_steps, write_config,
+    text, train, wait_for_train_steps, write_config,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -71,6 +71,81 @@ fn one_epoch_trained(dir: &Path) -> PathBuf {
     let config = write_config(dir, "run", CONFIG);
     stdout_of_success(&train(&config, &["--set", "train.epochs=1"]));
     config
+}
+
+/// Every file under `dir`, with its bytes and modification time.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>, std::time::SystemTime)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(snapshot(&path));
+        } else {
+            let modified = path.metadata().unwrap().modified().unwrap();
+            files.push((path.clone(), std::fs::read(&path).unwrap(), modified));
+        }
+    }
+    files.sort();
+    files
+}
+
+/// `--resume auto` in a finished run's folder says it is finished and changes nothing (but the
+/// lock file, which names the process holding the folder): it used to write the final weights
+/// and config.yaml again.
+#[test]
+fn a_finished_run_resumed_says_so_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = one_epoch_trained(dir.path());
+    let run = dir.path().join("run");
+    let unlocked = |files: Vec<(PathBuf, Vec<u8>, std::time::SystemTime)>| -> Vec<_> {
+        files
+            .into_iter()
+            .filter(|(p, ..)| !p.ends_with(".lock"))
+            .collect()
+    };
+    let before = unlocked(snapshot(&run));
+    let resumed = train(&config, &["--set", "train.epochs=1", "--resume", "auto"]);
+    let said = stdout_of_success(&resumed);
+    assert!(said.contains("already finished"), "{said}");
+    let after = unlocked(snapshot(&run));
+    let changed: Vec<_> = after
+        .iter()
+        .filter(|file| !before.contains(file))
+        .map(|(path, ..)| path)
+        .collect();
+    assert!(
+        changed.is_empty() && after.len() == before.len(),
+        "the finished run's files changed: {changed:?}"
+    );
+}
+
+/// A config.yaml edited by hand in the run folder is kept aside on resume, and said so, not
+/// overwritten without a word.
+#[test]
+fn an_edited_config_yaml_is_kept_aside_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "run", CONFIG);
+    let run = dir.path().join("run");
+    let mut child = start_training(&config, &[]);
+    wait_for_train_steps(&run, 3, &mut child);
+    let _ = child.kill();
+    child.wait().unwrap();
+    let edited = "# my notes\nmodel: {arch: Z}\n";
+    std::fs::write(run.join("config.yaml"), edited).unwrap();
+    let resumed = train(&config, &["--resume", "auto"]);
+    stdout_of_success(&resumed);
+    let stderr = text(&resumed.stderr);
+    assert!(
+        stderr.contains("kept as") && stderr.contains("config.yaml.1"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run.join("config.yaml.1")).unwrap(),
+        edited
+    );
+    assert!(std::fs::read_to_string(run.join("config.yaml"))
+        .unwrap()
+        .contains("widths"));
 }
 
 #[test]
@@ -244,35 +319,47 @@ fn a_changed_config_is_refused_unless_forced() {
     stdout_of_success(&forced);
 }
 
+/// SIGTERM or SIGINT stops a run after the current step with a checkpoint (the only one here),
+/// and the process exits 128 + the signal, as a process the signal ended would (never 0: the
+/// run did not finish), saying how to go on; `--resume auto` then finishes it.
 #[test]
-fn sigterm_checkpoints_and_stops_cleanly() {
+fn a_signal_stops_the_run_with_a_checkpoint_and_exits_as_the_signal_would() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "run", CONFIG);
-    let run = dir.path().join("run");
-    // Checkpoints only when stopped: by epochs and steps never, so the one found is the stop's.
-    let mut child = start_training(
-        &config,
-        &[
+    for (signal, status) in [("TERM", 143), ("INT", 130)] {
+        let name = format!("stopped-by-{signal}");
+        let config = write_config(dir.path(), &name, CONFIG);
+        let run = dir.path().join(&name);
+        // Checkpoints only when stopped: by epochs and steps never, so the one found is the
+        // stop's.
+        let never = [
             "--set",
             "output.save_model_steps=0",
             "--set",
             "output.save_model_epochs=0",
-            "--set",
-            "train.epochs=50",
-        ],
-    );
-    wait_for_train_steps(&run, 5, &mut child);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let stderr = wait_for_success(child);
-    assert!(stderr.contains("continue with --resume auto"), "{stderr}");
-    let checkpoints: Vec<_> = std::fs::read_dir(run.join("checkpoints"))
-        .unwrap()
-        .collect();
-    assert_eq!(checkpoints.len(), 1);
-    assert!(!run.join("final.safetensors").exists());
+        ];
+        let mut child = start_training(&config, &never);
+        wait_for_train_steps(&run, 5, &mut child);
+        let kill = Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status();
+        assert!(kill.unwrap().success());
+        let output = child.wait_with_output().unwrap();
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(status), "{stderr}");
+        assert!(
+            stderr.contains(&format!("stopped by SIG{signal} at step"))
+                && stderr.contains("continue with --resume auto"),
+            "{stderr}"
+        );
+        let checkpoints = std::fs::read_dir(run.join("checkpoints")).unwrap();
+        assert_eq!(checkpoints.count(), 1);
+        assert!(!run.join("final.safetensors").exists());
+        stdout_of_success(&train(
+            &config,
+            &[&never[..], &["--resume", "auto"]].concat(),
+        ));
+        assert!(run.join("final.safetensors").is_file());
+    }
 }
 
 #[test]

@@ -4,8 +4,8 @@
 //! loopback addresses: every way ends with the weights of `launch --nproc 2`.
 
 use crate::util::{
-    final_weights, free_port, run, start_with_env, stderr_of_failure, wait_for_success,
-    wait_for_train_steps, write_config,
+    children, final_weights, free_port, launch_node_of_two, run, start_with_env, stderr_of_failure,
+    wait_for_success, wait_for_train_steps, write_config,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -55,14 +55,6 @@ fn reference() -> &'static BTreeMap<String, Vec<u8>> {
     })
 }
 
-fn children(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
 }
@@ -106,6 +98,16 @@ fn a_killed_rank_restarts_the_job_from_its_checkpoint() {
     assert!(stderr.contains("rank 1 exited with signal: 9"), "{stderr}");
 }
 
+/// SIGTERM to a rank alone, not to its launcher: it and its peer checkpoint, stop and exit 143
+/// (not 0: the run did not finish), so the launcher restarts the job, which ends as an
+/// uninterrupted run. It used to take them for finished and return 0 with no final weights.
+#[test]
+fn a_rank_stopped_by_sigterm_is_restarted_not_taken_for_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, stderr) = interrupted_run(dir.path(), 60, "-TERM");
+    assert!(stderr.contains("exited with exit status: 143"), "{stderr}");
+}
+
 /// A stopped rank neither exits nor beats: its peer blocks in the next all-reduce, and only the
 /// heartbeat shows that the job is stuck.
 #[test]
@@ -134,13 +136,19 @@ fn a_stopped_launcher_has_its_ranks_checkpoint_and_the_run_resumes() {
         .status()
         .unwrap();
     let stopped_at = Instant::now();
-    let stderr = stderr_of_failure(&launcher.wait_with_output().unwrap());
+    let output = launcher.wait_with_output().unwrap();
+    let stderr = stderr_of_failure(&output);
     assert!(
         stopped_at.elapsed() < Duration::from_secs(15),
         "took {:?} to stop",
         stopped_at.elapsed()
     );
-    assert!(stderr.contains("stopped by a signal"), "{stderr}");
+    assert!(
+        stderr.contains("stopped by SIGTERM with its ranks"),
+        "{stderr}"
+    );
+    // As a process SIGTERM had ended: the run did not finish.
+    assert_eq!(output.status.code(), Some(143), "{stderr}");
     assert!(
         ranks.iter().all(|&pid| !alive(pid)),
         "a rank outlived its launcher"
@@ -213,6 +221,22 @@ fn the_all_reduce_benchmark_outside_a_launcher_is_refused() {
     );
 }
 
+/// A thousand ranks on a node of a few cores are refused before any starts, naming the flag
+/// that would start them anyway.
+#[test]
+fn more_ranks_than_the_node_has_cores_are_refused_unless_oversubscribed() {
+    let started = Instant::now();
+    let stderr = stderr_of_failure(&run(&[
+        "launch", "--nproc", "100000", "--", "--config", "x.yaml",
+    ]));
+    assert!(
+        stderr.contains("--nproc 100000") && stderr.contains("--oversubscribe"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("[rank"), "no rank started: {stderr}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
 /// `srun --ntasks 2 cornet-trainer --config ...` with no wrapper: the tasks know their place
 /// from Slurm's variables, the store's port from the job id, its host from the node list.
 #[test]
@@ -256,30 +280,25 @@ fn job_id_of_a_free_port() -> u64 {
         .unwrap()
 }
 
+/// The secret that the launchers of the two-node tests share (set on every node, as a job
+/// script exports it).
+const TWO_NODES_SECRET: (&str, &str) = ("CORNET_JOB_SECRET", "the-secret-both-nodes-share");
+
 /// Two launchers as two nodes of one rank each, on 127.0.0.2 and 127.0.0.3: node 1's rank
-/// reaches the store on node 0's address and accepts its ring peer on its own.
+/// reaches the store on node 0's address and accepts its ring peer on its own. Their output,
+/// piped, carries no colour codes.
 #[test]
 fn two_nodes_on_two_loopback_addresses_train_as_one_node_does() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "two_nodes", CONFIG);
-    let port = free_port().to_string();
+    let port = free_port();
     let nodes: Vec<Child> = ["127.0.0.2", "127.0.0.3"]
         .iter()
         .enumerate()
         .map(|(node, addr)| {
-            let node = node.to_string();
-            let args = [
-                "launch",
-                "--nproc",
-                "1",
-                "--nnodes",
-                "2",
-                "--node-rank",
-                &node,
+            let rest = [
                 "--master-addr",
                 "127.0.0.2",
-                "--master-port",
-                &port,
                 "--local-addr",
                 addr,
                 "--run-id",
@@ -288,9 +307,11 @@ fn two_nodes_on_two_loopback_addresses_train_as_one_node_does() {
                 "--config",
                 config.to_str().unwrap(),
             ];
+            let args = launch_node_of_two(node, port, &rest);
             let vars = [
                 ("RUST_LOG", "info,cornet_trainer::distributed=debug"),
                 ONE_THREAD,
+                TWO_NODES_SECRET,
             ];
             start_with_env(&args, &vars)
         })
@@ -301,6 +322,7 @@ fn two_nodes_on_two_loopback_addresses_train_as_one_node_does() {
         "{}",
         stderrs[1]
     );
+    assert!(!stderrs.concat().contains('\x1b'), "{stderrs:?}");
     assert!(
         final_weights(&dir.path().join("two_nodes")) == *reference(),
         "weights differ"

@@ -2,12 +2,13 @@
 //! after a kill and a resume, `curves.svg`, and `cornet-trainer plot` over several runs.
 
 use crate::util::{
-    run, start_training, stderr_of_failure, stdout_of_success, train, wait_for_train_steps,
+    run, start, start_training, stderr_of_failure, stdout_of_success, train, wait_for_train_steps,
     write_config,
 };
 use cornet_trainer::tfevents::{self, What};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// 3 epochs of 12 steps; validated every half epoch, checkpointed every epoch.
 const CONFIG: &str = "\
@@ -200,5 +201,29 @@ fn plot_overlays_runs_and_names_what_it_cannot_read() {
     );
 
     // What was drawn before stays whole.
+    svg_text(&out);
+}
+
+/// A diverging run writes values near f64::MAX (a learning rate of 1e308, a loss of 1e308):
+/// `plot` (and curves.svg, drawn by the same code) draws them, where its axis used to reach
+/// infinity and spin forever.
+#[test]
+fn plot_draws_a_diverging_runs_huge_values_and_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = TRAIN_1
+        .replace("\"loss\":2.0", "\"loss\":1e308")
+        .replace("\"lr\":0.1", "\"lr\":1e308");
+    let run_dir = run_folder(dir.path(), "diverged", &[TRAIN_1, &huge, VAL_2]);
+    let out = dir.path().join("diverged.svg");
+    let mut plot = start(&["plot", run_dir.as_str(), "-o", out.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while plot.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            plot.kill().unwrap();
+            panic!("plot still drawing after a minute");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stdout_of_success(&plot.wait_with_output().unwrap());
     svg_text(&out);
 }

@@ -328,7 +328,35 @@ fn bad_inputs_are_named() {
         &[2, 20, 30],
         &f["recordings"].values[..2 * 20 * 30],
     );
+    // Empty axes: nothing to score, and no divisions by zero either.
+    let empty = |name: &str, shape: &[u64]| {
+        let path = dir.path().join(name);
+        write_npy::<f64>(&path, shape, &[]);
+        path
+    };
+    let no_neuroids = empty("no_neuroids.npy", &[4, 120, 0]);
+    let no_stimuli = empty("no_stimuli.npy", &[4, 0, 30]);
+    let no_repetitions = empty("no_repetitions.npy", &[0, 120, 30]);
+    let no_units = empty("no_units.npy", &[120, 0]);
+    // numpy's Python objects (`np.save` of an object array): the header says `|O`.
+    let objects = dir.path().join("objects.npy");
+    let header = "{'descr': '|O', 'fortran_order': False, 'shape': (120, 64), }";
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    let padded = format!("{header:<117}\n");
+    npy.extend((padded.len() as u16).to_le_bytes());
+    npy.extend(padded.as_bytes());
+    std::fs::write(&objects, npy).unwrap();
+    let hold_no_values = "hold no values: every axis needs at least one entry";
     let cases = [
+        (&features, &no_neuroids, hold_no_values),
+        (&features, &no_stimuli, hold_no_values),
+        (&features, &no_repetitions, hold_no_values),
+        (&no_units, &one_rep, hold_no_values),
+        (
+            &objects,
+            &one_rep,
+            "expected float32 or float64, got numpy dtype '|O'",
+        ),
         (&features, &short, "has 120 stimuli but"),
         (&nan, &one_rep, "element 7 is NaN"),
         (
@@ -347,6 +375,7 @@ fn bad_inputs_are_named() {
         ]);
         let stderr = stderr_of_failure(&out);
         assert!(stderr.contains(expected), "{expected}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
 

@@ -8,6 +8,7 @@ mod cli_test;
 mod config;
 mod eval;
 mod gpu_proof;
+mod hostile_peers;
 mod kill_resume;
 mod launcher;
 mod learning_curves;

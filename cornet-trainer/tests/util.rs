@@ -5,13 +5,14 @@
 use candle_core::{Device, Tensor};
 use cornet_model::testing::tensor_bytes;
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub use cornet_model::testing::{fixture, read_npz};
 
-fn cornet_trainer(args: &[&str]) -> Command {
+fn cornet_trainer(args: &[impl AsRef<OsStr>]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cornet-trainer"));
     command.args(args);
     command
@@ -46,7 +47,7 @@ pub fn start(args: &[&str]) -> Child {
 }
 
 /// [`start`] with these variables added to the environment (a rank's, as a launcher sets).
-pub fn start_with_env(args: &[&str], vars: &[(&str, &str)]) -> Child {
+pub fn start_with_env(args: &[impl AsRef<OsStr>], vars: &[(&str, &str)]) -> Child {
     cornet_trainer(args)
         .envs(vars.iter().copied())
         .stdout(Stdio::null())
@@ -171,6 +172,34 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// `launch` as node `node` of a job of two nodes of one rank each, its store on `port`; then
+/// `rest`: more of launch's flags, `--` and the trainer's.
+pub fn launch_node_of_two(node: usize, port: u16, rest: &[&str]) -> Vec<String> {
+    let (node, port) = (node.to_string(), port.to_string());
+    let head = [
+        "launch",
+        "--nproc",
+        "1",
+        "--nnodes",
+        "2",
+        "--node-rank",
+        &node,
+    ];
+    let head = head.into_iter().chain(["--master-port", &port]);
+    head.chain(rest.iter().copied())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The processes `pid` started (a launcher's ranks).
+pub fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 /// Writes a row-major f64 array as .npy.

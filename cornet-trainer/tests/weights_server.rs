@@ -1,6 +1,7 @@
 //! A local HTTP server standing in for the published weights' bucket: it serves files by name,
-//! answers 404 for others, counts the requests it gets, and can break a transfer off mid-body
-//! (hyper aborts the connection when a body fails, as a dropped download looks to a client).
+//! answers 404 for others, counts the requests it gets, and misbehaves as servers do: it can
+//! break a transfer off mid-body (hyper aborts the connection when a body fails, as a dropped
+//! download looks to a client), fall silent mid-body, or send a body without end.
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -20,6 +21,11 @@ pub enum Reply {
     Whole(Vec<u8>),
     /// The file's Content-Length, then only its first `sent` bytes before the connection drops.
     CutAfter { file: Vec<u8>, sent: usize },
+    /// The file's Content-Length, then its first `sent` bytes, then nothing, the connection
+    /// kept open.
+    StallAfter { file: Vec<u8>, sent: usize },
+    /// Zeros without end, announcing `announced` bytes (a Content-Length) or nothing (chunked).
+    Endless { announced: Option<u64> },
 }
 
 /// A server on 127.0.0.1 running on its own thread for as long as the test lives.
@@ -92,9 +98,22 @@ fn reply(file: Option<&Reply>) -> Response<ReplyBody> {
     };
     Response::new(match file {
         Reply::Whole(file) => whole(Bytes::from(file.clone())),
-        Reply::CutAfter { file, sent } => CutBody {
+        Reply::CutAfter { file, sent } => Script {
             head: Some(Bytes::copy_from_slice(&file[..*sent])),
-            announced: file.len() as u64,
+            then: Then::Fail,
+            announced: Some(file.len() as u64),
+        }
+        .boxed(),
+        Reply::StallAfter { file, sent } => Script {
+            head: Some(Bytes::copy_from_slice(&file[..*sent])),
+            then: Then::Stall,
+            announced: Some(file.len() as u64),
+        }
+        .boxed(),
+        Reply::Endless { announced } => Script {
+            head: None,
+            then: Then::Zeros,
+            announced: *announced,
         }
         .boxed(),
     })
@@ -105,13 +124,24 @@ fn whole(bytes: Bytes) -> ReplyBody {
     Full::new(bytes).map_err(|never| match never {}).boxed()
 }
 
-/// A body announcing `announced` bytes that fails after sending `head`.
-struct CutBody {
+/// A body that sends `head`, then does `then`, having announced `announced` bytes (if any).
+struct Script {
     head: Option<Bytes>,
-    announced: u64,
+    then: Then,
+    announced: Option<u64>,
 }
 
-impl Body for CutBody {
+/// What a [`Script`] body does after its head.
+enum Then {
+    /// Fails: hyper aborts the connection.
+    Fail,
+    /// Sends nothing more, ever.
+    Stall,
+    /// Sends 64 KiB of zeros at each poll, for ever.
+    Zeros,
+}
+
+impl Body for Script {
     type Data = Bytes;
     type Error = std::io::Error;
 
@@ -119,13 +149,23 @@ impl Body for CutBody {
         mut self: Pin<&mut Self>,
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        Poll::Ready(Some(match self.head.take() {
-            Some(head) => Ok(Frame::data(head)),
-            None => Err(std::io::Error::other("the transfer is cut off here")),
-        }))
+        if let Some(head) = self.head.take() {
+            return Poll::Ready(Some(Ok(Frame::data(head))));
+        }
+        match self.then {
+            Then::Fail => Poll::Ready(Some(Err(std::io::Error::other(
+                "the transfer is cut off here",
+            )))),
+            // Never woken: the connection stays open and silent until the client leaves.
+            Then::Stall => Poll::Pending,
+            Then::Zeros => Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![0u8; 64 << 10]))))),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.announced)
+        match self.announced {
+            Some(length) => SizeHint::with_exact(length),
+            None => SizeHint::default(),
+        }
     }
 }

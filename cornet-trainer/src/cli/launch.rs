@@ -1,6 +1,7 @@
 //! `cornet-trainer launch`: one training process per device, torchrun's way.
 
 use clap::Args;
+use cornet_trainer::distributed::env::job_secret_from_env;
 use cornet_trainer::distributed::launch::LaunchOptions;
 use std::time::Duration;
 
@@ -11,7 +12,8 @@ pub struct LaunchArgs {
     #[arg(long, visible_alias = "nproc-per-node")]
     pub nproc: usize,
 
-    /// Nodes in the job; start one launcher per node, each with its --node-rank.
+    /// Nodes in the job; start one launcher per node, each with its --node-rank and the same
+    /// CORNET_JOB_SECRET in its environment (a job of one node makes its own).
     #[arg(long, default_value_t = 1)]
     pub nnodes: usize,
 
@@ -19,7 +21,8 @@ pub struct LaunchArgs {
     #[arg(long, default_value_t = 0)]
     pub node_rank: usize,
 
-    /// Address of node 0, where its launcher serves the store (a PyTorch TCPStore).
+    /// Address of node 0, where its launcher serves the store (a PyTorch TCPStore, on this
+    /// address's interface, to clients that prove the job's secret).
     #[arg(long, default_value = "127.0.0.1")]
     pub master_addr: String,
 
@@ -42,6 +45,11 @@ pub struct LaunchArgs {
     #[arg(long, default_value_t = 3)]
     pub max_restarts: usize,
 
+    /// Start more ranks than this node has cores (refused without it: each rank needs a core
+    /// at least).
+    #[arg(long)]
+    pub oversubscribe: bool,
+
     /// Seconds without a training step after which a rank counts as hung (at least 1).
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub heartbeat_timeout: u64,
@@ -56,9 +64,9 @@ pub struct LaunchArgs {
 }
 
 impl LaunchArgs {
-    /// The launch these flags ask for.
-    pub fn options(self) -> LaunchOptions {
-        LaunchOptions {
+    /// The launch these flags ask for, with the job's secret from the environment.
+    pub fn options(self) -> anyhow::Result<LaunchOptions> {
+        Ok(LaunchOptions {
             nproc: self.nproc,
             nnodes: self.nnodes,
             node_rank: self.node_rank,
@@ -67,10 +75,12 @@ impl LaunchArgs {
             run_id: self.run_id,
             local_addr: self.local_addr,
             max_restarts: self.max_restarts,
+            oversubscribe: self.oversubscribe,
             heartbeat_timeout: Duration::from_secs(self.heartbeat_timeout),
             rendezvous_timeout: Duration::from_secs(self.rendezvous_timeout),
+            secret: job_secret_from_env()?,
             trainer_args: self.trainer_args,
-        }
+        })
     }
 }
 
@@ -85,10 +95,11 @@ mod tests {
             Launch,
             "launch --nproc-per-node 4 --nnodes 2 --node-rank 1 --master-addr node0 \
              --master-port 29600 --run-id job --local-addr 10.0.0.2 --max-restarts 1 \
-             --heartbeat-timeout 60 --rendezvous-timeout 90 -- --config c.yaml --lr 0.1"
+             --oversubscribe --heartbeat-timeout 60 --rendezvous-timeout 90 -- --config c.yaml \
+             --lr 0.1"
         )
         .unwrap();
-        let options = args.options();
+        let options = args.options().unwrap();
         assert_eq!(
             (options.nproc, options.nnodes, options.node_rank),
             (4, 2, 1)
@@ -100,6 +111,7 @@ mod tests {
         assert_eq!(options.run_id, "job");
         assert_eq!(options.local_addr, Some("10.0.0.2".parse().unwrap()));
         assert_eq!(options.max_restarts, 1);
+        assert!(options.oversubscribe);
         assert_eq!(options.heartbeat_timeout, Duration::from_secs(60));
         assert_eq!(options.rendezvous_timeout, Duration::from_secs(90));
         assert_eq!(options.trainer_args, ["--config", "c.yaml", "--lr", "0.1"]);

@@ -51,6 +51,15 @@ impl NetworkArgs {
     /// The network these flags name, a published name (`--weights S`) resolved to its file,
     /// downloaded if need be.
     pub fn resolve(&self) -> anyhow::Result<NetworkSpec> {
+        // Before any download: another model's weights would only be refused once fetched.
+        if let Some(named) = published::published_arch(&self.weights) {
+            anyhow::ensure!(
+                named == self.model,
+                "--weights {named} names CORnet-{named}'s published weights, and --model is {}: \
+                 name the same model in both",
+                self.model
+            );
+        }
         Ok(NetworkSpec {
             arch: self.model,
             weights: published::resolve(&self.weights)?,

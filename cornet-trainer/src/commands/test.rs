@@ -6,12 +6,10 @@ use cornet_trainer::extract::Extraction;
 
 pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     let extraction = Extraction::prepare(&args.request()?)?;
-    if let Some(list) = extraction.file_list() {
+    let written = extraction.run(display::on_stderr().as_mut())?;
+    if let Some(list) = written.file_list {
         println!("{}", list.display());
     }
-    println!(
-        "{}",
-        extraction.run(display::on_stderr().as_mut())?.display()
-    );
+    println!("{}", written.features.display());
     Ok(())
 }

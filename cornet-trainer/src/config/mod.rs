@@ -395,6 +395,16 @@ impl Config {
                 .map_err(|e| flag(key, format!("bad value {raw:?}: {e}")))?;
             locate::set(&mut value, key, parsed).map_err(|message| flag(key, message))?;
         }
+        // A data folder named on the command line (--data-path, --set data.train=...) must
+        // hold the user's data: generated images go only where the file itself says.
+        if overrides
+            .iter()
+            .any(|o| matches!(o.key(), "data.train" | "data.val"))
+        {
+            if let Some(data) = value.get_mut("data").and_then(|d| d.as_mapping_mut()) {
+                data.remove("synthetic");
+            }
+        }
         // A wrong value is blamed on where it came from: the last flag that set it, else its
         // line.
         let blame = |key: &str, message: String| {

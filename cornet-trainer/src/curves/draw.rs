@@ -45,7 +45,7 @@ pub fn svg(runs: &[RunCurves]) -> Result<String, Cause> {
                             .iter()
                             .flat_map(|r| r.train_means(k).into_iter().chain(r.validations(k)));
                         let highest = values.map(|(_, v)| v * scale).fold(0.0, f64::max);
-                        (highest * 1.05).max(1e-3)
+                        (highest * 1.05).clamp(1e-3, AXIS_LIMIT)
                     });
                     let mut chart =
                         panel(panel_area, caption).build_cartesian_2d(epochs.clone(), 0.0..top)?;
@@ -62,7 +62,7 @@ pub fn svg(runs: &[RunCurves]) -> Result<String, Cause> {
                         .filter(|&v| v > 0.0)
                         .fold((f64::INFINITY, 0.0_f64), |(l, h), v| (l.min(v), h.max(v)));
                     let (low, high) = if high > 0.0 {
-                        (low / 2.0, high * 2.0)
+                        (low / 2.0, (high * 2.0).min(AXIS_LIMIT))
                     } else {
                         (1e-4, 1.0)
                     };
@@ -88,6 +88,10 @@ pub fn svg(runs: &[RunCurves]) -> Result<String, Cause> {
     }
     Ok(text)
 }
+
+/// The largest value an axis reaches: a diverging run's values (or a learning rate of 1e308)
+/// would take it to infinity, where plotters' tick loop never ends.
+const AXIS_LIMIT: f64 = 1e300;
 
 /// Decades at most this far apart on a log axis get labels in between (2 and 5 times each):
 /// plotters' own choice put up to ten labels within one decade, over each other.

@@ -2,6 +2,7 @@
 //! Kubeflow PyTorchJob set), or, under `srun` with no torchrun, Slurm's task variables.
 //! torchrun's variables win when both are present (torchrun inside a Slurm allocation).
 
+use super::auth::Secret;
 use super::error::{DistributedError::RankEnv as Invalid, Explain, Result};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -44,6 +45,10 @@ pub mod var {
     pub const HEARTBEAT_FILE: &str = "CORNET_HEARTBEAT_FILE";
     /// The address this node's ranks listen on for their ring peers.
     pub const LOCAL_ADDR: &str = "CORNET_LOCAL_ADDR";
+    /// The job's secret (see [`super::RankEnv::secret`]).
+    pub const JOB_SECRET: &str = "CORNET_JOB_SECRET";
+    /// Set by our `launch` for its ranks: its store asks for proof of [`JOB_SECRET`].
+    pub const AGENT_STORE_AUTH: &str = "CORNET_AGENT_STORE_AUTH";
 }
 
 /// The files an agent gives a rank, read apart from [`RankEnv`], so that a rank whose other
@@ -102,6 +107,13 @@ pub struct RankEnv {
     /// `CORNET_LOCAL_ADDR`: the address this node's ranks listen on for their ring peers;
     /// when unset, the interface that reaches the store.
     pub local_addr: Option<IpAddr>,
+    /// `CORNET_JOB_SECRET`: the job's secret, which the ranks of a ring prove to each other,
+    /// and to the store when it asks ([`RankEnv::store_secret`]). Our `launch` makes one per
+    /// job; under torchrun or Slurm the user sets it.
+    pub secret: Option<Secret>,
+    /// `CORNET_AGENT_STORE_AUTH=True`: the agent's store (our `launch`'s) asks for proof of the
+    /// secret. torchrun's store is PyTorch's, which knows no such thing.
+    pub agent_store_auth: bool,
     /// How long to wait for the other ranks at start-up (`CORNET_RENDEZVOUS_TIMEOUT`, seconds).
     pub timeout: Duration,
     /// Which contract the variables came from, for messages.
@@ -115,6 +127,12 @@ pub enum Launcher {
     Torchrun,
     /// Slurm's task variables (`srun` with no torchrun).
     Slurm,
+}
+
+/// The job's secret from [`var::JOB_SECRET`], if set: what `launch` hands its ranks, and proves to
+/// the store of node 0.
+pub fn job_secret_from_env() -> Result<Option<Secret>> {
+    Vars(&|name| std::env::var(name).ok()).secret()
 }
 
 /// How long ranks wait for each other at start-up unless `CORNET_RENDEZVOUS_TIMEOUT` says
@@ -169,6 +187,8 @@ impl RankEnv {
             run_id: vars.text(var::RUN_ID).unwrap_or_else(|| "none".into()),
             restart_count: vars.number(var::RESTART_COUNT)?.unwrap_or(0),
             local_addr: vars.address(var::LOCAL_ADDR)?,
+            secret: vars.secret()?,
+            agent_store_auth: vars.agent_store_auth()?,
             timeout: vars.timeout()?,
             launcher: Launcher::Torchrun,
         })
@@ -203,6 +223,8 @@ impl RankEnv {
             run_id: job_id,
             restart_count: vars.number("SLURM_RESTART_COUNT")?.unwrap_or(0),
             local_addr: vars.address(var::LOCAL_ADDR)?,
+            secret: vars.secret()?,
+            agent_store_auth: false,
             timeout: vars.timeout()?,
             launcher: Launcher::Slurm,
         }))
@@ -223,9 +245,26 @@ impl RankEnv {
             run_id: "none".into(),
             restart_count: 0,
             local_addr: None,
+            secret: None,
+            agent_store_auth: false,
             timeout: Duration::from_secs(10),
             launcher: Launcher::Torchrun,
         }
+    }
+
+    /// The secret to prove to the store, where it asks for one: rank 0's own store asks when
+    /// the job has a secret, an agent's store only when the agent says so (torchrun's never).
+    pub fn store_secret(&self) -> Option<&Secret> {
+        match self.agent_store && !self.agent_store_auth {
+            true => None,
+            false => self.secret.as_ref(),
+        }
+    }
+
+    /// Whether ranks of this job run on other hosts than this one: a store served here must
+    /// then listen where they reach it.
+    pub fn spans_hosts(&self) -> bool {
+        self.world_size > self.local_world_size
     }
 
     /// The prefix of this attempt's store keys. The store of an agent outlives the ranks it
@@ -356,6 +395,28 @@ impl Vars<'_> {
                     .explain(Invalid, || format!("{name}={v:?} is not an IP address"))
             })
             .transpose()
+    }
+
+    fn secret(&self) -> Result<Option<Secret>> {
+        self.text(var::JOB_SECRET)
+            .map(|text| Secret::from_user(var::JOB_SECRET, text))
+            .transpose()
+    }
+
+    /// [`var::AGENT_STORE_AUTH`], which needs the secret it asks for.
+    fn agent_store_auth(&self) -> Result<bool> {
+        let asks = self.flag(var::AGENT_STORE_AUTH);
+        if asks && self.text(var::JOB_SECRET).is_none() {
+            return Err(Invalid(
+                format!(
+                    "{} is set but {} is not",
+                    var::AGENT_STORE_AUTH,
+                    var::JOB_SECRET
+                ),
+                None,
+            ));
+        }
+        Ok(asks)
     }
 
     /// PyTorch sets its flags as Python's `str(True)`.
@@ -586,6 +647,57 @@ mod tests {
             ("CORNET_LOCAL_ADDR", "node3")
         ])
         .starts_with("CORNET_LOCAL_ADDR=\"node3\" is not an IP address"));
+    }
+
+    #[test]
+    fn the_secret_is_proved_to_our_stores_and_never_to_torchruns() {
+        let secret = ("CORNET_JOB_SECRET", "0123456789abcdef0123");
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = vec![("WORLD_SIZE", "2"), ("RANK", "1")];
+            vars.extend_from_slice(extra);
+            parse(&vars).unwrap().unwrap()
+        };
+        let agent = ("TORCHELASTIC_USE_AGENT_STORE", "True");
+
+        // torchrun's store is PyTorch's: the secret is for the ring alone.
+        let torchrun = with(&[agent, secret]);
+        assert_eq!(torchrun.secret.as_ref().unwrap().expose(), secret.1);
+        assert_eq!(torchrun.store_secret(), None);
+        // Our launch says that its store asks.
+        let launch = with(&[agent, secret, ("CORNET_AGENT_STORE_AUTH", "True")]);
+        assert_eq!(launch.store_secret(), launch.secret.as_ref());
+        // Rank 0's own store asks whenever the job has a secret.
+        let own = with(&[secret]);
+        assert_eq!(own.store_secret(), own.secret.as_ref());
+        assert_eq!(with(&[]).store_secret(), None);
+        let slurm = parse(&[
+            ("SLURM_NTASKS", "2"),
+            ("SLURM_PROCID", "0"),
+            ("SLURM_JOB_ID", "7"),
+            ("SLURM_JOB_NODELIST", "n1"),
+            secret,
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(slurm.store_secret(), slurm.secret.as_ref());
+
+        assert_eq!(
+            err(&[
+                ("WORLD_SIZE", "2"),
+                ("RANK", "1"),
+                ("CORNET_AGENT_STORE_AUTH", "True")
+            ]),
+            "CORNET_AGENT_STORE_AUTH is set but CORNET_JOB_SECRET is not"
+        );
+        let short = err(&[
+            ("WORLD_SIZE", "2"),
+            ("RANK", "1"),
+            ("CORNET_JOB_SECRET", "x"),
+        ]);
+        assert!(
+            short.starts_with("CORNET_JOB_SECRET is too short"),
+            "{short}"
+        );
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub enum DistributedError {
     /// The launcher could not start or keep its ranks.
     #[error("{0}")]
     Launch(String, #[source] Option<Cause>),
+    /// SIGINT or SIGTERM stopped the launcher, which had its ranks checkpoint and stop.
+    #[error(transparent)]
+    Stopped(#[from] crate::error::StoppedBySignal),
     /// `model.bn_images` cannot tile this rank's batch: it must divide it, or be a multiple of
     /// it that divides the global batch.
     #[error(

@@ -5,10 +5,12 @@
 //! each attempt's store keys apart. Launchers of several nodes learn of each other's failures
 //! through the store, so that every node restarts together.
 
+use super::auth::Secret;
 use super::env::{var, AgentFiles};
 use super::error::{DistributedError::Launch, Explain, Result};
 use super::error_file;
-use super::store::{StoreClient, StoreServer};
+use super::store::{ServerLimits, StoreClient, StoreConfig, StoreServer};
+use crate::error::StoppedBySignal;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::collections::VecDeque;
@@ -17,7 +19,7 @@ use std::net::IpAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -50,10 +52,15 @@ pub struct LaunchOptions {
     pub local_addr: Option<IpAddr>,
     /// Times to restart all ranks after one fails.
     pub max_restarts: usize,
+    /// Start more ranks than this node has cores.
+    pub oversubscribe: bool,
     /// A rank that has not beaten its heartbeat for this long is taken for hung.
     pub heartbeat_timeout: Duration,
     /// How long to wait for the store (node 0's launcher) at start-up.
     pub rendezvous_timeout: Duration,
+    /// The job's secret (`CORNET_JOB_SECRET`), the same on every node; one is made when the
+    /// job has a single node and none is given.
+    pub secret: Option<Secret>,
     /// The trainer's own arguments, passed to every rank.
     pub trainer_args: Vec<String>,
 }
@@ -104,29 +111,46 @@ pub fn launch(options: &LaunchOptions) -> Result<()> {
             None,
         ));
     }
+    if !options.oversubscribe {
+        check_capacity(options.nproc, cores())?;
+    }
     if options.heartbeat_timeout.is_zero() {
         return Err(Launch(
             "--heartbeat-timeout must be at least 1 second".into(),
             None,
         ));
     }
+    let secret = job_secret(options)?;
     let _store = match options.node_rank {
-        0 => Some(StoreServer::start(options.master_port)?),
+        0 => Some(StoreServer::start(&StoreConfig {
+            host: options.master_addr.clone(),
+            port: options.master_port,
+            other_hosts: options.nnodes > 1,
+            secret: Some(secret.clone()),
+            limits: ServerLimits::default(),
+        })?),
         _ => None,
     };
-    let mut agents = Agents::connect(options)?;
+    let mut agents = Agents::connect(options, &secret)?;
     let stop = stop_on_signals()?;
     let workdir =
         tempfile::tempdir().explain(Launch, || "creating the launcher's folder".into())?;
     for attempt in 0..=options.max_restarts {
-        match run_attempt(options, attempt, workdir.path(), &mut agents, &stop)? {
+        match run_attempt(
+            options,
+            &secret,
+            attempt,
+            workdir.path(),
+            &mut agents,
+            &stop,
+        )? {
             Outcome::Finished => return Ok(()),
             Outcome::Stopped => {
-                return Err(Launch(
-                    "stopped by a signal; the ranks checkpointed: continue with --resume auto"
-                        .into(),
-                    None,
-                ))
+                return Err(StoppedBySignal {
+                    signal: stop.load(Ordering::SeqCst) as i32,
+                    what: "with its ranks, after their checkpoints".into(),
+                }
+                .into())
             }
             Outcome::FailedAtStart(summary) => {
                 return Err(Launch(
@@ -158,11 +182,52 @@ pub fn launch(options: &LaunchOptions) -> Result<()> {
     unreachable!("the last attempt returns")
 }
 
+/// The secret of the job: the one given, or a new one for a job of one node. The launchers of
+/// several nodes cannot agree on a new one without a channel that a secret would protect: the
+/// user gives them one.
+fn job_secret(options: &LaunchOptions) -> Result<Secret> {
+    match (&options.secret, options.nnodes) {
+        (Some(secret), _) => Ok(secret.clone()),
+        (None, 1) => Secret::generate(),
+        (None, nnodes) => Err(Launch(
+            format!(
+                "--nnodes {nnodes}: the launchers of the nodes must share the job's secret, \
+                 which only they and their ranks know: set {secret} to the same value on every \
+                 node (e.g. `export {secret}=$(openssl rand -hex 32)` in the job's script)",
+                secret = var::JOB_SECRET
+            ),
+            None,
+        )),
+    }
+}
+
+/// Refuses more ranks than `cores`: each rank keeps a core busy at least (its loop, its
+/// loader, its collectives), and a thousand ranks on two cores only thrash the node.
+fn check_capacity(nproc: usize, cores: usize) -> Result<()> {
+    if nproc > cores {
+        return Err(Launch(
+            format!(
+                "--nproc {nproc} is more ranks than this node has cores ({cores}), and each rank \
+                 needs one at least: lower --nproc, or pass --oversubscribe to start them anyway"
+            ),
+            None,
+        ));
+    }
+    Ok(())
+}
+
+/// The cores this process may run on (its CPU affinity and cgroup quota, as Slurm's and
+/// Kubernetes' allocations set them).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// SIGINT or SIGTERM to the launcher: the ranks are asked to checkpoint and stop.
-fn stop_on_signals() -> Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
+/// The number of the last SIGINT or SIGTERM the launcher received (0: none yet).
+fn stop_on_signals() -> Result<Arc<AtomicUsize>> {
+    let stop = Arc::new(AtomicUsize::new(0));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone())
+        signal_hook::flag::register_usize(signal, stop.clone(), signal as usize)
             .explain(Launch, || "installing the signal handlers".into())?;
     }
     Ok(stop)
@@ -177,13 +242,14 @@ struct Agents {
 }
 
 impl Agents {
-    fn connect(options: &LaunchOptions) -> Result<Self> {
+    fn connect(options: &LaunchOptions, secret: &Secret) -> Result<Self> {
         let store = match options.nnodes {
             1 => None,
             _ => Some(StoreClient::connect(
                 &options.master_addr,
                 options.master_port,
                 options.rendezvous_timeout,
+                Some(secret),
             )?),
         };
         Ok(Agents {
@@ -221,21 +287,22 @@ impl Agents {
 
 fn run_attempt(
     options: &LaunchOptions,
+    secret: &Secret,
     attempt: usize,
     workdir: &Path,
     agents: &mut Agents,
-    stop: &AtomicBool,
+    stop: &AtomicUsize,
 ) -> Result<Outcome> {
     let folder = workdir.join(format!("attempt_{attempt}"));
     std::fs::create_dir_all(&folder)
         .explain(Launch, || format!("creating {}", folder.display()))?;
     let mut ranks = (0..options.nproc)
-        .map(|local_rank| start_rank(options, attempt, local_rank, &folder))
+        .map(|local_rank| start_rank(options, secret, attempt, local_rank, &folder))
         .collect::<Result<Vec<_>>>()?;
     let started = Instant::now();
     let outcome = loop {
         std::thread::sleep(POLL);
-        if stop.load(Ordering::SeqCst) {
+        if stop.load(Ordering::SeqCst) != 0 {
             stop_ranks(&mut ranks);
             break Outcome::Stopped;
         }
@@ -287,9 +354,11 @@ fn run_attempt(
     Ok(outcome)
 }
 
-/// Starts local rank `local_rank` of `attempt` with torchrun's worker contract.
+/// Starts local rank `local_rank` of `attempt` with torchrun's worker contract, and the job's
+/// secret in its environment (never in its arguments, which every user of the host can read).
 fn start_rank(
     options: &LaunchOptions,
+    secret: &Secret,
     attempt: usize,
     local_rank: usize,
     folder: &Path,
@@ -317,6 +386,8 @@ fn start_rank(
         .env(var::RESTART_COUNT, attempt.to_string())
         .env(var::MAX_RESTARTS, options.max_restarts.to_string())
         .env(var::USE_AGENT_STORE, "True")
+        .env(var::JOB_SECRET, secret.expose())
+        .env(var::AGENT_STORE_AUTH, "True")
         .env(var::ERROR_FILE, &error_file)
         .env(var::HEARTBEAT_FILE, &heartbeat)
         .stdout(Stdio::piped())
@@ -487,4 +558,20 @@ fn forward_output(
             tail.push_back(line);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn more_ranks_than_cores_are_refused_naming_the_flag_that_allows_them() {
+        assert!(check_capacity(2, 2).is_ok());
+        assert!(check_capacity(1, 64).is_ok());
+        let err = check_capacity(1000, 2).unwrap_err().to_string();
+        assert!(
+            err.contains("--nproc 1000") && err.contains("(2)") && err.contains("--oversubscribe"),
+            "{err}"
+        );
+    }
 }

@@ -9,6 +9,7 @@
 //! ranks' models identical, [`placement`] says what `dist.ngpus` asks of this process, and
 //! [`batch_groups`] which ranks share a BatchNorm group (`model.bn_images`).
 
+pub mod auth;
 pub mod batch_groups;
 mod communicator;
 pub mod env;

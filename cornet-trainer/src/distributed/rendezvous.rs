@@ -3,7 +3,7 @@
 
 use super::env::RankEnv;
 use super::error::Result;
-use super::store::{StoreClient, StoreServer};
+use super::store::{ServerLimits, StoreClient, StoreConfig, StoreServer};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -17,10 +17,17 @@ pub struct Rendezvous {
 }
 
 impl Rendezvous {
-    /// Serves the store if this rank must, then connects to it.
+    /// Serves the store if this rank must, then connects to it. Rank 0's store listens on
+    /// `MASTER_ADDR`'s interface and, when the job has a secret, asks every client for proof.
     pub fn join(env: &RankEnv) -> Result<Self> {
         let server = match env.rank == 0 && !env.agent_store {
-            true => Some(StoreServer::start(env.master_port)?),
+            true => Some(StoreServer::start(&StoreConfig {
+                host: env.master_addr.clone(),
+                port: env.master_port,
+                other_hosts: env.spans_hosts(),
+                secret: env.secret.clone(),
+                limits: ServerLimits::default(),
+            })?),
             false => None,
         };
         Ok(Rendezvous {
@@ -32,7 +39,12 @@ impl Rendezvous {
     /// Connects to a store that is served already: by the agent, or by rank 0's first
     /// rendezvous (a second ring joins through this one).
     pub fn join_served(env: &RankEnv) -> Result<Self> {
-        let client = StoreClient::connect(&env.master_addr, env.master_port, env.timeout)?;
+        let client = StoreClient::connect(
+            &env.master_addr,
+            env.master_port,
+            env.timeout,
+            env.store_secret(),
+        )?;
         Ok(Rendezvous {
             client,
             prefix: env.key_prefix(),
@@ -69,7 +81,7 @@ mod tests {
     /// its own peers, never read what the failed attempt published (pytorch/pytorch#135712).
     #[test]
     fn a_restarted_attempt_never_reads_the_previous_attempts_keys() {
-        let server = StoreServer::start(0).unwrap();
+        let server = StoreServer::start(&StoreConfig::local(0)).unwrap();
         let mut env = RankEnv::on_this_machine(1, 2, server.port());
         env.agent_store = true;
         env.run_id = "job".into();

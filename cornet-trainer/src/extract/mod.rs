@@ -16,7 +16,7 @@ use candle_core::{Device, Tensor};
 use cornet_data::{Dataset, ImageFolder};
 use cornet_model::{Model, TapFilter};
 use std::path::{Path, PathBuf};
-use taps::{check_memory, collect_taps, image_batches, write_file_list};
+use taps::{check_memory, collect_taps, image_batches, FileList};
 
 /// What to keep from each forward pass.
 #[derive(Debug, Clone)]
@@ -69,12 +69,20 @@ pub struct ExtractRequest {
 }
 
 /// An extraction ready to run: the model loaded, the images opened and, for a folder, the
-/// list of its images written (the rows of the features, in order).
+/// list of its images taken (the rows of the features, in order).
 pub struct Extraction {
     model: Model,
     input: Input,
     request: ExtractRequest,
-    file_list: Option<PathBuf>,
+    file_list: Option<FileList>,
+}
+
+/// What an extraction wrote.
+pub struct Written {
+    /// `OUT/file_list.txt`, when the images came from a folder.
+    pub file_list: Option<PathBuf>,
+    /// The features (or every tap) of the images.
+    pub features: PathBuf,
 }
 
 /// The opened images.
@@ -88,7 +96,7 @@ enum Input {
 }
 
 impl Extraction {
-    /// Loads the model and opens the images; a folder's `file_list.txt` is written now.
+    /// Loads the model and opens the images (a folder's are listed).
     pub fn prepare(request: &ExtractRequest) -> Result<Self> {
         let model = request
             .network
@@ -122,7 +130,7 @@ impl Extraction {
                     folder.len(),
                     keeps_area_outputs,
                 )?;
-                let list = write_file_list(&folder, &request.output_dir)?;
+                let list = FileList::of(&folder);
                 let input = Input::Folder {
                     folder,
                     imsize: *imsize,
@@ -139,17 +147,12 @@ impl Extraction {
         })
     }
 
-    /// `OUT/file_list.txt` when the images came from a folder.
-    pub fn file_list(&self) -> Option<&Path> {
-        self.file_list.as_deref()
-    }
-
     /// Runs the images through the model, telling `progress` of the images, and writes the
-    /// selection; returns the written file.
-    pub fn run(self, progress: &mut dyn Progress) -> Result<PathBuf> {
+    /// selection, then a folder's `file_list.txt`.
+    pub fn run(self, progress: &mut dyn Progress) -> Result<Written> {
         let request = &self.request;
         let batch_size = request.batch_size;
-        match self.input {
+        let features = match self.input {
             Input::Tensor(images) => extract(
                 &self.model,
                 tensor_batches(&images, batch_size),
@@ -173,7 +176,15 @@ impl Extraction {
                     progress,
                 )
             }
-        }
+        }?;
+        let file_list = match &self.file_list {
+            Some(list) => Some(list.write(&request.output_dir)?),
+            None => None,
+        };
+        Ok(Written {
+            file_list,
+            features,
+        })
     }
 }
 

@@ -114,19 +114,31 @@ pub fn image_batches(
     })
 }
 
-/// Writes `OUT/file_list.txt`, the images in the order of the feature rows.
-pub fn write_file_list(folder: &ImageFolder, output_dir: &Path) -> Result<PathBuf> {
-    std::fs::create_dir_all(output_dir).explain(ExtractError::Output, || {
-        format!("creating {}", output_dir.display())
-    })?;
-    let path = output_dir.join("file_list.txt");
-    let mut text = String::new();
-    for i in 0..folder.len() {
-        text.push_str(&folder.path(i).display().to_string());
-        text.push('\n');
+/// `OUT/file_list.txt`: the images in the order of the feature rows, a path a line. Taken
+/// when the images are opened, written once the features are: a failed extraction leaves no
+/// list of features that do not exist.
+pub struct FileList(String);
+
+impl FileList {
+    /// The list of `folder`'s images.
+    pub fn of(folder: &ImageFolder) -> Self {
+        let mut text = String::new();
+        for i in 0..folder.len() {
+            text.push_str(&folder.path(i).display().to_string());
+            text.push('\n');
+        }
+        FileList(text)
     }
-    crate::files::write_whole(&path, text).explain(ExtractError::Output, || {
-        format!("writing {}", path.display())
-    })?;
-    Ok(path)
+
+    /// Writes it into `output_dir`; returns its path.
+    pub fn write(&self, output_dir: &Path) -> Result<PathBuf> {
+        std::fs::create_dir_all(output_dir).explain(ExtractError::Output, || {
+            format!("creating {}", output_dir.display())
+        })?;
+        let path = output_dir.join("file_list.txt");
+        crate::files::write_whole(&path, &self.0).explain(ExtractError::Output, || {
+            format!("writing {}", path.display())
+        })?;
+        Ok(path)
+    }
 }

@@ -9,7 +9,7 @@ pub mod report;
 pub use error::{Result, ScanError};
 
 use crate::error::Explain;
-use crate::extract::taps::{check_memory, collect_taps, image_batches, write_file_list};
+use crate::extract::taps::{check_memory, collect_taps, image_batches, FileList};
 use crate::extract::ExtractError;
 use crate::network::NetworkSpec;
 use crate::progress::{Progress, Work};
@@ -116,7 +116,7 @@ pub fn scan(request: &ScanRequest, progress: &mut dyn Progress) -> Result<Scan> 
         .map_err(ExtractError::Weights)?;
     let pixels = (request.imsize * request.imsize) as f64;
     check_memory(&model, pixels, request.batch_size, images.len(), true)?;
-    write_file_list(&images, &request.out_dir)?;
+    let file_list = FileList::of(&images);
     let batches = image_batches(images, request.imsize, request.workers, request.batch_size)?;
     let (images, total) = (batches.images, batches.total);
     let taps = collect_taps(&model, images, total, scored_taps(), false, progress)?;
@@ -145,6 +145,7 @@ pub fn scan(request: &ScanRequest, progress: &mut dyn Progress) -> Result<Scan> 
         progress.advance(1);
     }
     progress.finish();
+    file_list.write(&request.out_dir)?;
     // Areas in the order they are first called (bottom-up), each area's steps together.
     let areas: Vec<String> = first_called(&scored)
         .into_iter()

@@ -29,7 +29,7 @@ use candle_core::Tensor;
 use metric::{Metric, Scores};
 use protocol::{NeuralRequest, Protocol};
 use std::path::PathBuf;
-use target::{read_scorable, NeuralTarget, Recordings};
+use target::{holds_values, read_scorable, NeuralTarget, Recordings};
 
 /// `score --features`: features from a file against recordings.
 pub struct ScoreRequest {
@@ -102,6 +102,7 @@ pub fn score(request: &ScoreRequest) -> Result<Scores> {
             request.features.display()
         )));
     };
+    holds_values(&request.features, &features_shape, "features")?;
     let neural = &request.neural;
     let recordings = Recordings::load(&neural.recordings)?;
     if recordings.stimuli() != stimuli {

@@ -33,6 +33,7 @@ impl Recordings {
             [s, n] => (false, s, n),
             _ => return Err(ScoreError::Shape(format!("{}: recordings must be [repetitions, stimuli, neuroids] or [stimuli, neuroids], got {shape:?}", path.display()))),
         };
+        holds_values(path, &shape, "recordings")?;
         let trials = values
             .chunks(stimuli * neuroids)
             .map(|block| DMatrix::from_row_slice(stimuli, neuroids, block))
@@ -117,6 +118,18 @@ pub fn mean_over_repetitions(recordings: &[DMatrix<f64>]) -> DMatrix<f64> {
         sum += r;
     }
     sum / recordings.len() as f64
+}
+
+/// Refuses `what` (`features`, `recordings`) at `path` if an axis of its `shape` is empty:
+/// there is nothing to score, and the metrics would divide by the empty axis.
+pub(super) fn holds_values(path: &Path, shape: &[usize], what: &str) -> Result<()> {
+    if shape.contains(&0) {
+        return Err(ScoreError::Shape(format!(
+            "{}: {what} of shape {shape:?} hold no values: every axis needs at least one entry",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// An array of floats that can be scored, with its shape: NaN and infinity are refused,

@@ -5,7 +5,7 @@ use crate::checkpoint::CheckpointError;
 use crate::config::ConfigError;
 use crate::device::DeviceError;
 use crate::distributed::DistributedError;
-use crate::error::Cause;
+use crate::error::{Cause, StoppedBySignal};
 use crate::loading::DatasetError;
 use crate::optim::OptimError;
 use crate::records::RecordsError;
@@ -180,6 +180,9 @@ pub enum TrainError {
     /// The handlers of SIGINT, SIGTERM and SIGUSR1 could not be installed.
     #[error("installing the signal handlers")]
     Signals(#[source] std::io::Error),
+    /// SIGINT or SIGTERM stopped the run before its end, after a checkpoint.
+    #[error(transparent)]
+    Stopped(#[from] StoppedBySignal),
 }
 
 impl From<CheckpointError> for TrainError {

@@ -3,7 +3,7 @@
 //! the process at once. SIGUSR1 (Slurm's `--signal` ahead of a time limit) asks for a
 //! checkpoint after the current step, and training goes on.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 
 /// The requests the loop polls once per step (the ranks then agree on them).
@@ -13,6 +13,8 @@ pub struct Interrupts {
     pub stop: Arc<AtomicBool>,
     /// Checkpoint after the current step, and go on.
     pub checkpoint: Arc<AtomicBool>,
+    /// The signal that asked for the stop (0 until one did).
+    signal: Arc<AtomicI32>,
 }
 
 impl Interrupts {
@@ -30,9 +32,11 @@ impl Interrupts {
                         eprintln!("SIGUSR1: checkpointing after this step");
                         flags.checkpoint.store(true, Ordering::SeqCst);
                     } else if flags.stop.swap(true, Ordering::SeqCst) {
+                        // The first stop's signal is the one the run answers to.
                         eprintln!("stopping now, without a checkpoint");
                         std::process::exit(128 + signal);
                     } else {
+                        flags.signal.store(signal, Ordering::SeqCst);
                         eprintln!(
                             "stopping after this step, with a checkpoint (again to stop at once)"
                         );
@@ -45,6 +49,15 @@ impl Interrupts {
     /// Whether a stop was asked for.
     pub fn stop_asked(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
+    }
+
+    /// The signal this process was stopped by, if one was; a rank stopped at a peer's request
+    /// (or by a test's flag) has none.
+    pub fn stop_signal(&self) -> Option<i32> {
+        match self.signal.load(Ordering::SeqCst) {
+            0 => None,
+            signal => Some(signal),
+        }
     }
 
     /// Whether a checkpoint was asked for since the last call.

@@ -165,9 +165,19 @@ impl<'a> Trainer<'a> {
         }
         let total = self.settings.epochs * spe;
         if self.state.global_step >= total {
-            // Resumed after its last checkpoint: perhaps killed before the final weights.
-            tracing::info!("the run is already complete ({total} steps)");
-            self.write_final_weights()?;
+            // Resumed after its last checkpoint: only a run killed before its final weights
+            // lacks them; a finished run is left exactly as it is.
+            let final_weights = self.settings.output_dir.join("final.safetensors");
+            if !final_weights.exists() {
+                tracing::info!("the run is complete ({total} steps): writing its final weights");
+                self.write_final_weights()?;
+            } else if self.is_rank0() {
+                println!(
+                    "the run is already finished ({total} steps), nothing to do; its weights are \
+                     in {}",
+                    final_weights.display()
+                );
+            }
             return Ok(Summary {
                 global_step: self.state.global_step,
                 interrupted: false,

@@ -1,9 +1,15 @@
 //! A blocking client of a PyTorch TCPStore: torchrun's agent store, our launcher's, or rank 0's.
+//! To PyTorch's store it sends exactly what PyTorch's client sends; to ours that asks for the
+//! job's secret, it proves it first.
 
-use super::wire::{CheckReply, Command, Message, WaitReply, MAGIC, MAX_KEYS, MAX_STRING_LEN};
+use super::wire::{
+    CheckReply, Command, Message, WaitReply, AUTH_ACCEPTED, AUTH_PURPOSE, MAGIC, MAX_KEYS,
+    MAX_KEY_LEN, MAX_VALUE_LEN,
+};
+use crate::distributed::auth::{self, Exchange, Secret, Side, CHALLENGE_LEN, PROOF_LEN};
 use crate::distributed::error::{DistributedError::Rendezvous, Explain, Result};
 use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// A connection to a store. Keys are given without PyTorch's leading `/`, which the client
@@ -15,16 +21,16 @@ pub struct StoreClient {
 
 impl StoreClient {
     /// Connects to the store at `host:port`, retrying until `timeout` (the server may start
-    /// after its clients), and checks that it is a TCPStore.
-    pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<Self> {
+    /// after its clients), and checks that it is a TCPStore; with a `secret`, that it is ours
+    /// and knows the secret, and proves that this client does too.
+    pub fn connect(
+        host: &str,
+        port: u16,
+        timeout: Duration,
+        secret: Option<&Secret>,
+    ) -> Result<Self> {
         let deadline = Instant::now() + timeout;
-        let peer = (host, port)
-            .to_socket_addrs()
-            .explain(Rendezvous, || format!("resolving MASTER_ADDR {host}"))?
-            .next()
-            .explain(Rendezvous, || {
-                format!("MASTER_ADDR {host} resolves to nothing")
-            })?;
+        let peer = super::address::store_address(host, port)?;
         let stream = loop {
             match TcpStream::connect_timeout(&peer, Duration::from_secs(1)) {
                 Ok(stream) => break stream,
@@ -44,25 +50,31 @@ impl StoreClient {
         };
         stream.set_nodelay(true)?;
         let mut client = StoreClient { stream, peer };
-        client.handshake(timeout)?;
+        client
+            .stream
+            .set_read_timeout(Some(at_least_1ms(timeout)))?;
+        client.handshake(secret)?;
+        client.stream.set_read_timeout(None)?;
         Ok(client)
     }
 
-    /// `VALIDATE` with the magic number, then `PING`: a server that does not echo the nonce
-    /// is not a TCPStore (or not one we can talk to).
-    fn handshake(&mut self, timeout: Duration) -> Result<()> {
+    /// `VALIDATE` with the magic number, the proof of `secret` if there is one, then `PING`:
+    /// a server that does not echo the nonce is not a TCPStore (or not one we can talk to).
+    fn handshake(&mut self, secret: Option<&Secret>) -> Result<()> {
+        let mut hello = Message::request(Command::Validate).u32(MAGIC);
+        if let Some(secret) = secret {
+            self.authenticate(hello, secret)?;
+            hello = Message::default();
+        }
         let nonce = std::process::id();
-        let hello = Message::request(Command::Validate)
-            .u32(MAGIC)
-            .byte(Command::Ping as u8)
-            .u32(nonce);
-        self.send(hello)?;
-        self.stream.set_read_timeout(Some(at_least_1ms(timeout)))?;
+        self.send(hello.byte(Command::Ping as u8).u32(nonce))?;
         let mut echo = [0u8; 4];
-        let read = self.stream.read_exact(&mut echo);
-        self.stream.set_read_timeout(None)?;
-        read.explain(Rendezvous, || {
-            format!("{} did not answer as a PyTorch TCPStore", self.peer)
+        self.stream.read_exact(&mut echo).explain(Rendezvous, || {
+            format!(
+                "{} did not answer as a PyTorch TCPStore (a store of ours that asks for \
+                 CORNET_JOB_SECRET closes connections that do not prove it)",
+                self.peer
+            )
         })?;
         if u32::from_le_bytes(echo) != nonce {
             return Err(Rendezvous(
@@ -76,6 +88,45 @@ impl StoreClient {
         Ok(())
     }
 
+    /// `AUTHENTICATE` after `hello`: this client's challenge; the store's challenge and proof,
+    /// checked; this client's proof; the store's acceptance.
+    fn authenticate(&mut self, hello: Message, secret: &Secret) -> Result<()> {
+        let peer = self.peer;
+        let challenge = auth::challenge()?;
+        self.send(hello.byte(Command::Authenticate as u8).raw(&challenge))?;
+        let mut answer = [0u8; CHALLENGE_LEN + PROOF_LEN];
+        self.stream
+            .read_exact(&mut answer)
+            .explain(Rendezvous, || {
+                format!(
+                    "the rendezvous store at {peer} closed the connection when offered proof of \
+                 CORNET_JOB_SECRET: it was started without it (torchrun's store never asks)"
+                )
+            })?;
+        let (acceptor, proof) = answer.split_at(CHALLENGE_LEN);
+        let acceptor = acceptor
+            .try_into()
+            .expect("split at the challenge's length");
+        let exchange = Exchange::new(secret, AUTH_PURPOSE, challenge, acceptor);
+        if !exchange.verify(Side::Acceptor, proof) {
+            return Err(Rendezvous(
+                format!(
+                    "the rendezvous store at {peer} could not prove it knows CORNET_JOB_SECRET: \
+                     it is another job's, or the secrets differ"
+                ),
+                None,
+            ));
+        }
+        self.send(Message(exchange.proof(Side::Connector).to_vec()))?;
+        match self.read_u8() {
+            Ok(AUTH_ACCEPTED) => Ok(()),
+            _ => Err(Rendezvous(
+                format!("the rendezvous store at {peer} refused this client's proof of CORNET_JOB_SECRET"),
+                None,
+            )),
+        }
+    }
+
     /// The address this end connects from: the interface that reaches the store.
     pub fn local_ip(&self) -> Result<IpAddr> {
         Ok(self.stream.local_addr()?.ip())
@@ -85,8 +136,8 @@ impl StoreClient {
     pub fn set(&mut self, key: &str, value: &[u8]) -> Result<()> {
         self.send(
             Message::request(Command::Set)
-                .bytes(&slashed(key))
-                .bytes(value),
+                .bytes(&slashed(key)?)
+                .bytes(within_limit(key, value)?),
         )
     }
 
@@ -95,7 +146,7 @@ impl StoreClient {
         if !self.wait(&[key], timeout)? {
             return Ok(None);
         }
-        self.send(Message::request(Command::Get).bytes(&slashed(key)))?;
+        self.send(Message::request(Command::Get).bytes(&slashed(key)?))?;
         self.read_bytes().map(Some)
     }
 
@@ -103,7 +154,7 @@ impl StoreClient {
     pub fn add(&mut self, key: &str, delta: i64) -> Result<i64> {
         self.send(
             Message::request(Command::Add)
-                .bytes(&slashed(key))
+                .bytes(&slashed(key)?)
                 .i64(delta),
         )?;
         self.read_i64()
@@ -111,7 +162,7 @@ impl StoreClient {
 
     /// Whether every key exists now.
     pub fn check(&mut self, keys: &[&str]) -> Result<bool> {
-        self.send(Message::request(Command::Check).list(&slash_all(keys)))?;
+        self.send(Message::request(Command::Check).list(&slash_all(keys)?))?;
         Ok(self.read_u8()? == CheckReply::Ready as u8)
     }
 
@@ -119,9 +170,9 @@ impl StoreClient {
     /// returns the value it holds afterwards.
     pub fn compare_set(&mut self, key: &str, expected: &[u8], desired: &[u8]) -> Result<Vec<u8>> {
         let request = Message::request(Command::CompareSet)
-            .bytes(&slashed(key))
-            .bytes(expected)
-            .bytes(desired);
+            .bytes(&slashed(key)?)
+            .bytes(within_limit(key, expected)?)
+            .bytes(within_limit(key, desired)?);
         self.send(request)?;
         self.read_bytes()
     }
@@ -131,7 +182,7 @@ impl StoreClient {
         if !self.wait(keys, timeout)? {
             return Ok(None);
         }
-        self.send(Message::request(Command::MultiGet).list(&slash_all(keys)))?;
+        self.send(Message::request(Command::MultiGet).list(&slash_all(keys)?))?;
         keys.iter()
             .map(|_| self.read_bytes())
             .collect::<Result<_>>()
@@ -140,10 +191,12 @@ impl StoreClient {
 
     /// Sets each key to its value.
     pub fn multi_set(&mut self, pairs: &[(&str, &[u8])]) -> Result<()> {
-        let request = pairs.iter().fold(
-            Message::request(Command::MultiSet).count(pairs.len()),
-            |m, (key, value)| m.bytes(&slashed(key)).bytes(value),
-        );
+        let mut request = Message::request(Command::MultiSet).count(pairs.len());
+        for (key, value) in pairs {
+            request = request
+                .bytes(&slashed(key)?)
+                .bytes(within_limit(key, value)?);
+        }
         self.send(request)
     }
 
@@ -155,7 +208,7 @@ impl StoreClient {
 
     /// Deletes `key`; whether it existed.
     pub fn delete_key(&mut self, key: &str) -> Result<bool> {
-        self.send(Message::request(Command::DeleteKey).bytes(&slashed(key)))?;
+        self.send(Message::request(Command::DeleteKey).bytes(&slashed(key)?))?;
         Ok(self.read_i64()? == 1)
     }
 
@@ -163,15 +216,15 @@ impl StoreClient {
     pub fn append(&mut self, key: &str, value: &[u8]) -> Result<()> {
         self.send(
             Message::request(Command::Append)
-                .bytes(&slashed(key))
-                .bytes(value),
+                .bytes(&slashed(key)?)
+                .bytes(within_limit(key, value)?),
         )
     }
 
     /// Waits until every key exists; `false` if they do not within `timeout`. On a timeout
     /// the wait is cancelled on the server, and a wake-up that crossed the cancel still counts.
     pub fn wait(&mut self, keys: &[&str], timeout: Duration) -> Result<bool> {
-        self.send(Message::request(Command::Wait).list(&slash_all(keys)))?;
+        self.send(Message::request(Command::Wait).list(&slash_all(keys)?))?;
         self.stream.set_read_timeout(Some(at_least_1ms(timeout)))?;
         let reply = self.read_u8();
         self.stream.set_read_timeout(None)?;
@@ -231,7 +284,7 @@ impl StoreClient {
 
     fn read_bytes(&mut self) -> Result<Vec<u8>> {
         let len = self.read_i64()? as u64;
-        if len > MAX_STRING_LEN {
+        if len > MAX_VALUE_LEN {
             return Err(self.unexpected(format!("a {len}-byte value")));
         }
         let mut bytes = vec![0u8; len as usize];
@@ -247,14 +300,40 @@ impl StoreClient {
     }
 }
 
-/// PyTorch's client prefixes every key with `/`.
-fn slashed(key: &str) -> Vec<u8> {
-    format!("/{key}").into_bytes()
+/// `key` as sent: PyTorch's client prefixes every key with `/`. A key longer than the store
+/// takes is refused here, naming it.
+fn slashed(key: &str) -> Result<Vec<u8>> {
+    let slashed = format!("/{key}").into_bytes();
+    at_most(slashed.len(), MAX_KEY_LEN, || {
+        format!("the store key {key:?}, in bytes,")
+    })?;
+    Ok(slashed)
 }
 
-fn slash_all(keys: &[&str]) -> Vec<Vec<u8>> {
-    debug_assert!(keys.len() as u64 <= MAX_KEYS);
+fn slash_all(keys: &[&str]) -> Result<Vec<Vec<u8>>> {
+    at_most(keys.len(), MAX_KEYS, || {
+        "the number of store keys in one request".into()
+    })?;
     keys.iter().map(|k| slashed(k)).collect()
+}
+
+/// `value`, unless it is longer than the store takes.
+fn within_limit<'v>(key: &str, value: &'v [u8]) -> Result<&'v [u8]> {
+    at_most(value.len(), MAX_VALUE_LEN, || {
+        format!("the value of the store key {key:?}, in bytes,")
+    })?;
+    Ok(value)
+}
+
+/// Refuses a `len` over the store's `limit`, saying `what` it measures.
+fn at_most(len: usize, limit: u64, what: impl FnOnce() -> String) -> Result<()> {
+    if len as u64 > limit {
+        return Err(Rendezvous(
+            format!("{} is {len}, over the store's limit of {limit}", what()),
+            None,
+        ));
+    }
+    Ok(())
 }
 
 /// A zero read timeout means "none" to the OS; the shortest real one is meant instead.

@@ -1,47 +1,102 @@
 //! A PyTorch TCPStore server, on a tokio runtime of its own thread: what torchrun's agent
-//! serves, with the semantics of PyTorch's libuv backend (`TCPStoreLibUvBackend.cpp`), so
-//! that PyTorch clients and ours are served alike.
+//! serves, with the semantics of PyTorch's libuv backend ([`super::state`]), so that PyTorch
+//! clients and ours are served alike; and, unlike PyTorch's, bounded ([`super::admission`],
+//! [`super::session`]) and, given the job's secret, only to clients that prove they know it.
 
-use super::wire::{CheckReply, Command, Message, WaitReply, MAGIC, MAX_KEYS, MAX_STRING_LEN};
+use super::admission::Connections;
+use super::session::{self, Shared};
+use super::state::ClientId;
+use super::warnings::Warnings;
+use crate::distributed::auth::Secret;
 use crate::distributed::error::{DistributedError::Rendezvous, Explain, Result};
-use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
-use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::OwnedReadHalf;
-use tokio::sync::{mpsc, oneshot};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Where a store listens and whom it serves.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `MASTER_ADDR`: the store listens on the interface of its address.
+    pub host: String,
+    /// `MASTER_PORT` (0: any free port).
+    pub port: u16,
+    /// Whether clients on other hosts must reach it: a `host` that is a loopback address then
+    /// names this host only from its own point of view (as Kubeflow's `localhost` for the
+    /// master pod), and the store listens on every interface.
+    pub other_hosts: bool,
+    /// The secret clients must prove (`CORNET_JOB_SECRET`); none: every client is served, as
+    /// PyTorch's store serves them.
+    pub secret: Option<Secret>,
+    /// How many connections it holds, and how long one may take to become a client.
+    pub limits: ServerLimits,
+}
+
+/// What a store holds at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Connections held at once (a job holds about two per rank).
+    pub max_connections: usize,
+    /// How long a connection may take to send the magic number (and its proof).
+    pub handshake_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: 4096,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// A store on `port` of 127.0.0.1, for this host's clients, with no secret.
+    pub fn local(port: u16) -> Self {
+        StoreConfig {
+            host: "127.0.0.1".into(),
+            port,
+            other_hosts: false,
+            secret: None,
+            limits: ServerLimits::default(),
+        }
+    }
+}
 
 /// A running server; dropping it stops it.
 pub struct StoreServer {
     addr: SocketAddr,
+    #[cfg(test)]
+    shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl StoreServer {
-    /// Serves on `port` of every interface, as PyTorch's server does (a name such as a
-    /// Kubernetes service in `MASTER_ADDR` need not be an address of this host). A port
-    /// already in use is an error that says so.
-    pub fn start(port: u16) -> Result<Self> {
-        let listener = TcpListener::bind(("0.0.0.0", port)).explain(Rendezvous, || {
-            format!(
-                "cannot serve the rendezvous store on port {port} (MASTER_PORT); is the port \
-                 in use?"
-            )
-        })?;
+    /// Serves as `config` says. A port already in use is an error that says so.
+    pub fn start(config: &StoreConfig) -> Result<Self> {
+        let listener = listen(config)?;
         let addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .explain(Rendezvous, || "starting the store's runtime".into())?;
+        let shared = Arc::new(Shared {
+            store: Default::default(),
+            secret: config.secret.clone(),
+            handshake_timeout: config.limits.handshake_timeout,
+            warnings: Warnings::default(),
+        });
+        let connections = Connections::new(config.limits.max_connections);
         let (stop, stopped) = oneshot::channel();
+        let serving = shared.clone();
         let thread = std::thread::Builder::new()
             .name("rendezvous-store".into())
             .spawn(move || {
                 runtime.block_on(async {
                     tokio::select! {
-                        _ = serve(listener) => {}
+                        _ = serve(listener, connections, serving) => {}
                         _ = stopped => {}
                     }
                 })
@@ -49,6 +104,8 @@ impl StoreServer {
             .explain(Rendezvous, || "starting the store's thread".into())?;
         Ok(StoreServer {
             addr,
+            #[cfg(test)]
+            shared,
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -57,6 +114,17 @@ impl StoreServer {
     /// The port it serves on.
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Bytes of replies queued for clients that have not read them yet.
+    #[cfg(test)]
+    pub fn queued_reply_bytes(&self) -> usize {
+        self.shared.store.lock().unwrap().queued_reply_bytes()
     }
 }
 
@@ -71,296 +139,98 @@ impl Drop for StoreServer {
     }
 }
 
-type ClientId = u64;
-
-/// The map, and who waits for which keys.
-#[derive(Default)]
-struct Store {
-    values: HashMap<Vec<u8>, Vec<u8>>,
-    /// Key to the clients waiting for it.
-    waiters: HashMap<Vec<u8>, Vec<ClientId>>,
-    /// Client to the number of its keys still missing.
-    missing: HashMap<ClientId, usize>,
-    /// Where each client's replies go.
-    outboxes: HashMap<ClientId, mpsc::UnboundedSender<Vec<u8>>>,
+/// Binds the interface of `config.host` (the first address it resolves to, as clients
+/// connect to), or every interface where that address does not reach the clients: a
+/// loopback address for clients on other hosts, or an address that is not this host's own
+/// (a Kubernetes service in front of the pod, a NAT).
+fn listen(config: &StoreConfig) -> Result<TcpListener> {
+    let StoreConfig { host, port, .. } = config;
+    let named = super::address::store_address(host, *port)?;
+    let everywhere = SocketAddr::new(unspecified(named.ip()), *port);
+    let bound = if named.ip().is_loopback() && config.other_hosts {
+        tracing::info!(
+            "MASTER_ADDR {host} is a loopback address, and ranks on other hosts must reach the \
+             store: it listens on every interface"
+        );
+        TcpListener::bind(everywhere)
+    } else {
+        match TcpListener::bind(named) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                tracing::info!(
+                    "MASTER_ADDR {host} ({}) is not an address of this host (a service or a \
+                     NAT in front of it): the store listens on every interface",
+                    named.ip()
+                );
+                TcpListener::bind(everywhere)
+            }
+            bound => bound,
+        }
+    };
+    let listener = bound.explain(Rendezvous, || {
+        format!(
+            "cannot serve the rendezvous store on port {port} (MASTER_PORT); is the port in use?"
+        )
+    })?;
+    tracing::debug!("the rendezvous store listens on {}", listener.local_addr()?);
+    Ok(listener)
 }
 
-impl Store {
-    fn set(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.values.insert(key.clone(), value);
-        self.wake(&key);
-    }
-
-    /// PyTorch's compare-and-set, including its answer for an unset key with a non-empty
-    /// `expected`: `expected` itself.
-    fn compare_set(&mut self, key: Vec<u8>, expected: Vec<u8>, desired: Vec<u8>) -> Vec<u8> {
-        let now = match self.values.get_mut(&key) {
-            None if expected.is_empty() => {
-                self.values.insert(key.clone(), desired.clone());
-                desired
-            }
-            None => expected,
-            Some(held) => {
-                if *held == expected {
-                    *held = desired;
-                }
-                held.clone()
-            }
-        };
-        self.wake(&key);
-        now
-    }
-
-    /// Adds to the decimal integer held at `key`; `None` if what it holds is not one.
-    fn add(&mut self, key: Vec<u8>, delta: i64) -> Option<i64> {
-        let held = match self.values.get(&key) {
-            Some(text) => std::str::from_utf8(text).ok()?.parse::<i64>().ok()?,
-            None => 0,
-        };
-        let sum = held.checked_add(delta)?;
-        self.set(key, sum.to_string().into_bytes());
-        Some(sum)
-    }
-
-    fn append(&mut self, key: Vec<u8>, value: &[u8]) {
-        self.values
-            .entry(key.clone())
-            .or_default()
-            .extend_from_slice(value);
-        self.wake(&key);
-    }
-
-    fn all_present(&self, keys: &[Vec<u8>]) -> bool {
-        keys.iter().all(|k| self.values.contains_key(k))
-    }
-
-    /// Registers `client` as waiting for the keys not yet set; `true` if none is missing.
-    fn wait(&mut self, client: ClientId, keys: Vec<Vec<u8>>) -> bool {
-        if self.all_present(&keys) {
-            return true;
-        }
-        let mut missing = 0;
-        for key in keys {
-            if !self.values.contains_key(&key) {
-                self.waiters.entry(key).or_default().push(client);
-                missing += 1;
-            }
-        }
-        self.missing.insert(client, missing);
-        false
-    }
-
-    /// Counts `key` as arrived for each client waiting for it; those with nothing left
-    /// missing are told to stop waiting.
-    fn wake(&mut self, key: &[u8]) {
-        let Some(clients) = self.waiters.remove(key) else {
-            return;
-        };
-        for client in clients {
-            let Some(missing) = self.missing.get_mut(&client) else {
-                continue;
-            };
-            *missing -= 1;
-            if *missing == 0 {
-                self.missing.remove(&client);
-                self.reply(client, vec![WaitReply::StopWaiting as u8]);
-            }
-        }
-    }
-
-    fn forget_wait(&mut self, client: ClientId) {
-        if self.missing.remove(&client).is_some() {
-            self.waiters.retain(|_, clients| {
-                clients.retain(|&c| c != client);
-                !clients.is_empty()
-            });
-        }
-    }
-
-    fn reply(&self, client: ClientId, bytes: Vec<u8>) {
-        if let Some(outbox) = self.outboxes.get(&client) {
-            // A client gone since is unregistered by its own task: nothing to do here.
-            let _ = outbox.send(bytes);
-        }
+/// The address of every interface of `ip`'s family.
+fn unspecified(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
     }
 }
 
-async fn serve(listener: TcpListener) {
+/// Accepts connections for as long as the server lives, whatever fails: a connection that
+/// broke before it was accepted is skipped, and when the process runs out of file descriptors
+/// the connections still in their handshake are let go and accepting resumes after a pause.
+async fn serve(listener: TcpListener, connections: Arc<Connections>, shared: Arc<Shared>) {
     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
         return;
     };
-    let store = Arc::new(Mutex::new(Store::default()));
     let mut next_id: ClientId = 0;
-    while let Ok((socket, _)) = listener.accept().await {
-        next_id += 1;
-        tokio::spawn(serve_client(socket, store.clone(), next_id));
-    }
-}
-
-/// One client's requests in order; replies leave through its outbox, which wake-ups from
-/// other clients' requests also write to.
-async fn serve_client(socket: tokio::net::TcpStream, store: Arc<Mutex<Store>>, id: ClientId) {
-    let _ = socket.set_nodelay(true);
-    let (read, mut write) = socket.into_split();
-    let (outbox, mut replies) = mpsc::unbounded_channel::<Vec<u8>>();
-    store.lock().unwrap().outboxes.insert(id, outbox);
-    let writer = tokio::spawn(async move {
-        while let Some(bytes) = replies.recv().await {
-            if write.write_all(&bytes).await.is_err() {
-                return;
+    let mut pause = MIN_PAUSE;
+    loop {
+        let room = connections.room().await;
+        match listener.accept().await {
+            Ok((socket, peer)) => {
+                pause = MIN_PAUSE;
+                next_id += 1;
+                let admission = connections.admit(next_id, room);
+                let (shared, id) = (shared.clone(), next_id);
+                tokio::spawn(async move {
+                    session::serve(socket, peer, id, admission, &shared).await;
+                });
             }
-        }
-    });
-    let mut reader = Reader(BufReader::new(read));
-    // A client that does not open with the magic number is not a TCPStore client.
-    if reader.validate().await.unwrap_or(false) {
-        // Ends at the client's end of stream, a malformed request, or an unknown command.
-        while let Ok(Some(())) = handle(&mut reader, &store, id).await {}
-    }
-    {
-        let mut store = store.lock().unwrap();
-        store.forget_wait(id);
-        store.outboxes.remove(&id);
-    }
-    let _ = writer.await;
-}
-
-/// Reads and answers one request; `None` for something to close the connection over.
-async fn handle(
-    reader: &mut Reader,
-    store: &Mutex<Store>,
-    id: ClientId,
-) -> std::io::Result<Option<()>> {
-    let Some(command) = Command::from_byte(reader.u8().await?) else {
-        return Ok(None);
-    };
-    let reply = match command {
-        Command::Validate => return Ok(None),
-        Command::Ping => Some(Message::default().u32(reader.u32().await?)),
-        Command::Set => {
-            let (key, value) = (reader.string().await?, reader.string().await?);
-            store.lock().unwrap().set(key, value);
-            None
-        }
-        Command::CompareSet => {
-            let key = reader.string().await?;
-            let (expected, desired) = (reader.string().await?, reader.string().await?);
-            let now = store.lock().unwrap().compare_set(key, expected, desired);
-            Some(Message::default().bytes(&now))
-        }
-        Command::Get => {
-            let key = reader.string().await?;
-            let store = store.lock().unwrap();
-            // An unset key reads as empty, as in PyTorch (its clients wait first).
-            Some(Message::default().bytes(store.values.get(&key).map_or(&[][..], |v| v.as_slice())))
-        }
-        Command::Add => {
-            let (key, delta) = (reader.string().await?, reader.i64().await?);
-            let Some(sum) = store.lock().unwrap().add(key, delta) else {
-                return Ok(None);
-            };
-            Some(Message::default().i64(sum))
-        }
-        Command::Check => {
-            let keys = reader.list().await?;
-            let ready = store.lock().unwrap().all_present(&keys);
-            let answer = if ready {
-                CheckReply::Ready
-            } else {
-                CheckReply::NotReady
-            };
-            Some(Message::default().byte(answer as u8))
-        }
-        Command::Wait => {
-            let keys = reader.list().await?;
-            let ready = store.lock().unwrap().wait(id, keys);
-            ready.then(|| Message::default().byte(WaitReply::StopWaiting as u8))
-        }
-        Command::NumKeys => {
-            let count = store.lock().unwrap().values.len();
-            Some(Message::default().i64(count as i64))
-        }
-        Command::DeleteKey => {
-            let key = reader.string().await?;
-            let deleted = store.lock().unwrap().values.remove(&key).is_some();
-            Some(Message::default().i64(i64::from(deleted)))
-        }
-        Command::Append => {
-            let (key, value) = (reader.string().await?, reader.string().await?);
-            store.lock().unwrap().append(key, &value);
-            None
-        }
-        Command::MultiGet => {
-            let keys = reader.list().await?;
-            let store = store.lock().unwrap();
-            let values = keys
-                .iter()
-                .map(|k| store.values.get(k).map_or(&[][..], |v| v.as_slice()));
-            Some(values.fold(Message::default(), |m, v| m.bytes(v)))
-        }
-        Command::MultiSet => {
-            let count = reader.count(MAX_KEYS).await?;
-            for _ in 0..count {
-                let (key, value) = (reader.string().await?, reader.string().await?);
-                store.lock().unwrap().set(key, value);
+            Err(e) if out_of_descriptors(&e) => {
+                shared.warnings.once(
+                    "descriptors",
+                    format!(
+                        "rendezvous store: out of file descriptors ({e}; raise `ulimit -n`): \
+                         closing connections that are not yet clients, and accepting again \
+                         in {pause:?}"
+                    ),
+                );
+                connections.let_go_oldest_unproven();
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_PAUSE);
             }
-            None
+            // A connection reset or aborted before its accept: nothing to serve.
+            Err(e) => tracing::debug!("rendezvous store: accept failed: {e}"),
         }
-        Command::CancelWait => {
-            store.lock().unwrap().forget_wait(id);
-            Some(Message::default().byte(WaitReply::WaitCanceled as u8))
-        }
-    };
-    if let Some(reply) = reply {
-        store.lock().unwrap().reply(id, reply.0);
     }
-    Ok(Some(()))
 }
 
-/// Reads the fields of requests, refusing sizes past the wire limits.
-struct Reader(BufReader<OwnedReadHalf>);
+/// The pause after running out of file descriptors, doubled while it lasts.
+const MIN_PAUSE: Duration = Duration::from_millis(10);
+const MAX_PAUSE: Duration = Duration::from_secs(1);
 
-impl Reader {
-    async fn validate(&mut self) -> std::io::Result<bool> {
-        Ok(self.u8().await? == Command::Validate as u8 && self.u32().await? == MAGIC)
-    }
-
-    async fn u8(&mut self) -> std::io::Result<u8> {
-        self.0.read_u8().await
-    }
-
-    async fn u32(&mut self) -> std::io::Result<u32> {
-        self.0.read_u32_le().await
-    }
-
-    async fn i64(&mut self) -> std::io::Result<i64> {
-        self.0.read_i64_le().await
-    }
-
-    async fn count(&mut self, max: u64) -> std::io::Result<u64> {
-        let count = self.0.read_u64_le().await?;
-        if count > max {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{count} is over the limit of {max}"),
-            ));
-        }
-        Ok(count)
-    }
-
-    async fn string(&mut self) -> std::io::Result<Vec<u8>> {
-        let len = self.count(MAX_STRING_LEN).await?;
-        let mut bytes = vec![0u8; len as usize];
-        self.0.read_exact(&mut bytes).await?;
-        Ok(bytes)
-    }
-
-    async fn list(&mut self) -> std::io::Result<Vec<Vec<u8>>> {
-        let count = self.count(MAX_KEYS).await?;
-        let mut items = Vec::with_capacity(count as usize);
-        for _ in 0..count {
-            items.push(self.string().await?);
-        }
-        Ok(items)
-    }
+/// EMFILE (this process's limit) or ENFILE (the system's).
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(code) if code == nix::libc::EMFILE || code == nix::libc::ENFILE
+    )
 }

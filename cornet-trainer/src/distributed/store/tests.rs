@@ -2,11 +2,14 @@
 //! (`tests/interop/tcpstore_exchange.json`, written by `tools/interop/record_tcpstore.py`),
 //! and against each other.
 
-use super::{StoreClient, StoreServer};
+use super::session::REPLY_BACKLOG;
+use super::wire::{Command, Message, MAGIC, MAX_KEY_LEN, MAX_VALUE_LEN};
+use super::{ServerLimits, StoreClient, StoreConfig, StoreServer};
+use crate::distributed::auth::Secret;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const RECORDING: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -139,7 +142,7 @@ fn the_client_sends_what_pytorchs_client_sent_and_reads_its_server_replies() {
             socket.write_all(&reply).unwrap();
         }
     });
-    let mut client = StoreClient::connect("127.0.0.1", port, LONG).unwrap();
+    let mut client = StoreClient::connect("127.0.0.1", port, LONG, None).unwrap();
     for step in &steps[1..] {
         assert_eq!(
             perform(&mut client, step),
@@ -154,7 +157,7 @@ fn the_client_sends_what_pytorchs_client_sent_and_reads_its_server_replies() {
 
 #[test]
 fn the_server_answers_pytorchs_requests_as_pytorchs_server_did() {
-    let server = StoreServer::start(0).unwrap();
+    let server = StoreServer::start(&StoreConfig::local(0)).unwrap();
     let mut socket = TcpStream::connect(("127.0.0.1", server.port())).unwrap();
     socket.set_read_timeout(Some(LONG)).unwrap();
     for (i, step) in recording().iter().enumerate() {
@@ -180,13 +183,13 @@ fn the_server_answers_pytorchs_requests_as_pytorchs_server_did() {
 
 #[test]
 fn a_wait_ends_when_another_client_sets_the_last_key() {
-    let server = StoreServer::start(0).unwrap();
+    let server = StoreServer::start(&StoreConfig::local(0)).unwrap();
     let port = server.port();
     let waiter = std::thread::spawn(move || {
-        let mut client = StoreClient::connect("127.0.0.1", port, LONG).unwrap();
+        let mut client = StoreClient::connect("127.0.0.1", port, LONG, None).unwrap();
         client.multi_get(&["ring/0", "ring/1"], LONG).unwrap()
     });
-    let mut setter = StoreClient::connect("127.0.0.1", port, LONG).unwrap();
+    let mut setter = StoreClient::connect("127.0.0.1", port, LONG, None).unwrap();
     setter.set("ring/0", b"a").unwrap();
     std::thread::sleep(Duration::from_millis(100));
     setter.set("ring/1", b"b").unwrap();
@@ -204,7 +207,7 @@ fn a_wait_ends_when_another_client_sets_the_last_key() {
 
 #[test]
 fn a_client_that_does_not_validate_is_dropped() {
-    let server = StoreServer::start(0).unwrap();
+    let server = StoreServer::start(&StoreConfig::local(0)).unwrap();
     let mut socket = TcpStream::connect(("127.0.0.1", server.port())).unwrap();
     socket.set_read_timeout(Some(LONG)).unwrap();
     socket.write_all(b"GET k\n").unwrap();
@@ -222,7 +225,7 @@ fn something_else_on_the_port_is_named_as_not_a_store() {
         let _ = socket.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
         std::thread::sleep(Duration::from_secs(2));
     });
-    let err = StoreClient::connect("127.0.0.1", port, Duration::from_secs(1))
+    let err = StoreClient::connect("127.0.0.1", port, Duration::from_secs(1), None)
         .err()
         .unwrap()
         .to_string();
@@ -233,9 +236,278 @@ fn something_else_on_the_port_is_named_as_not_a_store() {
 fn a_port_in_use_is_a_clear_error() {
     let taken = TcpListener::bind("0.0.0.0:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let err = StoreServer::start(port).err().unwrap().to_string();
+    let err = StoreServer::start(&StoreConfig::local(port))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         err.contains(&format!("port {port}")) && err.contains("in use"),
         "{err}"
     );
+}
+
+fn secret(text: &str) -> Secret {
+    Secret::from_user("CORNET_JOB_SECRET", text.into()).unwrap()
+}
+
+/// A store of the job's secret on a free port of 127.0.0.1.
+fn store_with(secret: &Secret) -> StoreServer {
+    StoreServer::start(&StoreConfig {
+        secret: Some(secret.clone()),
+        ..StoreConfig::local(0)
+    })
+    .unwrap()
+}
+
+/// A connection that opens as PyTorch's client does (the magic number, no proof).
+fn raw_client(port: u16) -> TcpStream {
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket.set_read_timeout(Some(LONG)).unwrap();
+    socket
+        .write_all(&Message::request(Command::Validate).u32(MAGIC).0)
+        .unwrap();
+    socket
+}
+
+/// Whether the server closed `socket` without a word (an end of stream, or a reset for the
+/// bytes it left unread).
+fn closed_unanswered(socket: &mut TcpStream) -> bool {
+    !matches!(socket.read(&mut [0u8; 8]), Ok(n) if n > 0)
+}
+
+/// The attack of #24: a stranger on the host read a rank's ring address and set the next
+/// rank's to its own. With the job's secret, only clients that prove it are served.
+#[test]
+fn a_store_with_a_secret_serves_only_clients_that_prove_it() {
+    let job = secret("the-secret-of-this-job");
+    let server = store_with(&job);
+    let port = server.port();
+    let mut rank = StoreClient::connect("127.0.0.1", port, LONG, Some(&job)).unwrap();
+    rank.set("cornet/none/attempt_0/ring/0", b"2 10.0.0.1:4000")
+        .unwrap();
+
+    for request in [
+        Message::request(Command::Get).bytes(b"/cornet/none/attempt_0/ring/0"),
+        Message::request(Command::Set)
+            .bytes(b"/cornet/none/attempt_0/ring/1")
+            .bytes(b"2 10.6.6.6:4000"),
+    ] {
+        let mut stranger = raw_client(port);
+        stranger.write_all(&request.0).unwrap();
+        assert!(closed_unanswered(&mut stranger));
+    }
+    let short = Duration::from_millis(200);
+    assert_eq!(
+        rank.get("cornet/none/attempt_0/ring/1", short).unwrap(),
+        None
+    );
+
+    let other_job = secret("the-secret-of-another-job");
+    let errors = [
+        StoreClient::connect("127.0.0.1", port, LONG, Some(&other_job)),
+        StoreClient::connect("127.0.0.1", port, LONG, None),
+    ]
+    .map(|client| client.err().unwrap().to_string());
+    assert!(
+        errors[0].contains("could not prove it knows CORNET_JOB_SECRET"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].contains("asks for CORNET_JOB_SECRET"),
+        "{errors:?}"
+    );
+    // The rank's own connection goes on.
+    assert_eq!(
+        rank.get("cornet/none/attempt_0/ring/0", short).unwrap(),
+        Some(b"2 10.0.0.1:4000".to_vec())
+    );
+}
+
+#[test]
+fn a_client_with_a_secret_is_told_when_the_store_asks_for_none() {
+    let server = StoreServer::start(&StoreConfig::local(0)).unwrap();
+    let job = secret("the-secret-of-this-job");
+    let err = StoreClient::connect("127.0.0.1", server.port(), LONG, Some(&job))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("was started without it"), "{err}");
+}
+
+/// Everything a client and the store say to each other, proof included, holds nothing of the
+/// secret: a proxy between them records both directions.
+#[test]
+fn the_secret_never_crosses_the_wire() {
+    let job = secret("the-secret-of-this-job");
+    let server = store_with(&job);
+    let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_port = proxy.local_addr().unwrap().port();
+    let store_port = server.port();
+    let recorder = std::thread::spawn(move || {
+        let (client, _) = proxy.accept().unwrap();
+        let store = TcpStream::connect(("127.0.0.1", store_port)).unwrap();
+        let pump = |mut from: TcpStream, mut to: TcpStream| {
+            std::thread::spawn(move || {
+                let (mut seen, mut buffer) = (Vec::new(), [0u8; 4096]);
+                while let Ok(n @ 1..) = from.read(&mut buffer) {
+                    seen.extend_from_slice(&buffer[..n]);
+                    if to.write_all(&buffer[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = to.shutdown(std::net::Shutdown::Write);
+                seen
+            })
+        };
+        let up = pump(client.try_clone().unwrap(), store.try_clone().unwrap());
+        let down = pump(store, client);
+        [up.join().unwrap(), down.join().unwrap()].concat()
+    });
+    let mut client = StoreClient::connect("127.0.0.1", proxy_port, LONG, Some(&job)).unwrap();
+    client.set("k", b"v").unwrap();
+    assert_eq!(client.get("k", LONG).unwrap(), Some(b"v".to_vec()));
+    drop(client);
+    let wire = recorder.join().unwrap();
+    assert!(wire.len() > 2 * 32, "the proofs went through the proxy");
+    let text = job.expose().as_bytes();
+    assert!(!wire.windows(text.len()).any(|w| w == text));
+}
+
+/// Sets and reads a key through `client`, asserting that the store answers within a second.
+fn answered_within_a_second(client: &mut StoreClient) {
+    let asked = Instant::now();
+    client.set("small", b"1").unwrap();
+    assert_eq!(client.get("small", LONG).unwrap(), Some(b"1".to_vec()));
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(1), "{took:?}");
+}
+
+/// One client sets a 1 MiB value and asks for it 200 times without reading: the store stops
+/// reading it once a backlog is queued, answers others meanwhile, and keeps nothing once it
+/// goes (#24: 200 such replies took 1.9 GB, kept after the client left).
+#[test]
+fn a_client_that_does_not_read_its_replies_holds_a_bounded_backlog() {
+    let server = StoreServer::start(&StoreConfig::local(0)).unwrap();
+    let port = server.port();
+    let mut other = StoreClient::connect("127.0.0.1", port, LONG, None).unwrap();
+    other
+        .set("big", &vec![7u8; MAX_VALUE_LEN as usize])
+        .unwrap();
+
+    let mut greedy = raw_client(port);
+    let get = Message::request(Command::Get).bytes(b"/big");
+    greedy.write_all(&get.0.repeat(200)).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let bound = REPLY_BACKLOG + MAX_VALUE_LEN as usize + 16;
+    assert!(
+        server.queued_reply_bytes() <= bound,
+        "{}",
+        server.queued_reply_bytes()
+    );
+
+    answered_within_a_second(&mut other);
+
+    drop(greedy);
+    let deadline = Instant::now() + LONG;
+    while server.queued_reply_bytes() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the replies outlive their client"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Keys and values over the limits are refused by our client before sending, naming them, and
+/// by the store as they are announced; 200 connections announcing 64 MiB keys cost it nothing
+/// and others are answered meanwhile (#24: 3.2 GB, and no answer for 5 s).
+#[test]
+fn oversized_keys_and_values_are_refused_and_others_are_answered_meanwhile() {
+    let server = StoreServer::start(&StoreConfig::local(0)).unwrap();
+    let port = server.port();
+    let mut client = StoreClient::connect("127.0.0.1", port, LONG, None).unwrap();
+    let long_value = vec![0u8; MAX_VALUE_LEN as usize + 1];
+    let err = client.set("k", &long_value).unwrap_err().to_string();
+    assert!(err.contains("over the store's limit of 1048576"), "{err}");
+    let long_key = "k".repeat(MAX_KEY_LEN as usize);
+    let err = client.set(&long_key, b"v").unwrap_err().to_string();
+    assert!(err.contains("over the store's limit of 4096"), "{err}");
+
+    let announcing: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut socket = raw_client(port);
+            let request = Message::request(Command::Set).count(64 << 20);
+            socket.write_all(&request.raw(b"14 bytes of it").0).unwrap();
+            socket
+        })
+        .collect();
+    answered_within_a_second(&mut client);
+    for mut socket in announcing {
+        assert!(closed_unanswered(&mut socket));
+    }
+}
+
+/// A store on a free port of 127.0.0.1 within `limits`.
+fn limited_store(limits: ServerLimits) -> StoreServer {
+    StoreServer::start(&StoreConfig {
+        limits,
+        ..StoreConfig::local(0)
+    })
+    .unwrap()
+}
+
+/// More idle connections than the store holds, which never open as clients: the oldest are
+/// let go to make room, and a client gets in at once, long before their handshake timeout.
+#[test]
+fn a_flood_of_idle_connections_does_not_keep_clients_out() {
+    let server = limited_store(ServerLimits {
+        max_connections: 8,
+        handshake_timeout: Duration::from_secs(60),
+    });
+    let port = server.port();
+    let _idle: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let asked = Instant::now();
+    let mut client = StoreClient::connect("127.0.0.1", port, LONG, None).unwrap();
+    answered_within_a_second(&mut client);
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+}
+
+#[test]
+fn a_connection_that_stays_silent_is_closed_after_the_handshake_timeout() {
+    let server = limited_store(ServerLimits {
+        handshake_timeout: Duration::from_millis(200),
+        ..ServerLimits::default()
+    });
+    let mut silent = TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+    silent.set_read_timeout(Some(LONG)).unwrap();
+    let connected = Instant::now();
+    assert!(closed_unanswered(&mut silent));
+    assert!(connected.elapsed() < Duration::from_secs(5));
+}
+
+/// The store listens on MASTER_ADDR's interface, not on every one: except where that address
+/// cannot reach its clients (a loopback name for ranks on other hosts, as Kubeflow's
+/// `localhost` for the master pod; an address that is not this host's, as a service's).
+#[test]
+fn the_store_listens_on_master_addrs_interface() {
+    let on = |host: &str, other_hosts: bool| {
+        let config = StoreConfig {
+            host: host.into(),
+            other_hosts,
+            ..StoreConfig::local(0)
+        };
+        StoreServer::start(&config).unwrap()
+    };
+    let server = on("127.0.0.2", false);
+    assert_eq!(server.addr().ip().to_string(), "127.0.0.2");
+    assert!(TcpStream::connect(("127.0.0.1", server.port())).is_err());
+    assert!(on("127.0.0.1", true).addr().ip().is_unspecified());
+    // TEST-NET-1 (RFC 5737): no host's own address.
+    assert!(on("192.0.2.1", false).addr().ip().is_unspecified());
 }

@@ -4,16 +4,39 @@
 //! native order of every machine PyTorch runs on), a string is its `u64` length followed by its
 //! bytes, and a list of strings is its `u64` count followed by the strings. A connection opens
 //! with `VALIDATE` and the magic number, then `PING` with a nonce that the server echoes.
+//!
+//! One addition of ours, [`Command::Authenticate`], is sent only to a store of ours that asks
+//! for the job's secret (never to PyTorch's), right after the magic number:
+//!
+//! ```text
+//! client: AUTHENTICATE, its challenge (32 bytes)
+//! server: its challenge (32 bytes), its proof (32 bytes)
+//! client: its proof (32 bytes)
+//! server: AUTH_ACCEPTED (1 byte), or it closes the connection
+//! ```
+//!
+//! (proofs as [`crate::distributed::auth`] makes them, for [`AUTH_PURPOSE`]).
 
 /// `validationMagicNumber`: the first thing a client sends, after [`Command::Validate`].
 pub const MAGIC: u32 = 0x3C85_F7CE;
 
-/// The longest key or value either end accepts; more is a broken or hostile peer, refused
-/// before anything is allocated for it.
-pub const MAX_STRING_LEN: u64 = 64 << 20;
+/// What a store's proofs are for (see [`crate::distributed::auth::Exchange`]).
+pub const AUTH_PURPOSE: &str = "rendezvous store";
+
+/// The server's last word of a successful [`Command::Authenticate`].
+pub const AUTH_ACCEPTED: u8 = 1;
+
+/// The longest key either end accepts (a job's keys are paths of a few dozen bytes).
+pub const MAX_KEY_LEN: u64 = 4 << 10;
+
+/// The longest value either end accepts (a job's values are addresses and NCCL's 128-byte id).
+pub const MAX_VALUE_LEN: u64 = 1 << 20;
+
+/// The most bytes of keys and values one request may carry, and one reply.
+pub const MAX_MESSAGE_LEN: u64 = 4 << 20;
 
 /// The most keys one request may name.
-pub const MAX_KEYS: u64 = 1 << 16;
+pub const MAX_KEYS: u64 = 1 << 12;
 
 /// `QueryType`: the first byte of every request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,18 +72,22 @@ pub enum Command {
     Ping = 13,
     // PyTorch's queue commands (14 to 16) follow; nothing in a training job uses them, and a
     // server that does not know a command closes the connection, as PyTorch's does.
+    /// Ours, far from PyTorch's numbers: proof of the job's secret (see the module's text).
+    Authenticate = 0xC0,
 }
 
 impl Command {
     /// The command this byte names, if any.
     pub fn from_byte(byte: u8) -> Option<Self> {
         use Command::*;
-        [
+        let pytorchs = [
             Validate, Set, CompareSet, Get, Add, Check, Wait, NumKeys, DeleteKey, Append, MultiGet,
             MultiSet, CancelWait, Ping,
-        ]
-        .get(usize::from(byte))
-        .copied()
+        ];
+        match byte {
+            0xC0 => Some(Authenticate),
+            _ => pytorchs.get(usize::from(byte)).copied(),
+        }
     }
 }
 
@@ -112,6 +139,12 @@ impl Message {
         self
     }
 
+    /// Appends bytes as they are (a challenge, a proof).
+    pub fn raw(mut self, bytes: &[u8]) -> Self {
+        self.0.extend_from_slice(bytes);
+        self
+    }
+
     /// Appends a `u64` count.
     pub fn count(mut self, count: usize) -> Self {
         self.0.extend_from_slice(&(count as u64).to_le_bytes());
@@ -142,6 +175,7 @@ mod tests {
             assert_eq!(Command::from_byte(byte).map(|c| c as u8), Some(byte));
         }
         assert_eq!(Command::from_byte(14), None);
+        assert_eq!(Command::from_byte(0xC0), Some(Command::Authenticate));
     }
 
     #[test]

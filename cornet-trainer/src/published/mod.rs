@@ -2,17 +2,26 @@
 //! in PyTorch's hub cache (where `cornet.cornet_s(pretrained=True)` leaves it) or downloaded
 //! into it as torch.hub does.
 //!
-//! A download is written under a temporary name in the cache folder and renamed only once it
-//! is whole (every byte the server announced), its SHA-256 starts with the hash in its name,
-//! and it loads as a checkpoint of its model: a failed, partial or wrong download never sits in
-//! the cache under the real name, where torch.hub and the next run would take it.
+//! A download is written under a temporary name in the cache folder ([`partial`]) and renamed
+//! only once it is whole (every byte the server announced), its SHA-256 starts with the hash in
+//! its name, and it loads as a checkpoint of its model: a failed, partial or wrong download
+//! never sits in the cache under the real name, where torch.hub and the next run would take it.
+//! [`transfer`] bounds the download in time and size.
+
+mod error;
+mod file;
+mod partial;
+mod transfer;
+
+pub use error::PublishedWeightsError;
+pub use file::PublishedFile;
+pub use transfer::DownloadLimits;
+
+use error::{cache_error, Result};
 
 use cornet_model::{Arch, Model};
-use indicatif::{ProgressBar, ProgressStyle};
-use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
+use partial::PartialFile;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Where the original fetches its weights (`cornet/__init__.py`'s `get_model`).
 pub const ORIGINAL_BASE_URL: &str = "https://s3.amazonaws.com/cornet-models/";
@@ -29,87 +38,6 @@ pub const ORIGINAL_HASHES: [(Arch, &str); 4] = [
 /// Overrides [`ORIGINAL_BASE_URL`], for clusters that mirror the files internally.
 pub const BASE_URL_VARIABLE: &str = "CORNET_WEIGHTS_BASE_URL";
 
-/// A server that accepts no connection or sends no answer within this is taken as unreachable
-/// (the transfer itself has no limit: CORnet-S is 200 MB).
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Why published weights could not be had. Each message names the URL and, where fetching
-/// failed, the cache path where a file fetched by hand is picked up.
-#[derive(Debug, thiserror::Error)]
-pub enum PublishedWeightsError {
-    /// The table of published files has none for this model.
-    #[error("no published weights of CORnet-{0} are known")]
-    Unpublished(Arch),
-    /// Neither `TORCH_HOME`, `XDG_CACHE_HOME` nor a home folder says where the cache is.
-    #[error("no folder for PyTorch's hub cache: set TORCH_HOME (no home folder is known)")]
-    NoCacheFolder,
-    /// The cache folder could not be made or written.
-    #[error("writing {} (PyTorch's hub cache)", path.display())]
-    Cache {
-        /// The folder or file.
-        path: PathBuf,
-        /// What the system said.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The server could not be reached, answered with an error, or the transfer broke off.
-    #[error(
-        "could not download {url}; a copy fetched by hand and saved as {} is used instead",
-        cache_path.display()
-    )]
-    Download {
-        /// The file's URL.
-        url: String,
-        /// Where the file would be cached.
-        cache_path: PathBuf,
-        /// What the client said.
-        #[source]
-        source: ureq::Error,
-    },
-    /// The transfer ended before the announced length.
-    #[error(
-        "the download of {url} stopped after {received} of {expected} bytes, so nothing was \
-         cached; a copy fetched by hand and saved as {} is used instead",
-        cache_path.display()
-    )]
-    Incomplete {
-        /// The file's URL.
-        url: String,
-        /// Where the file would be cached.
-        cache_path: PathBuf,
-        /// Bytes received.
-        received: u64,
-        /// The Content-Length.
-        expected: u64,
-    },
-    /// The file is not the one its name promises.
-    #[error(
-        "{url}: invalid hash value (expected a SHA-256 starting with {expected}, got {actual}); \
-         nothing was cached"
-    )]
-    HashMismatch {
-        /// The file's URL.
-        url: String,
-        /// The hash prefix in the file's name.
-        expected: String,
-        /// The downloaded file's SHA-256.
-        actual: String,
-    },
-    /// The file does not load as weights of its model.
-    #[error("{url} is not a CORnet-{arch} checkpoint; nothing was cached")]
-    NotLoadable {
-        /// The file's URL.
-        url: String,
-        /// The model it was published for.
-        arch: Arch,
-        /// Why it does not load.
-        #[source]
-        source: cornet_model::Error,
-    },
-}
-
-type Result<T, E = PublishedWeightsError> = std::result::Result<T, E>;
-
 /// A `--weights` or `--init` argument as a file: an existing path is that path (so a file
 /// named `S` in the current folder wins over the name); otherwise `Z`, `R`, `RT` or `S` (or
 /// `cornet_s`, `CORnet-S`, in any case) is the original's published file, from PyTorch's hub
@@ -123,7 +51,7 @@ pub fn resolve(arg: &Path) -> Result<PathBuf> {
 }
 
 /// The model whose published weights `arg` names, unless it is an existing path.
-fn published_arch(arg: &Path) -> Option<Arch> {
+pub fn published_arch(arg: &Path) -> Option<Arch> {
     if arg.exists() {
         return None;
     }
@@ -136,21 +64,7 @@ pub struct PublishedWeights {
     base_url: String,
     hashes: Vec<(Arch, String)>,
     cache_dir: PathBuf,
-}
-
-/// One model's published file: where it is served and where it is kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublishedFile {
-    /// The model it holds.
-    pub arch: Arch,
-    /// `cornet_<x>-<hash>.pth`.
-    pub name: String,
-    /// `<base>/cornet_<x>-<hash>.pth`.
-    pub url: String,
-    /// `<cache>/cornet_<x>-<hash>.pth`.
-    pub cache_path: PathBuf,
-    /// The start of the file's SHA-256, in hex, as its name carries it.
-    pub hash_prefix: String,
+    limits: DownloadLimits,
 }
 
 impl PublishedWeights {
@@ -165,7 +79,13 @@ impl PublishedWeights {
             base_url: base_url.into(),
             hashes: hashes.into_iter().collect(),
             cache_dir: cache_dir.into(),
+            limits: DownloadLimits::default(),
         }
+    }
+
+    /// The same files, downloaded within `limits` instead of the defaults.
+    pub fn with_limits(self, limits: DownloadLimits) -> Self {
+        PublishedWeights { limits, ..self }
     }
 
     /// The original's files, from `CORNET_WEIGHTS_BASE_URL` (when set and not empty) or its S3
@@ -200,9 +120,11 @@ impl PublishedWeights {
         })
     }
 
-    /// The path of `arch`'s weights: the cached file, or else downloaded into the cache.
+    /// The path of `arch`'s weights: the cached file, or else downloaded into the cache. Partial
+    /// files that interrupted downloads left in the cache are removed first.
     pub fn fetch(&self, arch: Arch) -> Result<PathBuf> {
         let file = self.file(arch)?;
+        partial::sweep_stale(&self.cache_dir);
         if !file.cache_path.exists() {
             self.download(&file)?;
         }
@@ -220,14 +142,10 @@ impl PublishedWeights {
             hash_prefix,
         } = file;
         std::fs::create_dir_all(&self.cache_dir).map_err(cache_error(&self.cache_dir))?;
-        // As torch.hub: `<name>.<random>.partial` in the same folder, so the rename is atomic.
-        let mut partial = tempfile::Builder::new()
-            .prefix(&format!("{name}."))
-            .suffix(".partial")
-            .tempfile_in(&self.cache_dir)
-            .map_err(cache_error(&self.cache_dir))?;
+        let mut partial =
+            PartialFile::create(&self.cache_dir, name).map_err(cache_error(&self.cache_dir))?;
         tracing::info!("downloading {url} to {}", cache_path.display());
-        let digest = transfer(file, partial.as_file_mut())?;
+        let digest = transfer::transfer(file, self.limits, partial.file_mut())?;
         if !digest.starts_with(hash_prefix.as_str()) {
             return Err(PublishedWeightsError::HashMismatch {
                 url: url.clone(),
@@ -242,82 +160,10 @@ impl PublishedWeights {
                 source,
             })?;
         partial
-            .as_file()
-            .sync_all()
-            .map_err(cache_error(partial.path()))?;
-        partial
             .persist(cache_path)
-            .map_err(|e| cache_error(cache_path)(e.error))?;
+            .map_err(cache_error(cache_path))?;
         Ok(())
     }
-}
-
-/// An I/O failure on `path` in the cache.
-fn cache_error(path: &Path) -> impl FnOnce(std::io::Error) -> PublishedWeightsError {
-    let path = path.to_owned();
-    move |source| PublishedWeightsError::Cache { path, source }
-}
-
-/// Writes the body at `file.url` into `out` with a progress bar; returns its SHA-256 (hex).
-fn transfer(file: &PublishedFile, out: &mut std::fs::File) -> Result<String> {
-    let failed = |source| PublishedWeightsError::Download {
-        url: file.url.clone(),
-        cache_path: file.cache_path.clone(),
-        source,
-    };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(ANSWER_TIMEOUT))
-        .timeout_recv_response(Some(ANSWER_TIMEOUT))
-        .user_agent(concat!("cornet-rs/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into();
-    let body = agent.get(&file.url).call().map_err(failed)?.into_body();
-    let expected = body.content_length();
-    let progress = download_progress(expected);
-    // Unlimited in size (CORnet-S is 200 MB); it fails if the connection closes early.
-    let mut reader = body.into_reader();
-    let mut hasher = Sha256::new();
-    let mut received = 0u64;
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = match reader.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(failed(ureq::Error::from(e))),
-        };
-        out.write_all(&buffer[..n])
-            .map_err(cache_error(&file.cache_path))?;
-        hasher.update(&buffer[..n]);
-        received += n as u64;
-        progress.inc(n as u64);
-    }
-    progress.finish_and_clear();
-    // The reader already fails on a short body; the promise is this check, not its habits.
-    if let Some(expected) = expected.filter(|&e| e != received) {
-        return Err(PublishedWeightsError::Incomplete {
-            url: file.url.clone(),
-            cache_path: file.cache_path.clone(),
-            received,
-            expected,
-        });
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
-/// A byte count on stderr, against the Content-Length where the server gave one.
-fn download_progress(length: Option<u64>) -> ProgressBar {
-    let (bar, template) = match length {
-        Some(length) => (
-            ProgressBar::new(length),
-            "downloading {bar:30} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
-        ),
-        None => (
-            ProgressBar::no_length(),
-            "downloading {bytes} ({bytes_per_sec})",
-        ),
-    };
-    bar.with_style(ProgressStyle::with_template(template).expect("static template"))
 }
 
 /// torch.hub's `_get_torch_home`: `TORCH_HOME`, else `$XDG_CACHE_HOME/torch`, else

@@ -10,10 +10,12 @@ use super::error::{
 };
 use super::rendezvous;
 use bytemuck::Pod;
+
+mod handshake;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::ops::{AddAssign, Range};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// A rank's place in the TCP ring: connections to the next and from the previous rank.
 pub struct TcpRing {
@@ -98,9 +100,21 @@ impl TcpRing {
         let (size, position) = (members.len(), env.rank - members.start);
         let next_addr = addrs[(position + 1) % size];
         let prev_rank = members.start + (position + size - 1) % size;
+        let from_prev = handshake::Link {
+            ring: name,
+            from: prev_rank,
+            to: env.rank,
+            secret: env.secret.as_ref(),
+        };
+        let to_next = handshake::Link {
+            ring: name,
+            from: env.rank,
+            to: members.start + (position + 1) % size,
+            secret: env.secret.as_ref(),
+        };
         let (to_next, from_prev) = std::thread::scope(|s| {
-            let accept = s.spawn(|| accept_from(&listener, prev_rank, deadline));
-            let to_next = connect_to(next_addr, env.rank, deadline);
+            let accept = s.spawn(|| handshake::accept(&listener, &from_prev, deadline));
+            let to_next = handshake::dial(next_addr, &to_next, deadline);
             let from_prev = accept
                 .join()
                 .map_err(|_| Rendezvous("ring accept thread panicked".into(), None))?;
@@ -219,61 +233,14 @@ fn missing_rank(env: &RankEnv, rank: usize) -> String {
     )
 }
 
-fn connect_to(addr: SocketAddr, my_rank: usize, deadline: Instant) -> Result<TcpStream> {
-    let stream = loop {
-        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
-            Ok(stream) => break stream,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => {
-                return Err(Rendezvous(
-                    format!("cannot connect to the next rank at {addr}: {e}"),
-                    None,
-                ))
-            }
-        }
-    };
-    stream.set_nodelay(true)?;
-    (&stream).write_all(&(my_rank as u32).to_le_bytes())?;
-    Ok(stream)
-}
-
-fn accept_from(
-    listener: &TcpListener,
-    expected_rank: usize,
-    deadline: Instant,
-) -> Result<TcpStream> {
-    listener.set_nonblocking(true)?;
-    let stream = loop {
-        match listener.accept() {
-            Ok((stream, _)) => break stream,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(e) => {
-                return Err(Rendezvous(
-                    format!("rank {expected_rank} never connected to this rank: {e}"),
-                    None,
-                ))
-            }
-        }
-    };
-    stream.set_nonblocking(false)?;
-    stream.set_nodelay(true)?;
-    let mut rank = [0u8; 4];
-    (&stream).read_exact(&mut rank)?;
-    let rank = u32::from_le_bytes(rank) as usize;
-    if rank != expected_rank {
-        return Err(Rendezvous(
-            format!("expected rank {expected_rank} to connect, got rank {rank}"),
-            None,
-        ));
-    }
-    Ok(stream)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::distributed::auth::Secret;
+    use crate::distributed::store::{StoreClient, StoreConfig, StoreServer};
+    use std::time::Duration;
+
+    const LONG: Duration = Duration::from_secs(10);
 
     fn env(rank: usize, world_size: usize, port: u16) -> RankEnv {
         RankEnv::on_this_machine(rank, world_size, port)
@@ -406,5 +373,158 @@ mod tests {
             all.contains("WORLD_SIZE=3") || all.contains("WORLD_SIZE=2"),
             "{all}"
         );
+    }
+
+    fn job_secret() -> Secret {
+        Secret::from_user("CORNET_JOB_SECRET", "the-secret-of-this-job".into()).unwrap()
+    }
+
+    /// A rank under torchrun: the store is the agent's, PyTorch's, which asks no proof of
+    /// anyone; the ring checks the job's secret if it has one.
+    fn under_torchrun(rank: usize, world: usize, port: u16, secret: Option<&Secret>) -> RankEnv {
+        let mut env = env(rank, world, port);
+        env.agent_store = true;
+        env.secret = secret.cloned();
+        env
+    }
+
+    /// An open store, as torchrun's agent serves.
+    fn open_store() -> StoreServer {
+        StoreServer::start(&StoreConfig::local(0)).unwrap()
+    }
+
+    #[test]
+    fn ranks_with_the_job_secret_prove_it_to_the_store_and_to_each_other() {
+        let (port, job) = (free_port(), job_secret());
+        let sums = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..3)
+                .map(|rank| {
+                    let mut env = env(rank, 3, port);
+                    env.secret = Some(job.clone());
+                    s.spawn(move || {
+                        let mut ring = TcpRing::connect(&env).unwrap();
+                        let mut data = vec![(rank + 1) as f32; 4];
+                        ring.all_reduce_sum(&mut data).unwrap();
+                        data
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        });
+        assert!(sums.iter().all(|sum| sum == &[6.0; 4]), "{sums:?}");
+    }
+
+    /// #24's attack under torchrun, whose store is open: a stranger sets the next rank's ring
+    /// address to its own before that rank arrives. Rank 0 dials it, gets no proof of the
+    /// secret, and stops saying so; what it sent holds nothing of the secret.
+    #[test]
+    fn a_forged_ring_address_is_refused_for_want_of_proof() {
+        let (store, job) = (open_store(), job_secret());
+        let impostor = TcpListener::bind("127.0.0.1:0").unwrap();
+        let forged = format!("2 {}", impostor.local_addr().unwrap());
+        let mut stranger = StoreClient::connect("127.0.0.1", store.port(), LONG, None).unwrap();
+        stranger
+            .set("cornet/none/attempt_0/ring/1", forged.as_bytes())
+            .unwrap();
+        let heard = std::thread::spawn(move || {
+            let (mut socket, _) = impostor.accept().unwrap();
+            socket.set_read_timeout(Some(LONG)).unwrap();
+            // It claims to prove, with bytes it cannot make right.
+            socket.write_all(&[1u8; 65]).unwrap();
+            let mut heard = Vec::new();
+            let _ = socket.read_to_end(&mut heard);
+            heard
+        });
+        let mut rank_0 = under_torchrun(0, 2, store.port(), Some(&job));
+        rank_0.timeout = Duration::from_secs(2);
+        let err = TcpRing::connect(&rank_0).err().unwrap().to_string();
+        assert!(
+            err.contains("could not prove it knows CORNET_JOB_SECRET"),
+            "{err}"
+        );
+        let heard = heard.join().unwrap();
+        let secret = job.expose().as_bytes();
+        assert!(!heard.is_empty() && !heard.windows(secret.len()).any(|w| w == secret));
+    }
+
+    /// Strangers who reach a rank's ring port before its neighbour, claiming to be it, are
+    /// closed (one offers no proof, one a wrong one); the neighbour that proves the secret is
+    /// taken and the ring sums.
+    #[test]
+    fn strangers_on_a_ranks_ring_port_are_closed_and_the_neighbour_taken() {
+        let (store, job) = (open_store(), job_secret());
+        let port = store.port();
+        std::thread::scope(|s| {
+            let rank_1 = s.spawn(|| {
+                let mut ring = TcpRing::connect(&under_torchrun(1, 2, port, Some(&job))).unwrap();
+                let mut data = vec![2.0f32; 3];
+                ring.all_reduce_sum(&mut data).unwrap();
+                data
+            });
+            let mut store_client = StoreClient::connect("127.0.0.1", port, LONG, None).unwrap();
+            let entry = store_client
+                .get("cornet/none/attempt_0/ring/1", LONG)
+                .unwrap()
+                .unwrap();
+            let addr = String::from_utf8(entry).unwrap();
+            let addr = addr.split_once(' ').unwrap().1.to_owned();
+            // Both connect before rank 0 does: rank 1 takes them first.
+            let strangers: Vec<_> = [false, true]
+                .map(|proves| {
+                    let mut socket = TcpStream::connect(&addr).unwrap();
+                    socket.set_read_timeout(Some(LONG)).unwrap();
+                    s.spawn(move || {
+                        // Claims rank 0; the second offers a challenge and a made-up proof.
+                        socket.write_all(&[0, 0, 0, 0, u8::from(proves)]).unwrap();
+                        if proves {
+                            socket.write_all(&[9u8; 32]).unwrap();
+                            socket.read_exact(&mut [0u8; 65]).unwrap();
+                            socket.write_all(&[9u8; 32]).unwrap();
+                        }
+                        let mut rest = Vec::new();
+                        let _ = socket.read_to_end(&mut rest);
+                        rest
+                    })
+                })
+                .into_iter()
+                .collect();
+            let mut ring = TcpRing::connect(&under_torchrun(0, 2, port, Some(&job))).unwrap();
+            let mut data = vec![1.0f32; 3];
+            ring.all_reduce_sum(&mut data).unwrap();
+            assert_eq!(data, [3.0; 3]);
+            assert_eq!(rank_1.join().unwrap(), [3.0; 3]);
+            for stranger in strangers {
+                // At most the listener's PROVES byte; never ACCEPTED after it.
+                let rest = stranger.join().unwrap();
+                assert!(rest.len() <= 1, "{rest:?}");
+            }
+        });
+    }
+
+    #[test]
+    fn ranks_that_disagree_on_having_a_secret_say_so() {
+        let (store, job) = (open_store(), job_secret());
+        let port = store.port();
+        let errors = std::thread::scope(|s| {
+            let ranks: Vec<_> = [Some(&job), None]
+                .into_iter()
+                .enumerate()
+                .map(|(rank, secret)| {
+                    let mut env = under_torchrun(rank, 2, port, secret);
+                    env.timeout = Duration::from_secs(2);
+                    s.spawn(move || TcpRing::connect(&env).err().unwrap().to_string())
+                })
+                .collect();
+            ranks
+                .into_iter()
+                .map(|r| r.join().unwrap())
+                .collect::<Vec<_>>()
+        });
+        for err in errors {
+            assert!(err.contains("set the same secret for every rank"), "{err}");
+        }
     }
 }
