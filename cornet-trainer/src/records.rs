@@ -103,8 +103,9 @@ pub struct Scalar {
     pub name: &'static str,
     /// Whether validations carry it too; train steps carry every scalar.
     pub in_validations: bool,
-    /// Its value in a record.
-    pub value: fn(&Record) -> f64,
+    /// Its value in a record; `None` where the record does not carry it (a measure the run
+    /// could not take, or a record written before the measure existed).
+    pub value: fn(&Record) -> Option<f64>,
     /// The panel that draws it against epochs, if one does.
     pub curve: Option<Curve>,
 }
@@ -137,7 +138,7 @@ pub const SCALARS: &[Scalar] = &[
     Scalar {
         name: "loss",
         in_validations: true,
-        value: |record| record.loss,
+        value: |record| Some(record.loss),
         curve: Some(Curve::Means {
             caption: "loss (cross-entropy)",
             scale: 1.0,
@@ -147,7 +148,7 @@ pub const SCALARS: &[Scalar] = &[
     Scalar {
         name: "top1",
         in_validations: true,
-        value: |record| record.top1,
+        value: |record| Some(record.top1),
         curve: Some(Curve::Means {
             caption: "top-1 accuracy (%)",
             scale: 100.0,
@@ -157,13 +158,13 @@ pub const SCALARS: &[Scalar] = &[
     Scalar {
         name: "top5",
         in_validations: true,
-        value: |record| record.top5,
+        value: |record| Some(record.top5),
         curve: None,
     },
     Scalar {
         name: "lr",
         in_validations: false,
-        value: |record| record.lr,
+        value: |record| Some(record.lr),
         curve: Some(Curve::Staircase {
             caption: "learning rate",
         }),
@@ -171,13 +172,13 @@ pub const SCALARS: &[Scalar] = &[
     Scalar {
         name: "data_wait_secs",
         in_validations: false,
-        value: |record| record.data_load_dur,
+        value: |record| Some(record.data_load_dur),
         curve: None,
     },
     Scalar {
         name: "peak_rss_mib",
         in_validations: true,
-        value: |record| record.peak_rss_mib.unwrap_or(f64::NAN),
+        value: |record| record.peak_rss_mib,
         curve: Some(Curve::Means {
             caption: "peak resident memory (GiB)",
             scale: 1.0 / 1024.0,
@@ -192,7 +193,7 @@ impl Record {
         SCALARS
             .iter()
             .filter(|scalar| self.phase == Phase::Train || scalar.in_validations)
-            .map(|scalar| (scalar, (scalar.value)(self)))
+            .filter_map(|scalar| Some((scalar, (scalar.value)(self)?)))
     }
 }
 
@@ -438,6 +439,10 @@ mod tests {
         let old = r#"{"phase":"train","epoch":0.5,"step":1,"loss":2.0,"top1":0.25,"top5":1.0,"lr":0.1,"dur":0.1,"data_load_dur":0.0,"comm_dur":0.0}"#;
         let record = parse(old).unwrap();
         assert_eq!(record.peak_rss_mib, None);
+        // Nor does it carry the scalar: TensorBoard gets no tag for it, not a NaN.
+        assert!(record
+            .scalars()
+            .all(|(scalar, _)| scalar.name != "peak_rss_mib"));
         assert_eq!(serde_json::to_string(&record).unwrap(), old);
         let measured = Record::sample(Phase::Val, 4, 1.0);
         let line = serde_json::to_string(&measured).unwrap();
