@@ -3,7 +3,9 @@
 
 use crate::config::Precision;
 use crate::distributed::DistributedError;
+use crate::memory::{self, PeakSpan};
 use crate::optim::{OptimError, Sgd};
+use crate::progress::{Progress, Work};
 use crate::step::forward_backward;
 use candle_core::{Device, Tensor};
 use cornet_model::{Arch, BatchGroups, Mode, Model, ModelConfig};
@@ -81,12 +83,17 @@ pub struct StepTimings {
     pub infer_step_ms: f64,
     /// Inference throughput.
     pub infer_images_per_sec: f64,
-    /// Peak resident memory of the process (Linux), after training and inference.
+    /// Peak resident memory of the process over the train steps (Linux; host memory only).
     pub peak_rss_mib: Option<f64>,
 }
 
-/// Times the train step and inference of a freshly initialised model on random images.
-pub fn run(options: &BenchOptions, device: &Device) -> Result<StepTimings> {
+/// Times the train step and inference of a freshly initialised model on random images,
+/// telling `progress` of each step.
+pub fn run(
+    options: &BenchOptions,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<StepTimings> {
     let mut model = Model::new(&ModelConfig::full(options.arch), device, 0)?;
     if let Some(images) = options.bn_images {
         model.set_batch_groups(BatchGroups::Ghost { images });
@@ -98,18 +105,24 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<StepTimings> {
     let targets = Tensor::from_vec(labels, n, device)?;
     let mut sgd = Sgd::new(0.9, 1e-4);
 
-    let train_ms = time_steps(options, device, || {
+    let steps_of_each = (options.warmup + options.steps) as u64;
+    progress.start(Work::Benchmarking, 2 * steps_of_each, 0);
+    let train_peak = PeakSpan::start();
+    let train_ms = time_steps(options, device, "train step", progress, || {
         let out = forward_backward(&model, &images, &targets, options.precision)?;
         sgd.step(model.store().parameters(), &out.grads, 0.01)?;
         Ok(())
     })?;
-    let infer_ms = time_steps(options, device, || {
+    // Where the kernel cannot reset its peak, the process's: the model's creation before.
+    let peak_rss_mib = train_peak.peak_mib().or_else(memory::peak_rss_mib);
+    let infer_ms = time_steps(options, device, "inference", progress, || {
         model.forward(
             &images.to_dtype(options.precision.activation_dtype())?,
             Mode::Eval,
         )?;
         Ok(())
     })?;
+    progress.finish();
     let per_sec = |ms: f64| n as f64 / (ms / 1000.0);
     Ok(StepTimings {
         model: format!("CORnet-{}", options.arch),
@@ -123,37 +136,37 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<StepTimings> {
         train_images_per_sec: per_sec(train_ms),
         infer_step_ms: infer_ms,
         infer_images_per_sec: per_sec(infer_ms),
-        peak_rss_mib: peak_rss_mib(),
+        peak_rss_mib,
     })
 }
 
-/// Median milliseconds of `steps` runs of `step` after `warmup` untimed ones.
+/// Median milliseconds of `steps` runs of `step` after `warmup` untimed ones, each told to
+/// `progress` as `what`.
 fn time_steps(
     options: &BenchOptions,
     device: &Device,
+    what: &str,
+    progress: &mut dyn Progress,
     mut step: impl FnMut() -> Result<()>,
 ) -> Result<f64> {
-    for _ in 0..options.warmup {
-        step()?;
-    }
-    device.synchronize()?;
+    let total = options.warmup + options.steps;
     let mut times = Vec::with_capacity(options.steps);
-    for _ in 0..options.steps {
+    for k in 0..total {
         let start = Instant::now();
         step()?;
         device.synchronize()?;
-        times.push(start.elapsed().as_secs_f64() * 1000.0);
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        let warming_up = k < options.warmup;
+        if !warming_up {
+            times.push(ms);
+        }
+        progress.advance(1);
+        progress.say(&format!("{what}: {ms:.0} ms"));
+        let untimed = if warming_up { " (warm-up)" } else { "" };
+        progress.note(&format!("{what} {}/{total}{untimed}: {ms:.0} ms", k + 1));
     }
     times.sort_by(f64::total_cmp);
     Ok(times[times.len() / 2])
-}
-
-/// `VmHWM` of /proc/self/status: the peak resident set size.
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 /// Gradient all-reduce throughput over the ranks of `comm`, against `memcpy` of the same

@@ -12,8 +12,8 @@ use crate::files::Aside;
 use crate::loading::{check_classes, open_images, ClassLimit};
 use crate::progress::Progress;
 use crate::train::{
-    earlier_run_artifact, run_files, BatchSource, ImageSource, Interrupts, Observers, Result,
-    RunLock, RunSettings, ShowProgress, Summary, TrainError, Trainer,
+    earlier_run_artifact, run_files, BatchSource, ImageSource, Interrupts, LogEvery, Observers,
+    Result, RunLock, RunSettings, ShowProgress, Summary, TrainError, Trainer,
 };
 use candle_core::Device;
 use cornet_data::{Dataset, Pipeline, PipelineOptions, Transform};
@@ -81,11 +81,15 @@ pub fn train(request: &TrainRequest, progress: &mut dyn Progress) -> Result<()> 
     let val = data.val.as_ref().map(|v| v as &dyn BatchSource);
     // What the run shows and writes as it goes: the progress, then the run's files, on rank 0.
     let (out, tensorboard) = (&config.output.path, config.output.tensorboard);
+    let every = LogEvery {
+        steps: config.output.log_every_steps,
+        secs: config.output.log_every_secs,
+    };
     let summary = trainer.run(&data.train, val, move |start| {
         let files = run_files(out, start, tensorboard)?;
         Ok(match start.rank {
             0 => Observers::new()
-                .with(ShowProgress::new(progress, start))
+                .with(ShowProgress::new(progress, start, every))
                 .with(files),
             _ => files,
         })

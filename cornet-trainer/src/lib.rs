@@ -27,6 +27,7 @@ pub mod experiment;
 pub mod extract;
 pub mod files;
 pub mod loading;
+pub mod memory;
 pub mod network;
 pub mod optim;
 pub mod progress;

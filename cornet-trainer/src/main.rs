@@ -3,6 +3,8 @@
 mod bars;
 mod cli;
 mod commands;
+mod display;
+mod lines;
 mod logging;
 
 use clap::Parser;
@@ -57,7 +59,7 @@ fn main() -> ExitCode {
         Err(err) => {
             // The whole chain of causes on one line, never a backtrace.
             let message = format!("{err:#}");
-            tell_the_agent(&message);
+            let the_launcher_shows_it = tell_the_agent(&message);
             // A stop that was asked for is not an error, but the run did not finish either.
             match err.downcast_ref::<StoppedBySignal>() {
                 Some(stopped) => {
@@ -65,7 +67,9 @@ fn main() -> ExitCode {
                     ExitCode::from(stopped.exit_status())
                 }
                 None => {
-                    eprintln!("error: {message}");
+                    if !the_launcher_shows_it {
+                        eprintln!("error: {message}");
+                    }
                     ExitCode::FAILURE
                 }
             }
@@ -74,11 +78,19 @@ fn main() -> ExitCode {
 }
 
 /// Under torchrun (or our `launch`), leaves the error where the agent looks for it, so that its
-/// failure summary shows it.
-fn tell_the_agent(message: &str) {
-    if let Some(path) = AgentFiles::from_env().error_file {
-        if let Err(e) = error_file::write(&path, message) {
+/// failure summary shows it. Whether our own `launch` (the one agent that sets a heartbeat
+/// file) has it: its summary shows it once for all ranks that failed alike, where each rank
+/// printing it too showed a config error once per rank, then in the summary.
+fn tell_the_agent(message: &str) -> bool {
+    let agent = AgentFiles::from_env();
+    let Some(path) = agent.error_file else {
+        return false;
+    };
+    match error_file::write(&path, message) {
+        Ok(()) => agent.heartbeat.is_some(),
+        Err(e) => {
             eprintln!("(could not write the error file {}: {e})", path.display());
+            false
         }
     }
 }

@@ -83,6 +83,11 @@ pub struct Record {
     /// Seconds spent in gradient all-reduce and buffer broadcast (0 for one rank).
     #[serde(deserialize_with = "nan_if_null")]
     pub comm_dur: f64,
+    /// Peak resident memory of rank 0's process during the step (or the whole validation),
+    /// MiB: host memory, a GPU's not counted ([`crate::memory`]). Absent where the kernel
+    /// does not tell it, and in records written before it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<f64>,
 }
 
 /// A number of a record, `null` being NaN.
@@ -98,8 +103,9 @@ pub struct Scalar {
     pub name: &'static str,
     /// Whether validations carry it too; train steps carry every scalar.
     pub in_validations: bool,
-    /// Its value in a record.
-    pub value: fn(&Record) -> f64,
+    /// Its value in a record; `None` where the record does not carry it (a measure the run
+    /// could not take, or a record written before the measure existed).
+    pub value: fn(&Record) -> Option<f64>,
     /// The panel that draws it against epochs, if one does.
     pub curve: Option<Curve>,
 }
@@ -132,7 +138,7 @@ pub const SCALARS: &[Scalar] = &[
     Scalar {
         name: "loss",
         in_validations: true,
-        value: |record| record.loss,
+        value: |record| Some(record.loss),
         curve: Some(Curve::Means {
             caption: "loss (cross-entropy)",
             scale: 1.0,
@@ -142,7 +148,7 @@ pub const SCALARS: &[Scalar] = &[
     Scalar {
         name: "top1",
         in_validations: true,
-        value: |record| record.top1,
+        value: |record| Some(record.top1),
         curve: Some(Curve::Means {
             caption: "top-1 accuracy (%)",
             scale: 100.0,
@@ -152,13 +158,13 @@ pub const SCALARS: &[Scalar] = &[
     Scalar {
         name: "top5",
         in_validations: true,
-        value: |record| record.top5,
+        value: |record| Some(record.top5),
         curve: None,
     },
     Scalar {
         name: "lr",
         in_validations: false,
-        value: |record| record.lr,
+        value: |record| Some(record.lr),
         curve: Some(Curve::Staircase {
             caption: "learning rate",
         }),
@@ -166,8 +172,18 @@ pub const SCALARS: &[Scalar] = &[
     Scalar {
         name: "data_wait_secs",
         in_validations: false,
-        value: |record| record.data_load_dur,
+        value: |record| Some(record.data_load_dur),
         curve: None,
+    },
+    Scalar {
+        name: "peak_rss_mib",
+        in_validations: true,
+        value: |record| record.peak_rss_mib,
+        curve: Some(Curve::Means {
+            caption: "peak resident memory (GiB)",
+            scale: 1.0 / 1024.0,
+            top: None,
+        }),
     },
 ];
 
@@ -177,7 +193,7 @@ impl Record {
         SCALARS
             .iter()
             .filter(|scalar| self.phase == Phase::Train || scalar.in_validations)
-            .map(|scalar| (scalar, (scalar.value)(self)))
+            .filter_map(|scalar| Some((scalar, (scalar.value)(self)?)))
     }
 }
 
@@ -319,6 +335,7 @@ impl Record {
             dur: 0.01,
             data_load_dur: 0.0,
             comm_dur: 0.0,
+            peak_rss_mib: Some(512.0),
         }
     }
 }
@@ -403,8 +420,33 @@ mod tests {
         };
         assert_eq!(
             names(Phase::Train),
-            ["loss", "top1", "top5", "lr", "data_wait_secs"]
+            [
+                "loss",
+                "top1",
+                "top5",
+                "lr",
+                "data_wait_secs",
+                "peak_rss_mib"
+            ]
         );
-        assert_eq!(names(Phase::Val), ["loss", "top1", "top5"]);
+        assert_eq!(names(Phase::Val), ["loss", "top1", "top5", "peak_rss_mib"]);
+    }
+
+    /// Records written before the peak memory was measured read as records without it; a
+    /// record without it is written without it.
+    #[test]
+    fn the_peak_memory_is_optional_both_ways() {
+        let old = r#"{"phase":"train","epoch":0.5,"step":1,"loss":2.0,"top1":0.25,"top5":1.0,"lr":0.1,"dur":0.1,"data_load_dur":0.0,"comm_dur":0.0}"#;
+        let record = parse(old).unwrap();
+        assert_eq!(record.peak_rss_mib, None);
+        // Nor does it carry the scalar: TensorBoard gets no tag for it, not a NaN.
+        assert!(record
+            .scalars()
+            .all(|(scalar, _)| scalar.name != "peak_rss_mib"));
+        assert_eq!(serde_json::to_string(&record).unwrap(), old);
+        let measured = Record::sample(Phase::Val, 4, 1.0);
+        let line = serde_json::to_string(&measured).unwrap();
+        assert!(line.ends_with(r#""peak_rss_mib":512.0}"#), "{line}");
+        assert_eq!(parse(&line).unwrap(), measured);
     }
 }

@@ -214,6 +214,53 @@ fn the_resolved_config_round_trips_and_hashes_stably() {
     assert_eq!(c.hash(), moved.hash());
 }
 
+/// What a run shows (`output.log_every_*`, `output.val_at_start`) is checked like any key,
+/// and left out of the resolved config at its default and of the hash always: a run written
+/// before these keys existed, or shown otherwise, resumes.
+#[test]
+fn what_a_run_shows_is_checked_and_not_part_of_what_it_trains() {
+    let c = parse(MINIMAL, &[]).unwrap();
+    let output = &c.output;
+    assert_eq!(
+        (
+            output.log_every_steps,
+            output.log_every_secs,
+            output.val_at_start
+        ),
+        (100, 60, true)
+    );
+    let yaml = c.to_yaml();
+    assert!(
+        !yaml.contains("log_every") && !yaml.contains("val_at_start"),
+        "{yaml}"
+    );
+    let shown = [
+        "output.log_every_steps=10",
+        "output.log_every_secs=0",
+        "output.val_at_start=false",
+    ];
+    let shown = parse(MINIMAL, &shown).unwrap();
+    assert_eq!(parse(&shown.to_yaml(), &[]).unwrap(), shown);
+    assert_eq!(shown.hash(), c.hash());
+    for (assignment, blamed) in [
+        (
+            "output.log_every_steps=-1",
+            "--set output.log_every_steps: ",
+        ),
+        (
+            "output.log_every_secs=often",
+            "--set output.log_every_secs: ",
+        ),
+        ("output.val_at_start=maybe", "--set output.val_at_start: "),
+    ] {
+        let err = parse(MINIMAL, &[assignment]).unwrap_err();
+        assert!(err.starts_with(blamed), "{assignment}: {err}");
+    }
+    let typo = MINIMAL.replace("  path: runs/s", "  path: runs/s\n  log_every_step: 5");
+    let err = parse(&typo, &[]).unwrap_err();
+    assert!(err.contains("log_every_step"), "{err}");
+}
+
 /// A single process on the CPU takes the whole batch: the shipped ImageNet configs' training
 /// bounds against the 24 GiB machine where CORnet-S (batch 256, 224 px) was killed near 24 GB
 /// after its first validation instead of being refused at the start. R, RT and S cannot fit

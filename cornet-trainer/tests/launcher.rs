@@ -205,6 +205,10 @@ fn a_rank_that_cannot_start_ends_the_job_with_its_last_lines() {
     );
     assert!(stderr.contains("not restarting"), "{stderr}");
     assert!(!stderr.contains("restarting all ranks"), "{stderr}");
+    // Both ranks failed alike: their message once, where each rank's own line, its tail in
+    // the summary and the summary's cause showed it six times.
+    assert_eq!(stderr.matches("missing.yaml").count(), 1, "{stderr}");
+    assert!(stderr.contains("ranks 0, 1 exited with"), "{stderr}");
 }
 
 /// Timing the all-reduce of one process would time nothing: refused, saying how to start ranks.

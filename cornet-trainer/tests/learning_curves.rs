@@ -91,6 +91,7 @@ fn expected_from_records(run: &Path, batch: f64) -> Points {
             values.push(("images_per_sec", batch / number("dur")));
             values.push(("data_wait_secs", number("data_load_dur")));
         }
+        values.push(("peak_rss_mib", number("peak_rss_mib")));
         for (tag, value) in values {
             let points = tags.entry(format!("{phase}/{tag}")).or_default();
             points.push((step, value as f32));

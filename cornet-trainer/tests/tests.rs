@@ -19,3 +19,4 @@ mod score_model;
 mod sgd_parity;
 mod shards_data;
 mod training;
+mod watching;

@@ -125,6 +125,7 @@ fn settings(out: &Path, epochs: u64) -> RunSettings {
         seed: 0,
         output_dir: out.to_owned(),
         save_val_epochs: 0.5,
+        val_at_start: true,
         save_model_epochs: 1,
         save_model_steps: 0,
         save_model_secs: 0,

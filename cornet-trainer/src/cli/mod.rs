@@ -30,7 +30,8 @@ use clap::{Parser, Subcommand};
     long_about = "Train, run and score the CORnet models (Kubilius, Schrimpf et al., NeurIPS 2019).\n\n\
                   `cornet-trainer test` extracts features as the original `run.py test` did."
 )]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+// Bare, it lists the commands (training's flags among them) rather than ask for --config.
+#[command(args_conflicts_with_subcommands = true, arg_required_else_help = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -94,6 +95,21 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    /// Bare, the command lists the commands, as `--help` does.
+    #[test]
+    fn a_bare_command_lists_the_commands() {
+        let err = parse("").unwrap_err();
+        assert_eq!(
+            err.kind(),
+            clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        );
+        let help = err.to_string();
+        assert!(
+            help.contains("Commands:") && help.contains("launch"),
+            "{help}"
+        );
     }
 
     /// The command lines the README shows, as it shows them.

@@ -13,8 +13,8 @@ use std::path::PathBuf;
 /// Training: a config, overrides of its fields, and where to start from.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// The experiment: a YAML file as in configs/.
-    #[arg(long, short = 'c', required = true)]
+    /// The experiment: a YAML file as in configs/ (required to train).
+    #[arg(long, short = 'c')]
     pub config: Option<PathBuf>,
 
     /// Override a config field, e.g. `--set optim.lr=0.05` (repeatable).
@@ -87,6 +87,10 @@ pub struct TrainArgs {
     /// Image side (data.image_size).
     #[arg(long, visible_alias = "imsize", value_parser = at_least(1))]
     pub image_size: Option<usize>,
+
+    /// Validate before the first step too (output.val_at_start; true unless the config says).
+    #[arg(long, value_name = "true|false")]
+    pub val_at_start: Option<bool>,
 }
 
 impl TrainArgs {
@@ -94,7 +98,7 @@ impl TrainArgs {
     /// caller); a published name given to `--init` resolved to its file.
     pub fn request(&self, rank_env: Option<RankEnv>) -> anyhow::Result<TrainRequest> {
         let Some(config) = self.config.clone() else {
-            anyhow::bail!("--config is required to train (see --help)");
+            anyhow::bail!("{}", self.config_missing());
         };
         Ok(TrainRequest {
             config,
@@ -104,6 +108,22 @@ impl TrainArgs {
             init: self.init.as_deref().map(published::resolve).transpose()?,
             rank_env,
         })
+    }
+
+    /// Why training needs `--config`, with the command that the original `run.py`'s habit
+    /// (`--model S --data-path ...` alone) was likely after.
+    fn config_missing(&self) -> String {
+        let model = self.model.as_deref().unwrap_or("S").to_lowercase();
+        let model = match model.as_str() {
+            "z" | "r" | "rt" | "s" => model,
+            _ => "s".into(),
+        };
+        format!(
+            "--config is required to train: an experiment's YAML file, whose fields the original \
+             run.py's flags (--model, --data-path, --lr, ...) change, e.g. `cornet-trainer \
+             --config configs/cornet_{model}.yaml --data-path /imagenet` (configs/ holds one \
+             per model); `cornet-trainer --help` lists the other commands"
+        )
     }
 
     /// The `--set` overrides followed by the original's flags, each named in errors.
@@ -137,6 +157,12 @@ impl TrainArgs {
             self.weight_decay,
         );
         put(&mut out, "--image-size", "data.image_size", self.image_size);
+        put(
+            &mut out,
+            "--val-at-start",
+            "output.val_at_start",
+            self.val_at_start,
+        );
         out
     }
 }
@@ -174,7 +200,8 @@ mod tests {
         let args = train(
             "--config c.yaml --set optim.gamma=0.5 --resume auto --force --init /w/z.pth \
              --data-path /d -o /o --model S --times 3 --ngpus 2 -j 5 --batch-size 64 --lr 0.1 \
-             --step-size 10 --epochs 3 --momentum 0.8 --weight-decay 0.0001 --image-size 96",
+             --step-size 10 --epochs 3 --momentum 0.8 --weight-decay 0.0001 --image-size 96 \
+             --val-at-start false",
         );
         let request = args.request(None).unwrap();
         assert_eq!(request.config, Path::new("c.yaml"));
@@ -197,6 +224,7 @@ mod tests {
             ("--momentum", "optim.momentum=0.8"),
             ("--weight-decay", "optim.weight_decay=0.0001"),
             ("--image-size", "data.image_size=96"),
+            ("--val-at-start", "output.val_at_start=false"),
         ]
         .map(|(flag, assignment)| (flag.to_string(), assignment.to_string()));
         assert_eq!(assignments(&args), expected);
@@ -216,6 +244,17 @@ mod tests {
              --step-size 10 --epochs 3 --momentum 0.8 --weight-decay 0.0001 --image-size 96",
         );
         assert_eq!(assignments(&original), assignments(&ours));
+    }
+
+    /// The original's habit, its flags without a config, is told which config to start from.
+    #[test]
+    fn training_without_a_config_names_the_config_to_start_from() {
+        let err = train("--model RT --data-path /d")
+            .request(None)
+            .unwrap_err();
+        let err = err.to_string();
+        assert!(err.starts_with("--config is required to train"), "{err}");
+        assert!(err.contains("--config configs/cornet_rt.yaml"), "{err}");
     }
 
     /// A value the config refuses is blamed on the flag that gave it; one of the wrong type

@@ -1,12 +1,13 @@
 //! `cornet-trainer bench` and `bench-allreduce`: one JSON line of timings.
 
 use crate::cli::{BenchAllreduceArgs, BenchArgs};
+use crate::display;
 use cornet_trainer::bench;
 use cornet_trainer::distributed::{self, Backend, RankEnv};
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let device = args.device.open()?;
-    let timings = bench::run(&args.options(), &device)?;
+    let timings = bench::run(&args.options(), &device, display::on_stderr().as_mut())?;
     println!("{}", serde_json::to_string(&timings)?);
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! `cornet-trainer score`: features from a file (`--features`) or from a model (`--model`)
 //! scored against neural recordings.
 
-use crate::bars::Bars;
 use crate::cli::{ScoreArgs, ScoreJob};
+use crate::display;
 use cornet_trainer::scan::{self, report};
 use cornet_trainer::score;
 
@@ -21,7 +21,7 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
             }
         }
         ScoreJob::Model(request) => {
-            let result = scan::scan(&request, &mut Bars::default())?;
+            let result = scan::scan(&request, display::on_stderr().as_mut())?;
             let (csv, svg) = report::write(&result, &request.out_dir)?;
             print!("{}", report::table(&result));
             println!("{}\n{}", csv.display(), svg.display());

@@ -1,7 +1,7 @@
 //! `cornet-trainer --config X`: training.
 
-use crate::bars::Bars;
 use crate::cli::TrainArgs;
+use crate::display;
 use cornet_trainer::distributed::env::{cpu_threads, RankEnv};
 use cornet_trainer::experiment;
 use cornet_trainer::train::TrainError;
@@ -9,11 +9,13 @@ use cornet_trainer::train::TrainError;
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let rank_env = RankEnv::from_env()?;
     share_cores(rank_env.as_ref())?;
-    experiment::train(&args.request(rank_env)?, &mut Bars::default()).map_err(|e| match e {
-        // Itself, not a cause: main exits with the status a stop by a signal has.
-        TrainError::Stopped(stopped) => anyhow::Error::new(stopped),
-        other => other.into(),
-    })
+    experiment::train(&args.request(rank_env)?, display::on_stderr().as_mut()).map_err(
+        |e| match e {
+            // Itself, not a cause: main exits with the status a stop by a signal has.
+            TrainError::Stopped(stopped) => anyhow::Error::new(stopped),
+            other => other.into(),
+        },
+    )
 }
 
 /// Sets this rank's share of the CPU cores (training and `eval`) (see [`cpu_threads`]) unless `RAYON_NUM_THREADS`

@@ -280,6 +280,25 @@ pub struct OutputSection {
     /// key existed is the same.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tensorboard: bool,
+    /// Validate before the first step too, as the original (when validating at all). False
+    /// skips that one validation (half an hour over ImageNet's at 224 px on a CPU) and keeps
+    /// the others.
+    #[serde(default = "defaults::yes", skip_serializing_if = "defaults::is_yes")]
+    pub val_at_start: bool,
+    /// Where no progress bar can be drawn (stderr not a terminal: a batch job's log, nohup, a
+    /// pipe), a progress line every this many training steps or validation batches (0: not by
+    /// steps).
+    #[serde(
+        default = "defaults::log_every_steps",
+        skip_serializing_if = "defaults::is_log_every_steps"
+    )]
+    pub log_every_steps: u64,
+    /// ... and every this many seconds, whichever comes first (0: not by time).
+    #[serde(
+        default = "defaults::log_every_secs",
+        skip_serializing_if = "defaults::is_log_every_secs"
+    )]
+    pub log_every_secs: u64,
 }
 
 mod defaults {
@@ -307,6 +326,9 @@ mod defaults {
     }
     pub fn yes() -> bool {
         true
+    }
+    pub fn is_yes(value: &bool) -> bool {
+        *value
     }
     pub fn momentum() -> f64 {
         0.9
@@ -337,6 +359,18 @@ mod defaults {
     }
     pub fn keep() -> usize {
         3
+    }
+    pub fn log_every_steps() -> u64 {
+        100
+    }
+    pub fn is_log_every_steps(steps: &u64) -> bool {
+        *steps == log_every_steps()
+    }
+    pub fn log_every_secs() -> u64 {
+        60
+    }
+    pub fn is_log_every_secs(secs: &u64) -> bool {
+        *secs == log_every_secs()
     }
 }
 
@@ -529,12 +563,18 @@ impl Config {
     }
 
     /// SHA-256 of the resolved config: what a checkpoint records to tell runs apart. The run
-    /// folder's own path is left out, so that a run moved elsewhere still resumes, and so is
-    /// `output.tensorboard`, which changes what a run shows, not what it trains.
+    /// folder's own path is left out, so that a run moved elsewhere still resumes, and so are
+    /// the keys that change what a run shows, not what it trains (`output.tensorboard`,
+    /// `output.val_at_start`, `output.log_every_*`): their defaults are left out of the
+    /// serialized config, so that the hash of a config written before they existed is the
+    /// same.
     pub fn hash(&self) -> String {
         let mut unplaced = self.clone();
         unplaced.output.path = PathBuf::new();
         unplaced.output.tensorboard = false;
+        unplaced.output.val_at_start = defaults::yes();
+        unplaced.output.log_every_steps = defaults::log_every_steps();
+        unplaced.output.log_every_secs = defaults::log_every_secs();
         let json = serde_json::to_vec(&unplaced).expect("a config always serializes");
         hex::encode(Sha256::digest(json))[..16].to_string()
     }

@@ -66,8 +66,11 @@ pub fn svg(runs: &[RunCurves]) -> Result<String, Cause> {
                     } else {
                         (1e-4, 1.0)
                     };
-                    let mut chart = panel(panel_area, caption)
-                        .build_cartesian_2d(epochs.clone(), (low..high).log_scale())?;
+                    let rates = (low..high)
+                        .log_scale()
+                        .with_key_points(log_ticks(low, high));
+                    let mut chart =
+                        panel(panel_area, caption).build_cartesian_2d(epochs.clone(), rates)?;
                     chart
                         .configure_mesh()
                         .x_desc("epoch")
@@ -89,6 +92,29 @@ pub fn svg(runs: &[RunCurves]) -> Result<String, Cause> {
 /// The largest value an axis reaches: a diverging run's values (or a learning rate of 1e308)
 /// would take it to infinity, where plotters' tick loop never ends.
 const AXIS_LIMIT: f64 = 1e300;
+
+/// Decades at most this far apart on a log axis get labels in between (2 and 5 times each):
+/// plotters' own choice put up to ten labels within one decade, over each other.
+const SPARSE_DECADES: f64 = 2.5;
+
+/// Labels of a log axis from `low` to `high` (both positive): each power of ten within it,
+/// and where it spans less than [`SPARSE_DECADES`], 2 and 5 times each too; over more than
+/// ten decades, every few decades.
+fn log_ticks(low: f64, high: f64) -> Vec<f64> {
+    let decades = (high / low).log10();
+    let multiples: &[f64] = if decades < SPARSE_DECADES {
+        &[1.0, 2.0, 5.0]
+    } else {
+        &[1.0]
+    };
+    let every = (decades / 10.0).ceil().max(1.0) as i32;
+    let (first, last) = (low.log10().floor() as i32, high.log10().ceil() as i32);
+    (first..=last)
+        .filter(|exponent| exponent.rem_euclid(every) == 0)
+        .flat_map(|exponent| multiples.iter().map(move |m| m * 10f64.powi(exponent)))
+        .filter(|tick| (low..=high).contains(tick))
+        .collect()
+}
 
 /// A run's colour.
 fn color(run: usize) -> RGBAColor {
@@ -151,4 +177,29 @@ fn draw_legend(area: &DrawingArea<SVGBackend<'_>, Shift>, runs: &[RunCurves]) ->
         area.draw(&Text::new(run.name.clone(), (x + 30, y - 7), font))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_ticks;
+
+    #[test]
+    fn a_log_axis_has_a_few_labels_apart_whatever_its_span() {
+        let shown = |low, high| -> Vec<String> {
+            let ticks = log_ticks(low, high);
+            ticks.iter().map(|v| format!("{v:.0e}")).collect()
+        };
+        // StepLR from 0.1 to 0.01, axis from half the lowest to twice the highest.
+        assert_eq!(
+            shown(0.005, 0.2),
+            ["5e-3", "1e-2", "2e-2", "5e-2", "1e-1", "2e-1"]
+        );
+        assert_eq!(shown(0.0125, 0.1), ["2e-2", "5e-2", "1e-1"]);
+        assert_eq!(shown(0.0005, 0.2), ["1e-3", "1e-2", "1e-1"]);
+        assert_eq!(shown(5e-10, 2e-2).len(), 8);
+        assert_eq!(
+            shown(5e-30, 2e-2),
+            ["1e-27", "1e-24", "1e-21", "1e-18", "1e-15", "1e-12", "1e-9", "1e-6", "1e-3"]
+        );
+    }
 }

@@ -71,7 +71,7 @@ impl RunCurves {
     pub fn push(&mut self, record: &Record) {
         if record.phase == Phase::Val {
             let values = SCALARS.iter().map(|s| match s.in_validations {
-                true => (s.value)(record),
+                true => (s.value)(record).unwrap_or(f64::NAN),
                 false => f64::NAN,
             });
             self.val.push((record.epoch, values.collect()));
@@ -90,7 +90,8 @@ impl RunCurves {
         let bin = self.train.last_mut().expect("pushed above");
         bin.epoch.add(record.epoch);
         for ((scalar, mean), stairs) in SCALARS.iter().zip(&mut bin.values).zip(&mut self.stairs) {
-            let value = (scalar.value)(record);
+            // A value the record lacks leaves a gap, as a NaN does.
+            let value = (scalar.value)(record).unwrap_or(f64::NAN);
             match scalar.curve {
                 Some(Curve::Staircase { .. }) => {
                     if stairs.last().is_none_or(|&(_, last)| last != value) {

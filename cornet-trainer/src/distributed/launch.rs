@@ -457,26 +457,53 @@ fn break_hung(rank: &mut Rank, silent: Duration, timeout: Duration) {
     let _ = rank.child.wait();
 }
 
-/// What went wrong: every rank that has failed, those killed by a signal (the likely first
-/// cause) first, each with the error it reported.
+/// How a rank failed: ranks that failed alike are named together.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Failure {
+    /// Exited by itself, rather than killed by a signal (the likely first cause).
+    exited: bool,
+    /// Its exit status, as shown.
+    status: String,
+    /// The error it reported, if it left one.
+    message: Option<String>,
+}
+
+/// What went wrong: every rank that has failed, those killed by a signal first, each with the
+/// error it reported; ranks that failed alike (every rank refusing the same config) are named
+/// together, their message once.
 fn describe_failures(ranks: &mut [Rank]) -> Result<String> {
-    let mut failures = Vec::new();
+    let mut failures: Vec<(Failure, Vec<String>)> = Vec::new();
     for rank in ranks.iter_mut() {
-        if let Some(status) = rank.child.try_wait()? {
-            if !status.success() {
-                let by_signal = status.code().is_none();
-                let mut text = format!("rank {} exited with {status}", rank.global_rank);
-                if let Some(message) = error_file::read(&rank.error_file) {
-                    text.push_str(&format!(" ({message})"));
-                }
-                failures.push((!by_signal, text));
-            }
+        let Some(status) = rank.child.try_wait()? else {
+            continue;
+        };
+        if status.success() {
+            continue;
+        }
+        let failure = Failure {
+            exited: status.code().is_some(),
+            status: status.to_string(),
+            message: error_file::read(&rank.error_file),
+        };
+        let name = rank.global_rank.to_string();
+        match failures.iter_mut().find(|(seen, _)| *seen == failure) {
+            Some((_, alike)) => alike.push(name),
+            None => failures.push((failure, vec![name])),
         }
     }
     failures.sort();
     Ok(failures
         .into_iter()
-        .map(|(_, text)| text)
+        .map(|(failure, alike)| {
+            let who = match alike.len() {
+                1 => format!("rank {}", alike[0]),
+                _ => format!("ranks {}", alike.join(", ")),
+            };
+            let said = failure
+                .message
+                .map_or_else(String::new, |m| format!(" ({m})"));
+            format!("{who} exited with {}{said}", failure.status)
+        })
         .collect::<Vec<_>>()
         .join("; "))
 }
@@ -486,6 +513,9 @@ fn summarize(cause: &str, ranks: &[Rank]) -> String {
     let mut summary = format!("launch: {cause}; all ranks ended.");
     for rank in ranks {
         let tail = rank.tail.lock().unwrap();
+        if tail.is_empty() {
+            continue;
+        }
         summary.push_str(&format!("\nlast lines of rank {}:", rank.global_rank));
         for line in tail.iter() {
             summary.push_str(&format!("\n  {line}"));
@@ -504,7 +534,9 @@ fn since_last_beat(path: &Path, started: Instant) -> Duration {
         .map_or(since_start, |since_beat| since_beat.min(since_start))
 }
 
-/// Copies a rank's output to ours line by line, prefixed with its rank, keeping the tail.
+/// Copies a rank's output to ours line by line, keeping the tail: its log (stderr) prefixed
+/// with its rank, its results (stdout: `eval`'s JSON line) as they are, for whatever reads
+/// them.
 fn forward_output(
     rank: usize,
     stream: Option<impl Read + Send + 'static>,
@@ -517,7 +549,7 @@ fn forward_output(
             if is_stderr {
                 eprintln!("[rank {rank}] {line}");
             } else {
-                println!("[rank {rank}] {line}");
+                println!("{line}");
             }
             let mut tail = tail.lock().unwrap();
             if tail.len() == TAIL_LINES {

@@ -19,7 +19,7 @@ pub use images::ImageSource;
 pub use interrupts::Interrupts;
 pub use observer::{RunObserver, RunStart};
 pub use observers::Observers;
-pub use progress::ShowProgress;
+pub use progress::{LogEvery, ShowProgress};
 pub use run::{Summary, Trainer};
 pub use run_folder::{earlier_run_artifact, run_files, RunLock};
 pub use settings::RunSettings;

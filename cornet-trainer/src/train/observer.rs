@@ -12,6 +12,11 @@ pub trait RunObserver {
     fn on_step(&mut self, _record: &Record, _images: usize) -> Result<()> {
         Ok(())
     }
+    /// A validation before step `step` begins: `batches` of this rank's. Its batches and its
+    /// end follow; progress only, so nothing can fail.
+    fn on_validation_start(&mut self, _step: u64, _batches: u64) {}
+    /// A batch of the validation under way is done: `images` on this rank.
+    fn on_validation_batch(&mut self, _images: usize) {}
     /// A validation is done.
     fn on_validation(&mut self, _record: &Record) -> Result<()> {
         Ok(())
@@ -35,6 +40,8 @@ pub trait RunObserver {
 pub struct RunStart {
     /// Steps of the whole run.
     pub total_steps: u64,
+    /// Steps of an epoch.
+    pub steps_per_epoch: u64,
     /// Steps already taken (a resumed run's checkpoint).
     pub global_step: u64,
     /// This process's rank; only rank 0 writes the run's files.

@@ -36,6 +36,18 @@ impl RunObserver for Observers<'_> {
         self.tell(|observer| observer.on_step(record, images))
     }
 
+    fn on_validation_start(&mut self, step: u64, batches: u64) {
+        for observer in &mut self.observers {
+            observer.on_validation_start(step, batches);
+        }
+    }
+
+    fn on_validation_batch(&mut self, images: usize) {
+        for observer in &mut self.observers {
+            observer.on_validation_batch(images);
+        }
+    }
+
     fn on_validation(&mut self, record: &Record) -> Result<()> {
         self.tell(|observer| observer.on_validation(record))
     }

@@ -20,6 +20,7 @@ use crate::error::Explain;
 use crate::evaluate::evaluate;
 use crate::files::Aside;
 use crate::loading::LabelledBatch;
+use crate::memory::PeakSpan;
 use crate::optim::Sgd;
 use crate::records::{Phase, Record};
 use crate::step::forward_backward;
@@ -186,6 +187,7 @@ impl<'a> Trainer<'a> {
         }
         let mut observer = observe(&RunStart {
             total_steps: total,
+            steps_per_epoch: spe,
             global_step: self.state.global_step,
             rank: self.comm.rank(),
             world_size: self.comm.world_size(),
@@ -280,6 +282,7 @@ impl<'a> Trainer<'a> {
         data_load_dur: f64,
     ) -> Result<Record> {
         let start = Instant::now();
+        let peak = PeakSpan::start();
         let device = self.model.device();
         // As the original: the learning rate at fractional epoch (global_step + 1) / nsteps.
         let frac_epoch = (self.state.global_step + 1) as f64 / steps_per_epoch as f64;
@@ -313,6 +316,7 @@ impl<'a> Trainer<'a> {
             dur: start.elapsed().as_secs_f64() + data_load_dur,
             data_load_dur,
             comm_dur,
+            peak_rss_mib: peak.peak_mib(),
         })
     }
 
@@ -324,13 +328,18 @@ impl<'a> Trainer<'a> {
         observer: &mut dyn RunObserver,
     ) -> Result<Record> {
         let start = Instant::now();
+        let peak = PeakSpan::start();
         let heartbeat = &self.heartbeat;
+        observer.on_validation_start(self.state.global_step, val.steps_per_epoch());
         let evaluated = evaluate::<TrainError>(
             self.model,
             val.batches(0, 0)?,
             self.settings.precision.activation_dtype(),
             &mut *self.comm,
-            |_| heartbeat.beat(),
+            |images| {
+                heartbeat.beat();
+                observer.on_validation_batch(images);
+            },
         )?;
         let scores = evaluated.evaluation;
         let record = Record {
@@ -344,6 +353,7 @@ impl<'a> Trainer<'a> {
             dur: start.elapsed().as_secs_f64(),
             data_load_dur: evaluated.data_load_dur,
             comm_dur: evaluated.comm_dur,
+            peak_rss_mib: peak.peak_mib(),
         };
         if self.is_rank0() {
             tracing::info!(
@@ -406,10 +416,11 @@ impl<'a> Trainer<'a> {
 
 impl Trainer<'_> {
     /// The original validates before the steps `int(k * save_val_epochs * nsteps)`, k = 0, 1,
-    /// ... (`np.arange(0, epochs + 1, save_val_epochs) * nsteps`), and at the end.
+    /// ... (`np.arange(0, epochs + 1, save_val_epochs) * nsteps`), and at the end; before
+    /// step 0 only if `val_at_start`.
     fn validates_at(&self, global_step: u64, steps_per_epoch: u64) -> bool {
         let every = self.settings.save_val_epochs;
-        if every <= 0.0 {
+        if every <= 0.0 || (global_step == 0 && !self.settings.val_at_start) {
             return false;
         }
         let k = (global_step as f64 / (every * steps_per_epoch as f64)).floor();

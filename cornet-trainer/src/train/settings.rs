@@ -28,6 +28,8 @@ pub struct RunSettings {
     pub output_dir: PathBuf,
     /// Validate every this many epochs (0: never).
     pub save_val_epochs: f64,
+    /// Validate before the first step too (when validating at all).
+    pub val_at_start: bool,
     /// Checkpoint every this many epochs (0: never).
     pub save_model_epochs: u64,
     /// Checkpoint every this many steps (0: never).
@@ -63,6 +65,7 @@ impl RunSettings {
             seed: config.train.seed,
             output_dir: output.path.clone(),
             save_val_epochs: output.save_val_epochs,
+            val_at_start: output.val_at_start,
             save_model_epochs: output.save_model_epochs,
             save_model_steps: output.save_model_steps,
             save_model_secs: output.save_model_secs,
