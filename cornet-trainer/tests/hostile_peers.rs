@@ -56,8 +56,10 @@ fn wait_for_port(port: u16, process: &mut Child) {
 }
 
 /// #24: 1100 idle connections under `ulimit -n 1024` stopped the store for good, and every
-/// later rendezvous hung. Here 150 under 64: the store runs out of descriptors, says so once,
-/// lets the idle ones go, and the second node's launcher and both ranks still meet.
+/// later rendezvous hung. Here 150 under 64: the store holds at most half the descriptors its
+/// launcher has left, so the launcher keeps its own (the pipes to its rank); the store lets the
+/// oldest idle connections go to make room, says so once, and the second node's launcher and
+/// both ranks still meet.
 #[test]
 fn a_flood_of_idle_connections_does_not_stop_launchs_store() {
     let port = free_port();
@@ -74,11 +76,9 @@ fn a_flood_of_idle_connections_does_not_stop_launchs_store() {
     let node_1 = start_node(1, port, secret, None);
     wait_for_success(node_1);
     let stderr = wait_for_success(node_0);
-    assert_eq!(
-        stderr.matches("out of file descriptors").count(),
-        1,
-        "{stderr}"
-    );
+    let let_go = "was let go before its handshake ended, to make room for others";
+    assert_eq!(stderr.matches(let_go).count(), 1, "{stderr}");
+    assert!(!stderr.contains("out of file descriptors"), "{stderr}");
 }
 
 /// The launchers of several nodes cannot make a secret up each: without one given, a job of

@@ -88,7 +88,7 @@ impl StoreServer {
             handshake_timeout: config.limits.handshake_timeout,
             warnings: Warnings::default(),
         });
-        let connections = Connections::new(config.limits.max_connections);
+        let connections = Connections::new(config.limits.max_connections.min(descriptor_share()));
         let (stop, stopped) = oneshot::channel();
         let serving = shared.clone();
         let thread = std::thread::Builder::new()
@@ -222,6 +222,25 @@ async fn serve(listener: TcpListener, connections: Arc<Connections>, shared: Arc
         }
     }
 }
+
+/// How many connections the store may hold without taking the file descriptors that the rest
+/// of its process needs (a launcher's pipes to its ranks, a rank's data files): half of those
+/// left when it starts, at least a few. A flood of connections then costs the process nothing
+/// but the store's own room.
+fn descriptor_share() -> usize {
+    use nix::sys::resource::{getrlimit, Resource};
+    let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return usize::MAX;
+    };
+    let open = std::fs::read_dir("/proc/self/fd").map_or(0, |fds| fds.count());
+    let left = usize::try_from(soft)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(open);
+    (left / 2).max(MIN_CONNECTIONS)
+}
+
+/// What the store holds however few descriptors are left: a job's own handful of clients.
+const MIN_CONNECTIONS: usize = 8;
 
 /// The pause after running out of file descriptors, doubled while it lasts.
 const MIN_PAUSE: Duration = Duration::from_millis(10);
