@@ -6,7 +6,8 @@
 //! [`Pipeline`] builds a loader and its sampler together. Nothing here knows about models.
 //!
 //! [`Loader`] is the front door (its documentation has an example); errors are
-//! [`DataError`]s, each naming the file or shard at fault.
+//! [`DataError`]s, each naming the file or shard at fault. Long tasks (listing a folder,
+//! packing, verifying, benchmarking) tell a [`progress::Progress`] how far they are.
 
 #![warn(missing_docs)]
 
@@ -17,6 +18,7 @@ pub mod error;
 pub mod loader;
 pub mod pack;
 pub mod pipeline;
+pub mod progress;
 pub mod sampler;
 pub mod shards;
 pub mod synthetic;
