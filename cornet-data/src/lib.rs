@@ -15,6 +15,8 @@ pub mod bench;
 pub mod dataset;
 pub mod decode;
 pub mod error;
+mod files;
+mod listing;
 pub mod loader;
 pub mod pack;
 pub mod pipeline;
@@ -24,7 +26,7 @@ pub mod shards;
 pub mod synthetic;
 pub mod transform;
 
-pub use dataset::{check_same_classes, Dataset, ImageFolder};
+pub use dataset::{check_same_classes, Dataset, ImageFolder, Listed};
 pub use error::{DataError, Result};
 pub use loader::{Batch, Loader, LoaderOptions};
 pub use pipeline::{Pipeline, PipelineOptions};

@@ -6,6 +6,7 @@ mod util;
 mod bad_folders;
 mod bad_shards;
 mod cli;
+mod listing;
 mod loader;
 mod parity;
 mod shards;

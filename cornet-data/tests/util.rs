@@ -1,8 +1,11 @@
-//! What the integration tests share: running the `cornet-data` command, and the fixtures (the
-//! parity fixtures through [`cornet_model::testing`], the crate's own webdataset shard).
+//! What the integration tests share: running the `cornet-data` command, the fixtures (the
+//! parity fixtures through [`cornet_model::testing`], the crate's own webdataset shard), and a
+//! progress that records what it is told.
 
+use cornet_data::progress::{Progress, Unit};
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::Mutex;
 
 pub use cornet_model::testing::{fixture, read_npz};
 
@@ -29,4 +32,46 @@ pub fn text(bytes: &[u8]) -> String {
 /// samples of sizes 16x12, 10x20 and 8x8 labelled 2, 0 and 1.
 pub fn webdataset_shard() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/webdataset-000000.tar")
+}
+
+/// A [`Progress`] that keeps what it was told, task by task.
+#[derive(Default)]
+pub struct RecordedProgress {
+    tasks: Mutex<Vec<RecordedTask>>,
+}
+
+/// One task as a [`RecordedProgress`] saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedTask {
+    pub what: String,
+    pub unit: Unit,
+    pub total: Option<u64>,
+    pub done: u64,
+    pub finished: bool,
+}
+
+impl RecordedProgress {
+    pub fn tasks(&self) -> Vec<RecordedTask> {
+        self.tasks.lock().unwrap().clone()
+    }
+}
+
+impl Progress for RecordedProgress {
+    fn begin(&self, what: &str, unit: Unit, total: Option<u64>) {
+        self.tasks.lock().unwrap().push(RecordedTask {
+            what: what.to_owned(),
+            unit,
+            total,
+            done: 0,
+            finished: false,
+        });
+    }
+
+    fn advance(&self, n: u64) {
+        self.tasks.lock().unwrap().last_mut().unwrap().done += n;
+    }
+
+    fn finish(&self) {
+        self.tasks.lock().unwrap().last_mut().unwrap().finished = true;
+    }
 }

@@ -3,6 +3,7 @@
 //! WebDataset writer's shards), kept beside the shard as `<name>.idx` (JSON).
 
 use crate::error::{DataError, Result};
+use crate::files::write_atomically;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -201,12 +202,7 @@ impl ShardIndex {
     /// Writes the sidecar beside `shard` (through a temporary file renamed into place, so a
     /// reader never sees half an index).
     pub fn save(&self, shard: &Path) -> std::io::Result<()> {
-        let path = sidecar_path(shard);
-        let staging = path.with_extension(format!("idx.{}.tmp", std::process::id()));
-        std::fs::write(&staging, serde_json::to_vec(self)?)?;
-        std::fs::rename(&staging, &path).inspect_err(|_| {
-            std::fs::remove_file(&staging).ok();
-        })
+        write_atomically(&sidecar_path(shard), &serde_json::to_vec(self)?)
     }
 
     /// Every sample's bytes lie inside the shard (an index edited or mixed up by hand).
