@@ -6,6 +6,7 @@ use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand};
 use cornet_data::bench::{bench, BenchOptions};
 use cornet_data::pack::{pack, PackOptions};
+use cornet_data::progress::NoProgress;
 use cornet_data::shards::manifest::{Manifest, Reencode, MANIFEST_FILE};
 use cornet_data::{Dataset, ImageFolder, Shards};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -217,7 +218,8 @@ fn run_bench(args: &BenchArgs) -> Result<()> {
 }
 
 fn run_verify(args: &VerifyArgs) -> Result<()> {
-    let shards = Shards::verify(&args.dir).with_context(|| args.dir.display().to_string())?;
+    let shards =
+        Shards::verify(&args.dir, &NoProgress).with_context(|| args.dir.display().to_string())?;
     let against = match Manifest::load(&args.dir)? {
         Some(_) => format!("match {MANIFEST_FILE}"),
         None => format!("indexed afresh (no {MANIFEST_FILE} to compare with)"),

@@ -4,6 +4,7 @@
 
 use super::index::ShardIndex;
 use crate::error::{DataError, Result};
+use crate::progress::NoProgress;
 use image::ImageFormat;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -130,7 +131,7 @@ impl ShardWriter {
         file.sync_all().map_err(io)?;
         // The index comes from scanning the finished tar: one way of indexing for our shards
         // and everyone else's, and the checksum of what is on disk.
-        let index = ShardIndex::build(&path)?;
+        let index = ShardIndex::build(&path, &NoProgress)?;
         index.save(&path).map_err(io)?;
         self.finished.push(ShardRecord {
             file: path
