@@ -9,7 +9,6 @@ use cornet_data::pack::{pack, PackOptions};
 use cornet_data::progress::NoProgress;
 use cornet_data::shards::manifest::{Manifest, Reencode, MANIFEST_FILE};
 use cornet_data::{Dataset, ImageFolder, Shards};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -171,12 +170,9 @@ fn run_pack(args: &PackArgs) -> Result<()> {
             quality: args.quality,
         }),
     };
-    let bar = ProgressBar::new(folder.len() as u64).with_style(
-        ProgressStyle::with_template("packing {bar:40} {pos}/{len} images, {per_sec}, {eta} left")
-            .expect("a valid template"),
-    );
-    let manifest = pack(&folder, &options, |n| bar.inc(n as u64)).context("--out")?;
-    bar.finish_and_clear();
+    let manifest = pack(&folder, &options, &NoProgress)
+        .context("--out")?
+        .manifest;
     let bytes: u64 = manifest.shards.iter().map(|s| s.bytes).sum();
     println!(
         "{} images of {} classes in {} shards ({}) in {}",

@@ -21,7 +21,7 @@ fn packed(dir: &Path, side: u32) -> PathBuf {
         shard_bytes: 1 << 30,
         reencode: None,
     };
-    pack(&ImageFolder::open(&src).unwrap(), &options, |_| {}).unwrap();
+    pack(&ImageFolder::open(&src).unwrap(), &options, &NoProgress).unwrap();
     out
 }
 
@@ -219,7 +219,7 @@ fn packed_images_are_named_by_their_format() {
         shard_bytes: 1 << 30,
         reencode: None,
     };
-    pack(&ImageFolder::open(&src).unwrap(), &options, |_| {}).unwrap();
+    pack(&ImageFolder::open(&src).unwrap(), &options, &NoProgress).unwrap();
     let mut archive = tar::Archive::new(std::fs::File::open(out.join("p-000000.tar")).unwrap());
     let names: Vec<String> = archive
         .entries()
@@ -244,7 +244,7 @@ fn packed_images_are_named_by_their_format() {
         }),
         ..options
     };
-    let err = pack(&ImageFolder::open(&src).unwrap(), &zero, |_| {})
+    let err = pack(&ImageFolder::open(&src).unwrap(), &zero, &NoProgress)
         .unwrap_err()
         .to_string();
     assert!(err.contains("1x1"), "{err}");

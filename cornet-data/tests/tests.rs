@@ -8,5 +8,6 @@ mod bad_shards;
 mod cli;
 mod listing;
 mod loader;
+mod pack_resume;
 mod parity;
 mod shards;

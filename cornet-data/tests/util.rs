@@ -3,7 +3,8 @@
 //! progress that records what it is told.
 
 use cornet_data::progress::{Progress, Unit};
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
@@ -21,6 +22,18 @@ pub fn cornet_data(args: &[&str]) -> Output {
 pub fn stdout_of_success(run: &Output) -> String {
     assert!(run.status.success(), "{}", text(&run.stderr));
     text(&run.stdout)
+}
+
+/// Every file of `dir` by name, with its bytes.
+pub fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&path).unwrap())
+        })
+        .collect()
 }
 
 /// Process output as text (lossy: a test reads it for messages only).

@@ -11,7 +11,7 @@ use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
 use crate::progress::{NoProgress, Progress, Unit};
 use index::{parse_label, ShardIndex};
-use manifest::{Manifest, MANIFEST_FILE};
+use manifest::{Manifest, MANIFEST_FILE, UNFINISHED_MANIFEST_FILE};
 use member::read_member;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -59,6 +59,13 @@ impl Shards {
         let manifest = Manifest::load(root)?;
         let shards = match &manifest {
             Some(manifest) => listed_shards(root, manifest)?,
+            None if root.join(UNFINISHED_MANIFEST_FILE).exists() => {
+                return Err(DataError::Invalid(format!(
+                    "{}: an unfinished pack ({UNFINISHED_MANIFEST_FILE}, no {MANIFEST_FILE}); \
+                     run the `cornet-data pack` that wrote it again to finish it",
+                    root.display()
+                )))
+            }
             None => shard_files(root)?,
         };
         if shards.is_empty() {
