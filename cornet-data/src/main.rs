@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand};
-use cornet_data::bench::{bench, BenchOptions};
+use cornet_data::bench::{bench, BenchOptions, Measure};
 use cornet_data::pack::{pack, PackOptions};
 use cornet_data::progress::NoProgress;
 use cornet_data::shards::manifest::{Manifest, Reencode, MANIFEST_FILE};
@@ -195,21 +195,12 @@ fn run_bench(args: &BenchArgs) -> Result<()> {
         workers: args.workers,
         batch_size: args.batch_size,
         val: args.val,
-        epochs: args.epochs,
+        measure: Measure::Epochs(args.epochs),
         image_size: args.image_size,
         warmup_batches: args.warmup_batches,
     };
-    let timings = bench(dataset, &options, |epoch, t| {
-        println!(
-            "epoch {epoch}: {} images in {:.2} s, {:.1} images/s",
-            t.images,
-            t.seconds,
-            t.images_per_sec()
-        );
-    })?;
-    let images: usize = timings.iter().map(|t| t.images).sum();
-    let seconds: f64 = timings.iter().map(|t| t.seconds).sum();
-    println!("images_per_sec {:.1}", images as f64 / seconds);
+    let measured = bench(dataset, &options, &NoProgress)?;
+    println!("images_per_sec {:.1}", measured.images_per_sec());
     Ok(())
 }
 

@@ -5,6 +5,7 @@ mod util;
 
 mod bad_folders;
 mod bad_shards;
+mod bench;
 mod cli;
 mod listing;
 mod loader;
