@@ -3,6 +3,7 @@
 //! progress that records what it is told.
 
 use cornet_data::progress::{Progress, Unit};
+use cornet_data::synthetic::write_image_folder;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -22,6 +23,14 @@ pub fn cornet_data(args: &[&str]) -> Output {
 pub fn stdout_of_success(run: &Output) -> String {
     assert!(run.status.success(), "{}", text(&run.stderr));
     text(&run.stdout)
+}
+
+/// `dir/train`, an ImageFolder of `classes` folders of `per_class` PNGs of `side` pixels, and
+/// `dir/shards`, a folder (not made) to pack them into.
+pub fn train_folder(dir: &Path, classes: usize, per_class: usize, side: u32) -> (PathBuf, PathBuf) {
+    let src = dir.join("train");
+    write_image_folder(&src, classes, per_class, side, 3).unwrap();
+    (src, dir.join("shards"))
 }
 
 /// Every file of `dir` by name, with its bytes.
