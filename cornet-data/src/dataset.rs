@@ -107,7 +107,7 @@ impl ImageFolder {
 
     /// Keeps this listing in `file` (JSON, written whole or not at all), for
     /// [`ImageFolder::reopen_or_list`]: ImageNet's training set makes a file of 27 MB that is
-    /// read back in 0.2 s, where listing its 1.28M files takes 1.5 s from the page cache and
+    /// read back in 0.2 s, where listing its 1.28M files takes 1.7 s from the page cache and
     /// far longer from a cold disk, or minutes over a network file system. Only a folder opened by class
     /// can be kept, and only with UTF-8 names.
     pub fn save_listing(&self, file: &Path) -> Result<()> {
