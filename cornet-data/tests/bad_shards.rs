@@ -2,6 +2,7 @@
 //! the sample, never read as other samples or other labels.
 
 use cornet_data::pack::{pack, PackOptions};
+use cornet_data::progress::NoProgress;
 use cornet_data::shards::index::sidecar_path;
 use cornet_data::shards::manifest::Reencode;
 use cornet_data::synthetic::write_image_folder;
@@ -20,7 +21,7 @@ fn packed(dir: &Path, side: u32) -> PathBuf {
         shard_bytes: 1 << 30,
         reencode: None,
     };
-    pack(&ImageFolder::open(&src).unwrap(), &options, |_| {}).unwrap();
+    pack(&ImageFolder::open(&src).unwrap(), &options, &NoProgress).unwrap();
     out
 }
 
@@ -177,7 +178,7 @@ fn shards_differing_from_the_manifest_are_refused() {
     std::fs::write(&shard, &damaged).unwrap();
     Shards::open(&out).unwrap();
     // ... until a verification hashes the shard whole, and remembers it in the index.
-    let err = Shards::verify(&out).unwrap_err().to_string();
+    let err = Shards::verify(&out, &NoProgress).unwrap_err().to_string();
     assert!(
         err.contains("train-000000.tar") && err.contains("SHA-256"),
         "{err}"
@@ -199,7 +200,7 @@ fn shards_differing_from_the_manifest_are_refused() {
 
     std::fs::write(&shard, &bytes).unwrap();
     std::fs::remove_file(sidecar_path(&shard)).unwrap();
-    let verified = Shards::verify(&out).unwrap();
+    let verified = Shards::verify(&out, &NoProgress).unwrap();
     assert_eq!(verified.len(), 6);
 }
 
@@ -218,7 +219,7 @@ fn packed_images_are_named_by_their_format() {
         shard_bytes: 1 << 30,
         reencode: None,
     };
-    pack(&ImageFolder::open(&src).unwrap(), &options, |_| {}).unwrap();
+    pack(&ImageFolder::open(&src).unwrap(), &options, &NoProgress).unwrap();
     let mut archive = tar::Archive::new(std::fs::File::open(out.join("p-000000.tar")).unwrap());
     let names: Vec<String> = archive
         .entries()
@@ -243,7 +244,7 @@ fn packed_images_are_named_by_their_format() {
         }),
         ..options
     };
-    let err = pack(&ImageFolder::open(&src).unwrap(), &zero, |_| {})
+    let err = pack(&ImageFolder::open(&src).unwrap(), &zero, &NoProgress)
         .unwrap_err()
         .to_string();
     assert!(err.contains("1x1"), "{err}");

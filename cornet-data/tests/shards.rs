@@ -3,6 +3,7 @@
 
 use crate::util::webdataset_shard;
 use cornet_data::pack::{pack, PackOptions};
+use cornet_data::progress::NoProgress;
 use cornet_data::shards::index::sidecar_path;
 use cornet_data::shards::manifest::{Manifest, Reencode};
 use cornet_data::synthetic::write_image_folder;
@@ -22,7 +23,7 @@ fn packed(dir: &Path, shard_bytes: u64, reencode: Option<Reencode>) -> (ImageFol
         shard_bytes,
         reencode,
     };
-    pack(&folder, &options, |_| {}).unwrap();
+    pack(&folder, &options, &NoProgress).unwrap();
     (folder, out)
 }
 

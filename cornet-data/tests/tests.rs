@@ -5,7 +5,10 @@ mod util;
 
 mod bad_folders;
 mod bad_shards;
+mod bench;
 mod cli;
+mod listing;
 mod loader;
+mod pack_resume;
 mod parity;
 mod shards;

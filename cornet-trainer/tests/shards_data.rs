@@ -3,6 +3,7 @@
 
 use crate::util::{final_weights, stderr_of_failure, stdout_of_success, train, write_config};
 use cornet_data::pack::{pack, PackOptions};
+use cornet_data::progress::NoProgress;
 use cornet_data::synthetic::write_image_folder;
 use cornet_data::ImageFolder;
 use std::collections::BTreeMap;
@@ -15,7 +16,7 @@ fn pack_folder(src: &Path, out: &Path) {
         shard_bytes: 64 * 1024,
         reencode: None,
     };
-    pack(&ImageFolder::open(src).unwrap(), &options, |_| {}).unwrap();
+    pack(&ImageFolder::open(src).unwrap(), &options, &NoProgress).unwrap();
 }
 
 /// One epoch on `$DATA/train$SUFFIX` read as `$FORMAT`, validated on `$DATA/val$SUFFIX`.

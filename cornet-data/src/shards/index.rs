@@ -3,6 +3,8 @@
 //! WebDataset writer's shards), kept beside the shard as `<name>.idx` (JSON).
 
 use crate::error::{DataError, Result};
+use crate::files::write_atomically;
+use crate::progress::Progress;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -70,9 +72,9 @@ pub fn sidecar_path(shard: &Path) -> PathBuf {
 
 impl ShardIndex {
     /// Scans the tar headers of `shard` and hashes it whole (only the small label members are
-    /// parsed). Members other than images and labels are ignored, as WebDataset
-    /// readers do with keys they are not asked for.
-    pub fn build(shard: &Path) -> Result<Self> {
+    /// parsed), telling `progress` the bytes read. Members other than images and labels are
+    /// ignored, as WebDataset readers do with keys they are not asked for.
+    pub fn build(shard: &Path, progress: &dyn Progress) -> Result<Self> {
         let file = File::open(shard).map_err(|e| DataError::io(shard, e))?;
         let shard_bytes = file.metadata().map_err(|e| DataError::io(shard, e))?.len();
         let corrupt = |what: String| DataError::BadShard {
@@ -81,10 +83,7 @@ impl ShardIndex {
         };
         // Every byte passes through the hash: the scan reads the shard through anyway
         // (skipping data by reading), and the checksum then costs no second pass.
-        let mut archive = tar::Archive::new(HashingReader {
-            inner: BufReader::new(file),
-            hasher: Sha256::new(),
-        });
+        let mut archive = tar::Archive::new(HashingReader::new(BufReader::new(file), progress));
         let entries = archive
             .entries()
             .map_err(|e| corrupt(format!("not a tar archive: {e}")))?;
@@ -156,7 +155,7 @@ impl ShardIndex {
         Ok(ShardIndex {
             shard_bytes,
             fingerprint: fingerprint(shard, shard_bytes)?,
-            sha256: hex::encode(rest.hasher.finalize()),
+            sha256: rest.finish(),
             samples,
         })
     }
@@ -201,12 +200,7 @@ impl ShardIndex {
     /// Writes the sidecar beside `shard` (through a temporary file renamed into place, so a
     /// reader never sees half an index).
     pub fn save(&self, shard: &Path) -> std::io::Result<()> {
-        let path = sidecar_path(shard);
-        let staging = path.with_extension(format!("idx.{}.tmp", std::process::id()));
-        std::fs::write(&staging, serde_json::to_vec(self)?)?;
-        std::fs::rename(&staging, &path).inspect_err(|_| {
-            std::fs::remove_file(&staging).ok();
-        })
+        write_atomically(&sidecar_path(shard), &serde_json::to_vec(self)?)
     }
 
     /// Every sample's bytes lie inside the shard (an index edited or mixed up by hand).
@@ -280,16 +274,43 @@ fn fingerprint(shard: &Path, shard_bytes: u64) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// Hashes what is read through it.
-struct HashingReader<R> {
+/// Hashes what is read through it, and counts it to a [`Progress`].
+struct HashingReader<'a, R> {
     inner: R,
     hasher: Sha256,
+    progress: &'a dyn Progress,
+    /// Bytes read since `progress` was last told: it is told per MiB, not per read.
+    untold: u64,
 }
 
-impl<R: Read> Read for HashingReader<R> {
+/// How many bytes read make one call to [`Progress::advance`].
+const TELL_EVERY: u64 = 1 << 20;
+
+impl<'a, R> HashingReader<'a, R> {
+    fn new(inner: R, progress: &'a dyn Progress) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            progress,
+            untold: 0,
+        }
+    }
+
+    /// The hash of everything read, in lowercase hex.
+    fn finish(self) -> String {
+        self.progress.advance(self.untold);
+        hex::encode(self.hasher.finalize())
+    }
+}
+
+impl<R: Read> Read for HashingReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
+        self.untold += n as u64;
+        if self.untold >= TELL_EVERY {
+            self.progress.advance(std::mem::take(&mut self.untold));
+        }
         Ok(n)
     }
 }

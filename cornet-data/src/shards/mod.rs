@@ -9,8 +9,9 @@ pub mod writer;
 
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
+use crate::progress::{NoProgress, Progress, Unit};
 use index::{parse_label, ShardIndex};
-use manifest::{Manifest, MANIFEST_FILE};
+use manifest::{Manifest, MANIFEST_FILE, UNFINISHED_MANIFEST_FILE};
 use member::read_member;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -43,20 +44,28 @@ impl Shards {
     /// Opens the shards in `root`, indexing those without an index. An index that cannot be
     /// written beside its shard (a read-only folder) is kept in memory only.
     pub fn open(root: &Path) -> Result<Self> {
-        Self::open_indexing(root, false)
+        Self::open_indexing(root, false, &NoProgress)
     }
 
     /// Opens the shards in `root` indexing every one afresh, which hashes each whole and
     /// compares it with the manifest: the full check of a folder that was copied or may
-    /// have been damaged since its indexes were made (`cornet-data verify`).
-    pub fn verify(root: &Path) -> Result<Self> {
-        Self::open_indexing(root, true)
+    /// have been damaged since its indexes were made (`cornet-data verify`). `progress` counts
+    /// the bytes hashed.
+    pub fn verify(root: &Path, progress: &dyn Progress) -> Result<Self> {
+        Self::open_indexing(root, true, progress)
     }
 
-    fn open_indexing(root: &Path, reindex: bool) -> Result<Self> {
+    fn open_indexing(root: &Path, reindex: bool, progress: &dyn Progress) -> Result<Self> {
         let manifest = Manifest::load(root)?;
         let shards = match &manifest {
             Some(manifest) => listed_shards(root, manifest)?,
+            None if root.join(UNFINISHED_MANIFEST_FILE).exists() => {
+                return Err(DataError::Invalid(format!(
+                    "{}: an unfinished pack ({UNFINISHED_MANIFEST_FILE}, no {MANIFEST_FILE}); \
+                     run the `cornet-data pack` that wrote it again to finish it",
+                    root.display()
+                )))
+            }
             None => shard_files(root)?,
         };
         if shards.is_empty() {
@@ -65,10 +74,22 @@ impl Shards {
                 root.display()
             )));
         }
+        if reindex {
+            let bytes = shards
+                .iter()
+                .map(|path| std::fs::metadata(path).map(|m| m.len()))
+                .sum::<std::io::Result<u64>>()
+                .map_err(|e| DataError::io(root, e))?;
+            progress.begin(
+                &format!("verifying {}", root.display()),
+                Unit::Bytes,
+                Some(bytes),
+            );
+        }
         // Shards are indexed (read whole, once) in parallel.
         let indexes = shards
             .par_iter()
-            .map(|path| index_of(path, reindex))
+            .map(|path| index_of(path, reindex, progress))
             .collect::<Result<Vec<_>>>()?;
         let mut samples = Vec::new();
         for (shard, (path, index)) in shards.iter().zip(indexes).enumerate() {
@@ -107,6 +128,9 @@ impl Shards {
                 s.label,
                 classes.len()
             )));
+        }
+        if reindex {
+            progress.finish();
         }
         Ok(Shards {
             shards,
@@ -245,14 +269,14 @@ fn listed_shards(root: &Path, manifest: &Manifest) -> Result<Vec<PathBuf>> {
 }
 
 /// The index of `shard`: its sidecar, unless `reindex` or there is none; then built (and
-/// kept beside the shard where it can be written).
-fn index_of(shard: &Path, reindex: bool) -> Result<ShardIndex> {
+/// kept beside the shard where it can be written), `progress` counting the bytes read.
+fn index_of(shard: &Path, reindex: bool, progress: &dyn Progress) -> Result<ShardIndex> {
     if !reindex {
         if let Some(index) = ShardIndex::load(shard)? {
             return Ok(index);
         }
     }
-    let index = ShardIndex::build(shard)?;
+    let index = ShardIndex::build(shard, progress)?;
     // Only a cache: without it the next open scans the shard again.
     let _ = index.save(shard);
     Ok(index)
