@@ -20,6 +20,7 @@ impl Progress for Bars {
             Work::Evaluating => "evaluating {bar:30} {pos}/{len} images ({per_sec}, eta {eta})",
             Work::Scoring => "scoring {bar:30} {pos}/{len} taps ({msg}, eta {eta})",
             Work::Benchmarking => "timing {bar:30} {pos}/{len} steps {msg}",
+            Work::Listing => "{msg} {bar:30} {pos}/{len} folders ({eta} left)",
         };
         let style = ProgressStyle::with_template(template).expect("static template");
         let bar = self.drawn.add(ProgressBar::new(total).with_style(style));

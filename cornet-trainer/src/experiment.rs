@@ -9,8 +9,8 @@ use crate::distributed::placement::{visible_cuda_devices, Placement};
 use crate::distributed::{self, Communicator, RankEnv};
 use crate::error::{Explain, StoppedBySignal};
 use crate::files::Aside;
-use crate::loading::{check_classes, open_images, ClassLimit};
-use crate::progress::Progress;
+use crate::loading::{check_classes, open_training_images, ClassLimit};
+use crate::progress::{DataProgress, Progress, Quiet};
 use crate::train::{
     earlier_run_artifact, run_files, BatchSource, ImageSource, Interrupts, LogEvery, Observers,
     Result, RunLock, RunSettings, ShowProgress, Summary, TrainError, Trainer,
@@ -44,7 +44,7 @@ pub struct TrainRequest {
 pub fn train(request: &TrainRequest, progress: &mut dyn Progress) -> Result<()> {
     let config = Config::load(&request.config, &request.overrides)?;
     let rank = place_rank(&config, request.rank_env.clone())?;
-    let data = prepare_data(&config, &rank)?;
+    let data = prepare_data(&config, &rank, progress)?;
     let mut model = build_model(&config, request.init.as_deref(), &rank.device)?;
     let mut comm = connect_ranks(&config, &rank)?;
     model.set_batch_groups(rank.bn_plan.connect(rank.env.as_ref())?);
@@ -193,8 +193,9 @@ struct Data {
     val: Option<ImageSource<Box<dyn Dataset>>>,
 }
 
-/// Generates the synthetic data if asked, opens the datasets and builds their pipelines.
-fn prepare_data(config: &Config, rank: &RankPlace) -> Result<Data> {
+/// Generates the synthetic data if asked, opens the datasets (telling `progress` how their
+/// listing goes, their listings kept beside the run) and builds their pipelines.
+fn prepare_data(config: &Config, rank: &RankPlace, progress: &mut dyn Progress) -> Result<Data> {
     let data = &config.data;
     if let Some(synthetic) = &data.synthetic {
         ensure_synthetic(
@@ -228,12 +229,25 @@ fn prepare_data(config: &Config, rank: &RankPlace) -> Result<Data> {
     };
     let size = data.image_size;
     let limit = ClassLimit::Config(config.model.num_classes);
-    let train_set = open_images(&data.train, data.format, "data.train")?;
+    let out = &config.output.path;
+    let keep = rank.rank == 0;
+    if keep {
+        std::fs::create_dir_all(out)
+            .explain(TrainError::Io, || format!("creating {}", out.display()))?;
+    }
+    // Rank 0 shows what the run does; the others list the same folders unseen.
+    let mut quiet = Quiet;
+    let shown: &mut dyn Progress = if keep { progress } else { &mut quiet };
+    let progress = DataProgress::new(shown, config.output.log_every_secs);
+    let open = |path: &Path, key: &str, file: &str| {
+        open_training_images(path, data.format, key, &out.join(file), keep, &progress)
+    };
+    let train_set = open(&data.train, "data.train", LISTING_TRAIN)?;
     let train_classes = train_set.classes();
     check_classes("data.train", &data.train, train_classes, None, limit)?;
     let val_set = match &data.val {
         Some(path) => {
-            let set = open_images(path, data.format, "data.val")?;
+            let set = open(path, "data.val", LISTING_VAL)?;
             let training = Some((data.train.as_path(), train_classes));
             check_classes("data.val", path, set.classes(), training, limit)?;
             Some(set)
@@ -247,6 +261,10 @@ fn prepare_data(config: &Config, rank: &RankPlace) -> Result<Data> {
         .map(ImageSource::new);
     Ok(Data { train, val })
 }
+
+/// The run folder's files that keep its data sets' listings (see [`open_training_images`]).
+const LISTING_TRAIN: &str = "listing-train.json";
+const LISTING_VAL: &str = "listing-val.json";
 
 /// The config's model, from `init`'s weights (which must be that model) or seeded at random.
 fn build_model(config: &Config, init: Option<&Path>, device: &Device) -> Result<Model> {

@@ -3,7 +3,7 @@
 
 use crate::config::DataFormat;
 use candle_core::{Device, Tensor};
-use cornet_data::{check_same_classes, Batch, DataError, Dataset, ImageFolder, Shards};
+use cornet_data::{check_same_classes, Batch, DataError, Dataset, ImageFolder, Listed, Shards};
 use std::path::Path;
 
 /// A labelled set that cannot serve: it does not open, its classes are not the training
@@ -102,6 +102,47 @@ pub fn open_images(
         key: key.to_owned(),
         source,
     })
+}
+
+/// [`open_images`] for a training run: an ImageFolder's listing is kept in the file `listing`
+/// beside the run and reused while every listed folder is as it was, so that a resume does not
+/// list 1.28M files again; a listing is told to `progress`, and `keep` (rank 0, the one writer
+/// of the run folder) saves a fresh one. A listing that cannot be saved costs only the next
+/// start's time, and is said so.
+pub fn open_training_images(
+    path: &Path,
+    format: DataFormat,
+    key: &str,
+    listing: &Path,
+    keep: bool,
+    progress: &dyn cornet_data::progress::Progress,
+) -> Result<Box<dyn Dataset>, DatasetError> {
+    if format == DataFormat::Shards {
+        return open_images(path, format, key);
+    }
+    let (folder, how) = ImageFolder::reopen_or_list(path, listing, progress).map_err(|source| {
+        DatasetError::Open {
+            key: key.to_owned(),
+            source,
+        }
+    })?;
+    match how {
+        Listed::Reused => tracing::info!(
+            "{key}: {} as listed in {} (no folder changed since)",
+            path.display(),
+            listing.display()
+        ),
+        Listed::Afresh(why) if keep => {
+            tracing::info!("{key}: listed {} ({why})", path.display());
+            if let Err(e) = folder.save_listing(listing) {
+                tracing::warn!(
+                    "{key}: the listing could not be kept ({e}): the next start lists again"
+                );
+            }
+        }
+        Listed::Afresh(_) => {}
+    }
+    Ok(Box::new(folder))
 }
 
 /// Checks a labelled set (`classes`, at `path`, named `name` in messages) as training checks

@@ -3,6 +3,8 @@
 //! terminal and prints the library's notes as plain lines elsewhere (a batch job's log, a
 //! pipe). [`Cadence`] says when a note is due.
 
+use cornet_data::progress::{summary, Unit};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The long work the library reports on; a display may show each its own way.
@@ -20,6 +22,8 @@ pub enum Work {
     Scoring,
     /// Steps timed by `bench`, its warm-up included.
     Benchmarking,
+    /// A data set's folders listed (`train` before its first step).
+    Listing,
 }
 
 /// Hears how far work has got. Calls come in order: [`Progress::start`], then any number of
@@ -27,7 +31,7 @@ pub enum Work {
 /// or [`Progress::stop`]; then perhaps the next work. Work may start within work (a
 /// validation between training steps): the inner work's calls come until its own finish or
 /// stop, and the outer work's calls resume after.
-pub trait Progress {
+pub trait Progress: Send {
     /// `work` of `total` units (steps, images, taps) begins, `done` of them already done (the
     /// steps before a resumed run's checkpoint).
     fn start(&mut self, work: Work, total: u64, done: u64);
@@ -57,6 +61,82 @@ impl Progress for Quiet {
     fn note(&mut self, _line: &str) {}
     fn finish(&mut self) {}
     fn stop(&mut self, _why: &str) {}
+}
+
+/// A [`Progress`] lent to cornet-data's long work (listing a data set's folders), which
+/// reports through cornet-data's own trait, from several threads: the counts pass on, and a
+/// note at the cadence given, so that a log shows the listing as it goes.
+pub struct DataProgress<'a> {
+    shared: Mutex<DataTask<'a>>,
+}
+
+struct DataTask<'a> {
+    progress: &'a mut dyn Progress,
+    secs: u64,
+    cadence: Cadence,
+    what: String,
+    unit: Unit,
+    total: Option<u64>,
+    done: u64,
+    started: Instant,
+}
+
+impl<'a> DataProgress<'a> {
+    /// `progress`, told of cornet-data's work, with a note every `secs` seconds (0: none but
+    /// the first and the last).
+    pub fn new(progress: &'a mut dyn Progress, secs: u64) -> Self {
+        let now = Instant::now();
+        DataProgress {
+            shared: Mutex::new(DataTask {
+                progress,
+                secs,
+                cadence: Cadence::new(0, secs, now),
+                what: String::new(),
+                unit: Unit::Items(""),
+                total: None,
+                done: 0,
+                started: now,
+            }),
+        }
+    }
+}
+
+impl cornet_data::progress::Progress for DataProgress<'_> {
+    fn begin(&self, what: &str, unit: Unit, total: Option<u64>) {
+        let mut task = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        task.progress.start(Work::Listing, total.unwrap_or(0), 0);
+        task.progress.say(what);
+        task.progress.note(&format!("{what}..."));
+        task.cadence = Cadence::new(0, task.secs, now);
+        (task.what, task.unit, task.total, task.done, task.started) =
+            (what.to_owned(), unit, total, 0, now);
+    }
+
+    fn advance(&self, n: u64) {
+        let mut task = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        task.done += n;
+        task.progress.advance(n);
+        if task.cadence.due(n, Instant::now()) {
+            let of = task.total.map_or(String::new(), |t| format!("/{t}"));
+            let line = format!("{}: {}{of} {}", task.what, task.done, unit_name(task.unit));
+            task.progress.note(&line);
+        }
+    }
+
+    fn finish(&self) {
+        let mut task = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let line = summary(&task.what, task.unit, task.done, task.started.elapsed());
+        task.progress.note(&line);
+        task.progress.finish();
+    }
+}
+
+fn unit_name(unit: Unit) -> &'static str {
+    match unit {
+        Unit::Items(name) => name,
+        Unit::Bytes => "bytes",
+    }
 }
 
 /// When the next note is due: after every `units` units of work or every `interval`, whichever
