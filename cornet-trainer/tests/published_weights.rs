@@ -411,8 +411,13 @@ fn a_signal_during_a_download_removes_its_partial_file() {
         wait_for_partial(&cache_of(dir.path()), &mut process);
 
         kill(Pid::from_raw(process.id() as i32), signal).unwrap();
-        let status = process.wait().unwrap();
-        assert_eq!(status.signal(), Some(signal as i32), "{signal}: {status}");
+        let output = process.wait_with_output().unwrap();
+        let (status, stderr) = (output.status, text(&output.stderr));
+        assert_eq!(
+            status.signal(),
+            Some(signal as i32),
+            "{signal}: {status}: {stderr}"
+        );
         assert_eq!(
             files_in(&cache_of(dir.path())),
             Vec::<String>::new(),
