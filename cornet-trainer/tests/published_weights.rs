@@ -406,6 +406,11 @@ fn wait_for_partial(cache: &Path, process: &mut Child) -> String {
 fn a_signal_during_a_download_removes_its_partial_file() {
     let server = stalling_server();
     for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // Children inherit an ignored signal (tests started in the background by a script
+        // ignore SIGINT), and the trainer rightly leaves those alone: this is about the
+        // default action, which a terminal's shell gives a command.
+        // SAFETY: restores the default action; no handler of this process is replaced.
+        unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl) }.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut process = start_test_z(dir.path(), &server);
         wait_for_partial(&cache_of(dir.path()), &mut process);
