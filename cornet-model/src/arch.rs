@@ -131,13 +131,12 @@ impl ModelConfig {
         let w = self.widths.map(|w| w as f64);
         // V1 reads 3 channels with a 7x7 kernel; the decoder maps IT's channels to the classes.
         let (v1, decoder) = (147.0 * w[0], w[3] * self.num_classes as f64);
+        // Z's areas: a 3x3 convolution from the area before.
+        let from_before: f64 = (1..4).map(|a| 9.0 * w[a - 1] * w[a]).sum();
         let areas: f64 = match self.arch {
-            // A 3x3 convolution from the area before; R and RT add one within the area.
-            Arch::Z => (1..4).map(|a| 9.0 * w[a - 1] * w[a]).sum(),
-            Arch::R | Arch::RT => {
-                (1..4).map(|a| 9.0 * w[a - 1] * w[a]).sum::<f64>()
-                    + w.iter().map(|w| 9.0 * w * w).sum::<f64>()
-            }
+            Arch::Z => from_before,
+            // R and RT add a 3x3 convolution within each area.
+            Arch::R | Arch::RT => from_before + w.iter().map(|w| 9.0 * w * w).sum::<f64>(),
             // V1's second 3x3 convolution; in each block a 1x1 from the area before, a 1x1
             // skip, and 1x1, 3x3 and 1x1 convolutions through four times the width.
             Arch::S => {

@@ -63,9 +63,6 @@ impl StoppedBySignal {
 }
 
 fn signal_name(signal: i32) -> String {
-    match signal {
-        signal_hook::consts::SIGINT => "SIGINT".into(),
-        signal_hook::consts::SIGTERM => "SIGTERM".into(),
-        other => format!("signal {other}"),
-    }
+    nix::sys::signal::Signal::try_from(signal)
+        .map_or_else(|_| format!("signal {signal}"), |s| s.as_str().to_owned())
 }
