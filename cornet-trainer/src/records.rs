@@ -212,16 +212,24 @@ impl RecordsFile {
     /// middle of a write) is not. Any other line that is no record is left out too, but said,
     /// and appended to `records.jsonl.damaged` beside it: nothing is lost without a word. The
     /// rewrite goes to a temporary file renamed over the old, so a kill during it loses nothing.
-    pub fn open(path: &Path, keep_through_step: u64) -> Result<Self> {
+    /// Returns it with the records kept, for whatever else a resumed run rebuilds from them.
+    pub fn open(path: &Path, keep_through_step: u64) -> Result<(Self, Vec<Record>)> {
+        let mut records = Vec::new();
         if path.exists() {
             let lines = read_lines(path)?;
             let (mut kept, mut damaged) = (String::new(), Vec::new());
             for (number, line) in lines.iter().enumerate() {
                 let keep = match parse(line) {
-                    Ok(r) => match r.phase {
-                        Phase::Val => r.step < keep_through_step,
-                        Phase::Train => r.step <= keep_through_step,
-                    },
+                    Ok(r) => {
+                        let keep = match r.phase {
+                            Phase::Val => r.step < keep_through_step,
+                            Phase::Train => r.step <= keep_through_step,
+                        };
+                        if keep {
+                            records.push(r);
+                        }
+                        keep
+                    }
                     Err(err) if err.is_eof() && number + 1 == lines.len() => false,
                     Err(_) => {
                         damaged.push((number + 1, line.as_str()));
@@ -244,10 +252,11 @@ impl RecordsFile {
             .append(true)
             .open(path)
             .explain(RecordsError::Io, || format!("opening {}", path.display()))?;
-        Ok(RecordsFile {
+        let file = RecordsFile {
             path: path.to_owned(),
             file,
-        })
+        };
+        Ok((file, records))
     }
 
     /// Writes `record` as one line.
@@ -348,7 +357,7 @@ mod tests {
     fn resuming_keeps_diverged_steps_and_drops_what_is_redone_and_a_torn_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("records.jsonl");
-        let mut records = RecordsFile::open(&path, 0).unwrap();
+        let (mut records, _) = RecordsFile::open(&path, 0).unwrap();
         for (phase, step, loss) in [
             (Phase::Val, 0, 2.0),
             (Phase::Train, 1, 1.5),
@@ -393,7 +402,7 @@ mod tests {
     fn a_damaged_line_within_the_records_is_kept_aside_on_resume() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("records.jsonl");
-        let mut records = RecordsFile::open(&path, 0).unwrap();
+        let (mut records, _) = RecordsFile::open(&path, 0).unwrap();
         records
             .append(&Record::sample(Phase::Train, 1, 1.0))
             .unwrap();
@@ -402,7 +411,7 @@ mod tests {
         let mut text = std::fs::read_to_string(&path).unwrap();
         text.push_str(&format!("{garbage}\n"));
         std::fs::write(&path, text).unwrap();
-        let mut records = RecordsFile::open(&path, 5).unwrap();
+        let (mut records, _) = RecordsFile::open(&path, 5).unwrap();
         records
             .append(&Record::sample(Phase::Train, 2, 1.0))
             .unwrap();

@@ -80,8 +80,7 @@ pub fn run_files(out: &Path, start: &RunStart, tensorboard: bool) -> Result<Obse
     if start.rank != 0 {
         return Ok(Observers::new());
     }
-    let records_path = out.join("records.jsonl");
-    let records = RecordsFile::open(&records_path, start.global_step)?;
+    let (records, so_far) = RecordsFile::open(&out.join("records.jsonl"), start.global_step)?;
     let mut files = Observers::new().with(records).with(CurvesFile::open(out)?);
     if tensorboard {
         let dir = out.join("tensorboard");
@@ -89,7 +88,7 @@ pub fn run_files(out: &Path, start: &RunStart, tensorboard: bool) -> Result<Obse
             &dir,
             start.global_step,
             start.world_size,
-            &records_path,
+            &so_far,
         )?);
     }
     Ok(files)

@@ -18,7 +18,7 @@
 use super::error::{Result, TrainError};
 use super::observer::RunObserver;
 use crate::error::Explain;
-use crate::records::{read_records, Phase, Record};
+use crate::records::{Phase, Record};
 use crate::tfevents::{self, Event, EventWriter, What};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -41,9 +41,14 @@ pub struct TensorBoardLog {
 
 impl TensorBoardLog {
     /// A new event file in `dir` for a run now at `global_step` over `world_size` ranks; if
-    /// `dir` already holds files, the run resumes, its records so far in `records` (see the
+    /// `dir` already holds files, the run resumes, `records` its records so far (see the
     /// module's note).
-    pub fn open(dir: &Path, global_step: u64, world_size: usize, records: &Path) -> Result<Self> {
+    pub fn open(
+        dir: &Path,
+        global_step: u64,
+        world_size: usize,
+        records: &[Record],
+    ) -> Result<Self> {
         let io_error = |what: &str, path: &Path| format!("{what} {}", path.display());
         std::fs::create_dir_all(dir).explain(TrainError::Io, || io_error("creating", dir))?;
         let earlier =
@@ -65,13 +70,12 @@ impl TensorBoardLog {
 
     /// After the START at `step`, what the earlier files lack: each record before `step` they
     /// never got, then train step `step`'s event (copied, or from the records).
-    fn resume(&mut self, logged: &Logged, step: u64, records: &Path) -> Result<()> {
+    fn resume(&mut self, logged: &Logged, step: u64, records: &[Record]) -> Result<()> {
         let path = self.events.path().to_owned();
         let writing = || format!("writing {}", path.display());
         self.events
             .write(&tfevents::restart(now(), step))
             .explain(TrainError::Io, writing)?;
-        let records = read_records(records)?;
         let step_unlogged =
             |r: &Record| r.step == step && r.phase == Phase::Train && logged.at_step.is_none();
         let missing = records.iter().filter(|r| {
@@ -234,8 +238,8 @@ mod tests {
             (Phase::Train, 5),
             (Phase::Train, 6),
         ];
-        let mut file = RecordsFile::open(&records, 0).unwrap();
-        let mut log = TensorBoardLog::open(&events, 0, 1, &records).unwrap();
+        let (mut file, _) = RecordsFile::open(&records, 0).unwrap();
+        let mut log = TensorBoardLog::open(&events, 0, 1, &[]).unwrap();
         for (n, &(phase, step)) in all.iter().enumerate() {
             let record = Record::sample(phase, step, 1.0);
             file.append(&record).unwrap();
@@ -249,7 +253,8 @@ mod tests {
         log.flush().unwrap();
         drop((file, log));
 
-        let resumed = TensorBoardLog::open(&events, 6, 1, &records).unwrap();
+        let (_, so_far) = RecordsFile::open(&records, 6).unwrap();
+        let resumed = TensorBoardLog::open(&events, 6, 1, &so_far).unwrap();
         let new_file = resumed.events.path().to_owned();
         drop(resumed);
         let expected = [
